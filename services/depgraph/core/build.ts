@@ -1,0 +1,322 @@
+import { Heap } from "./heap.js";
+import type { PolicyName } from "./priority.js";
+import type { TreePackage } from "./tree.js";
+
+export type JobState =
+  | "pending"
+  | "ready"
+  | "leased"
+  | "succeeded"
+  | "failed"
+  | "prefailed"
+  | "indirect-failed"
+  | "cycle"
+  | "up-to-date"
+  | "cancelled";
+
+export const JOB_STATES: readonly JobState[] = [
+  "pending", "ready", "leased", "succeeded", "failed", "prefailed", "indirect-failed", "cycle", "up-to-date", "cancelled",
+];
+
+const ACTIVE_STATES: ReadonlySet<JobState> = new Set(["pending", "ready", "leased"]);
+
+export function isTerminal(state: JobState): boolean {
+  return !ACTIVE_STATES.has(state);
+}
+
+/** Built, for the purpose of its dependents: they may start. */
+function isBuilt(state: JobState): boolean {
+  return state === "succeeded" || state === "up-to-date";
+}
+
+export type BuildMode = "full" | "incremental";
+export type BuildState = "running" | "finished" | "cancelled";
+
+/** BinaryPackage is a built package file as MarkDone reported it. */
+export interface BinaryPackage {
+  readonly fileName: string;
+  readonly sha256: string;
+  readonly sizeBytes: number;
+}
+
+/** Lease: who holds a job until when. Its id is what MarkDone must present. */
+export interface Lease {
+  readonly id: string;
+  readonly agentId: string;
+  deadline: number;
+}
+
+/** Job is one package in one build. Mutated only by its Build. */
+export interface Job {
+  readonly index: number;
+  readonly pkg: TreePackage;
+  readonly pkgname: string;
+  readonly dependencies: readonly number[];
+  readonly dependents: number[];
+  state: JobState;
+  /** Dependencies not yet built. */
+  waitingOn: number;
+  priority: number;
+  /** Order in which the job became ready, to break priority ties first-come first-served. */
+  readySeq: number;
+  reason: string;
+  blockedBy: string;
+  cycle: readonly string[];
+  /** Leases granted so far. */
+  attempts: number;
+  /** Leases lost (expired, or given back because the agent went away). */
+  losses: number;
+  lease: Lease | undefined;
+  agentId: string;
+  durationMs: number;
+  binaryPackage: BinaryPackage | undefined;
+  logRef: string;
+}
+
+/** JobTransition is one change of a job's state, as WatchJobs and NATS see it. */
+export interface JobTransition {
+  readonly buildId: string;
+  readonly pkgname: string;
+  readonly location: string;
+  readonly from: JobState;
+  readonly to: JobState;
+  readonly reason: string;
+  readonly agentId: string;
+  readonly time: number;
+}
+
+export interface BuildOptions {
+  readonly id: string;
+  readonly platform: string;
+  readonly mode: BuildMode;
+  readonly policy: PolicyName;
+  readonly limitTo: readonly string[];
+  readonly packagesDir: string;
+  readonly createdAt: number;
+}
+
+/** InitialState is what a job is before anything is built. */
+export interface InitialJob {
+  readonly pkg: TreePackage;
+  readonly dependencies: readonly number[];
+  readonly state: "pending" | "prefailed" | "cycle" | "up-to-date";
+  readonly reason: string;
+  readonly cycle: readonly string[];
+  readonly priority: number;
+}
+
+/**
+ * Build is the state machine of one build: which jobs wait, which are ready
+ * (a heap by priority), which are leased, and how each ended. It knows
+ * nothing of time but what callers pass in, nor of I/O.
+ */
+export class Build {
+  readonly jobs: Job[];
+  readonly byPkgname = new Map<string, Job>();
+  private readonly ready = new Heap<Job>((a, b) => a.priority > b.priority || (a.priority === b.priority && a.readySeq < b.readySeq));
+  private readonly counts = new Map<JobState, number>();
+  private readySeq = 0;
+  private active = 0;
+  state: BuildState = "running";
+  finishedAt: number | undefined;
+
+  constructor(
+    readonly options: BuildOptions,
+    initial: readonly InitialJob[],
+    private readonly emit: (t: JobTransition) => void,
+  ) {
+    for (const s of JOB_STATES) this.counts.set(s, 0);
+    this.jobs = initial.map((init, index) => ({
+      index,
+      pkg: init.pkg,
+      pkgname: init.pkg.record.pkgname,
+      dependencies: init.dependencies,
+      dependents: [],
+      state: init.state,
+      waitingOn: 0,
+      priority: init.priority,
+      readySeq: 0,
+      reason: init.reason,
+      blockedBy: "",
+      cycle: init.cycle,
+      attempts: 0,
+      losses: 0,
+      lease: undefined,
+      agentId: "",
+      durationMs: 0,
+      binaryPackage: undefined,
+      logRef: "",
+    }));
+    for (const job of this.jobs) {
+      this.byPkgname.set(job.pkgname, job);
+      for (const dep of job.dependencies) this.jobs[dep]!.dependents.push(job.index);
+    }
+    for (const job of this.jobs) {
+      if (job.state === "prefailed" || job.state === "cycle") this.blockDependents(job, options.createdAt, false);
+    }
+    for (const job of this.jobs) {
+      if (job.state === "pending") {
+        for (const dep of job.dependencies) if (!isBuilt(this.jobs[dep]!.state)) job.waitingOn++;
+        if (job.waitingOn === 0) this.makeReady(job, options.createdAt, false);
+      }
+      this.counts.set(job.state, this.counts.get(job.state)! + 1);
+      if (!isTerminal(job.state)) this.active++;
+    }
+    this.checkFinished(options.createdAt);
+  }
+
+  get id(): string {
+    return this.options.id;
+  }
+
+  countOf(state: JobState): number {
+    return this.counts.get(state)!;
+  }
+
+  get readyCount(): number {
+    return this.ready.size;
+  }
+
+  /** Takes the highest-priority ready job and leases it. */
+  leaseNext(lease: Lease, now: number): Job | undefined {
+    const job = this.ready.pop();
+    if (job === undefined) return undefined;
+    job.lease = lease;
+    job.agentId = lease.agentId;
+    job.attempts++;
+    this.move(job, "leased", "", now);
+    return job;
+  }
+
+  /** Ends a lease with success: dependents whose last dependency this was become ready. */
+  succeed(job: Job, result: { durationMs: number; binaryPackage: BinaryPackage; logRef: string }, now: number): number {
+    job.lease = undefined;
+    job.durationMs = result.durationMs;
+    job.binaryPackage = result.binaryPackage;
+    job.logRef = result.logRef;
+    this.move(job, "succeeded", "", now);
+    let newlyReady = 0;
+    for (const up of job.dependents) {
+      const dependent = this.jobs[up]!;
+      dependent.waitingOn--;
+      if (dependent.waitingOn === 0 && dependent.state === "pending") {
+        this.makeReady(dependent, now, true);
+        newlyReady++;
+      }
+    }
+    this.checkFinished(now);
+    return newlyReady;
+  }
+
+  /** Ends a job as failed; everything that needs it becomes indirect-failed. */
+  fail(job: Job, result: { durationMs: number; reason: string; logRef: string }, now: number): number {
+    job.lease = undefined;
+    job.durationMs = result.durationMs;
+    job.logRef = result.logRef;
+    this.move(job, "failed", result.reason, now);
+    const blocked = this.blockDependents(job, now, true);
+    this.checkFinished(now);
+    return blocked;
+  }
+
+  /**
+   * Puts a leased job back in the ready queue. A lost lease counts against
+   * maxLosses, so a package that kills every agent it meets fails instead of
+   * going round for ever; a draining agent's give-back does not count.
+   */
+  requeue(job: Job, reason: string, counts: boolean, maxLosses: number, now: number): "requeued" | "failed" {
+    job.lease = undefined;
+    if (counts) job.losses++;
+    if (counts && job.losses >= maxLosses) {
+      this.fail(job, { durationMs: 0, reason: `gave up after ${job.losses} lost leases; last: ${reason}`, logRef: job.logRef }, now);
+      return "failed";
+    }
+    this.move(job, "ready", reason, now);
+    job.readySeq = this.readySeq++;
+    this.ready.push(job);
+    return "requeued";
+  }
+
+  /** Ends every job not yet terminal as cancelled; returns the leases that were held. */
+  cancel(now: number): Lease[] {
+    const dropped: Lease[] = [];
+    for (const job of this.jobs) {
+      if (isTerminal(job.state)) continue;
+      if (job.lease !== undefined) dropped.push(job.lease);
+      job.lease = undefined;
+      this.move(job, "cancelled", "build cancelled", now);
+    }
+    this.ready.retain(() => false);
+    this.state = "cancelled";
+    this.finishedAt = now;
+    return dropped;
+  }
+
+  /** Every job this one needs, directly or not. */
+  transitiveDependencies(job: Job): Job[] {
+    const seen = new Set<number>();
+    const stack = [...job.dependencies];
+    const result: Job[] = [];
+    while (stack.length > 0) {
+      const i = stack.pop()!;
+      if (seen.has(i)) continue;
+      seen.add(i);
+      const dep = this.jobs[i]!;
+      result.push(dep);
+      stack.push(...dep.dependencies);
+    }
+    return result;
+  }
+
+  private makeReady(job: Job, now: number, announce: boolean): void {
+    job.readySeq = this.readySeq++;
+    if (announce) this.move(job, "ready", "", now);
+    else job.state = "ready";
+    this.ready.push(job);
+  }
+
+  private blockDependents(root: Job, now: number, announce: boolean): number {
+    let blocked = 0;
+    const stack = [...root.dependents];
+    while (stack.length > 0) {
+      const job = this.jobs[stack.pop()!]!;
+      if (job.state !== "pending") continue;
+      job.blockedBy = root.pkgname;
+      const reason = `needs ${root.pkgname}, which is ${root.state}`;
+      if (announce) this.move(job, "indirect-failed", reason, now);
+      else {
+        job.state = "indirect-failed";
+        job.reason = reason;
+      }
+      blocked++;
+      stack.push(...job.dependents);
+    }
+    return blocked;
+  }
+
+  private move(job: Job, to: JobState, reason: string, now: number): void {
+    const from = job.state;
+    job.state = to;
+    job.reason = reason;
+    this.counts.set(from, this.counts.get(from)! - 1);
+    this.counts.set(to, this.counts.get(to)! + 1);
+    if (!isTerminal(from) && isTerminal(to)) this.active--;
+    this.emit({
+      buildId: this.options.id,
+      pkgname: job.pkgname,
+      location: job.pkg.record.location,
+      from,
+      to,
+      reason,
+      agentId: job.agentId,
+      time: now,
+    });
+  }
+
+  private checkFinished(now: number): void {
+    if (this.active === 0 && this.state === "running") {
+      this.state = "finished";
+      this.finishedAt = now;
+    }
+  }
+}

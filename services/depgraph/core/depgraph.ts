@@ -1,0 +1,355 @@
+import { Build, type BinaryPackage, type BuildMode, type InitialJob, type Job, type JobTransition } from "./build.js";
+import { EmptyTree, InvalidRequest, StaleLease, UnknownBuild, UnknownPackage } from "./errors.js";
+import { Heap } from "./heap.js";
+import type { DurationHistory } from "./history.js";
+import { upToDatePackages, type BinaryPackageFile } from "./incremental.js";
+import { policies, type PolicyName } from "./priority.js";
+import { isValidLocation, isValidPkgname } from "./scan-record.js";
+import { PackageTree, prefailReason } from "./tree.js";
+
+export interface DepGraphOptions {
+  /** Milliseconds since the epoch; read once per operation. */
+  readonly now: () => number;
+  /** Fresh unguessable ids for builds and leases. */
+  readonly newId: () => string;
+  readonly history: DurationHistory;
+  readonly defaultPolicy: PolicyName;
+  readonly defaultLeaseMs: number;
+  readonly maxLeaseMs: number;
+  /** Lost leases after which a job fails rather than going back to ready. */
+  readonly maxLosses: number;
+  /** Expected duration of a package never built, when history has nothing at all. */
+  readonly fallbackDurationMs: number;
+  /** A tree to start from (benchmarks share one resolved tree); a new empty one otherwise. */
+  readonly tree?: PackageTree;
+}
+
+export interface CreateBuildRequest {
+  readonly platform: string;
+  readonly mode: BuildMode;
+  readonly policy: PolicyName | undefined;
+  readonly limitTo: readonly string[];
+  readonly packagesDir: string;
+  /** Binary packages present in packagesDir (incremental builds only). */
+  readonly binaryPackages: ReadonlyMap<string, BinaryPackageFile>;
+}
+
+/** Assignment is a leased job handed to a build host. */
+export interface Assignment {
+  readonly build: Build;
+  readonly job: Job;
+  readonly lease: { readonly id: string; readonly deadline: number };
+}
+
+export interface LeaseRef {
+  readonly buildId: string;
+  readonly pkgname: string;
+  readonly leaseId: string;
+}
+
+export interface JobResult extends LeaseRef {
+  readonly succeeded: boolean;
+  readonly durationMs: number;
+  readonly binaryPackage: BinaryPackage | undefined;
+  readonly logRef: string;
+  readonly failureReason: string;
+}
+
+interface LeaseDeadline {
+  readonly deadline: number;
+  readonly build: Build;
+  readonly job: Job;
+  readonly leaseId: string;
+}
+
+const PLATFORM_SHAPE = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
+
+/**
+ * DepGraph is the whole depgraph service as a pure state machine: the tree,
+ * the builds, and the leases. Adapters (gRPC, NATS, the store) call it and
+ * never reach inside; it does no I/O and reads time only through options.now.
+ */
+export class DepGraph {
+  readonly tree: PackageTree;
+  private readonly builds = new Map<string, Build>();
+  private readonly leaseDeadlines = new Heap<LeaseDeadline>((a, b) => a.deadline < b.deadline);
+  private leasesHeld = 0;
+  private readonly transitionListeners = new Set<(t: JobTransition) => void>();
+  private readonly readyListeners = new Set<() => void>();
+
+  constructor(private readonly options: DepGraphOptions) {
+    this.tree = options.tree ?? new PackageTree();
+  }
+
+  /** Calls listener on every job transition of every build. Returns an unsubscribe function. */
+  onTransition(listener: (t: JobTransition) => void): () => void {
+    this.transitionListeners.add(listener);
+    return () => this.transitionListeners.delete(listener);
+  }
+
+  /** Calls listener whenever jobs may have become ready (so waiting callers retry). */
+  onReady(listener: () => void): () => void {
+    this.readyListeners.add(listener);
+    return () => this.readyListeners.delete(listener);
+  }
+
+  private readonly emit = (t: JobTransition): void => {
+    for (const listener of this.transitionListeners) listener(t);
+  };
+
+  private announceReady(): void {
+    for (const listener of this.readyListeners) listener();
+  }
+
+  createBuild(request: CreateBuildRequest): Build {
+    const now = this.options.now();
+    if (!PLATFORM_SHAPE.test(request.platform)) {
+      throw new InvalidRequest(`platform "${request.platform}" must be 1-128 letters, digits, '.', '_', '+' or '-' (e.g. "NetBSD-10.0-x86_64")`);
+    }
+    if (this.tree.size === 0) throw new EmptyTree();
+    if (request.mode === "incremental" && request.packagesDir === "") {
+      throw new InvalidRequest("an incremental build needs a packages directory (packages_dir, or the server's --packages-dir)");
+    }
+    const selected = this.selectPackages(request.limitTo);
+    const indexOf = new Map<string, number>();
+    selected.forEach((name, i) => indexOf.set(name, i));
+    const inCycle = new Map<string, readonly string[]>();
+    for (const cycle of this.tree.cyclesFound()) for (const name of cycle) inCycle.set(name, cycle);
+
+    const packages = selected.map((name) => this.tree.get(name)!);
+    const dependencies = packages.map((pkg) => pkg.dependencies.map((d) => indexOf.get(d)!));
+    const dependents: number[][] = packages.map(() => []);
+    dependencies.forEach((deps, i) => deps.forEach((d) => dependents[d]!.push(i)));
+    const typical = this.options.history.typicalMs() ?? this.options.fallbackDurationMs;
+    const expectedMs = packages.map((pkg) =>
+      this.options.history.expectedMs(pkg.record.pkgname, pkg.record.location) ?? (typical * pkg.record.pbulkWeight) / 100);
+    const policy = request.policy ?? this.options.defaultPolicy;
+    const priority = policies[policy].priorities({
+      dependencies,
+      dependents,
+      pbulkWeight: packages.map((pkg) => pkg.record.pbulkWeight),
+      expectedMs,
+    });
+    const upToDate = request.mode === "incremental"
+      ? upToDatePackages(packages.map((pkg) => pkg.record.pkgname), dependencies, request.binaryPackages)
+      : new Set<number>();
+
+    const initial: InitialJob[] = packages.map((pkg, i) => {
+      const cycle = inCycle.get(pkg.record.pkgname);
+      const prefail = prefailReason(pkg);
+      const [state, reason]: [InitialJob["state"], string] =
+        cycle !== undefined ? ["cycle", `dependency cycle: ${cycle.join(" -> ")}`]
+        : prefail !== "" ? ["prefailed", prefail]
+        : upToDate.has(i) ? ["up-to-date", "binary package is current"]
+        : ["pending", ""];
+      return { pkg, dependencies: dependencies[i]!, state, reason, cycle: cycle ?? [], priority: priority[i]! };
+    });
+    const id = this.options.newId();
+    const build = new Build(
+      { id, platform: request.platform, mode: request.mode, policy, limitTo: [...request.limitTo], packagesDir: request.packagesDir, createdAt: now },
+      initial,
+      this.emit,
+    );
+    this.builds.set(id, build);
+    if (build.readyCount > 0) this.announceReady();
+    return build;
+  }
+
+  /** All packages, or the named locations/PKGNAMEs plus everything they need. */
+  private selectPackages(limitTo: readonly string[]): string[] {
+    if (limitTo.length === 0) return [...this.tree.pkgnames()];
+    const selected = new Set<string>();
+    const stack: string[] = [];
+    for (const entry of limitTo) {
+      if (!isValidLocation(entry) && !isValidPkgname(entry)) {
+        throw new InvalidRequest(`"${entry}" is neither a location (category/package) nor a PKGNAME (name-version)`);
+      }
+      const names = this.tree.get(entry) !== undefined ? [entry] : this.tree.atLocation(entry);
+      if (names.length === 0) throw new UnknownPackage(entry);
+      stack.push(...names);
+    }
+    while (stack.length > 0) {
+      const name = stack.pop()!;
+      if (selected.has(name)) continue;
+      selected.add(name);
+      stack.push(...this.tree.get(name)!.dependencies);
+    }
+    return [...selected];
+  }
+
+  getBuild(buildId: string): Build {
+    const build = this.builds.get(buildId);
+    if (build === undefined) throw new UnknownBuild(buildId);
+    return build;
+  }
+
+  /** Builds, newest first. */
+  listBuilds(platform = ""): Build[] {
+    return [...this.builds.values()]
+      .filter((b) => platform === "" || b.options.platform === platform)
+      .reverse();
+  }
+
+  cancelBuild(buildId: string): Build {
+    const build = this.getBuild(buildId);
+    if (build.state === "running") this.leasesHeld -= build.cancel(this.options.now()).length;
+    return build;
+  }
+
+  /**
+   * Leases up to max ready jobs of the platform's running builds, oldest
+   * build first and, within a build, highest priority first.
+   */
+  nextReadyJobs(platform: string, agentId: string, max: number, leaseMs: number | undefined): Assignment[] {
+    if (platform === "") throw new InvalidRequest("platform is required: the agent's platform, e.g. \"NetBSD-10.0-x86_64\"");
+    if (agentId === "") throw new InvalidRequest("agent_id is required, so leases can be traced to a build host");
+    const now = this.options.now();
+    const deadline = now + this.leaseLength(leaseMs);
+    const assignments: Assignment[] = [];
+    for (const build of this.builds.values()) {
+      if (build.state !== "running" || build.options.platform !== platform) continue;
+      while (assignments.length < max) {
+        const leaseId = this.options.newId();
+        const job = build.leaseNext({ id: leaseId, agentId, deadline }, now);
+        if (job === undefined) break;
+        this.leaseDeadlines.push({ deadline, build, job, leaseId });
+        this.leasesHeld++;
+        assignments.push({ build, job, lease: { id: leaseId, deadline } });
+      }
+      if (assignments.length >= max) break;
+    }
+    return assignments;
+  }
+
+  private leaseLength(leaseMs: number | undefined): number {
+    if (leaseMs === undefined || leaseMs === 0) return this.options.defaultLeaseMs;
+    if (!(leaseMs > 0) || leaseMs > this.options.maxLeaseMs) {
+      throw new InvalidRequest(`lease_duration must be between 0 and ${this.options.maxLeaseMs / 1000} s`);
+    }
+    return leaseMs;
+  }
+
+  private heldJob(ref: LeaseRef): { build: Build; job: Job } {
+    const build = this.getBuild(ref.buildId);
+    const job = build.byPkgname.get(ref.pkgname);
+    if (job === undefined) throw new StaleLease(ref.buildId, ref.pkgname, ref.leaseId, "the build has no such job");
+    if (job.lease === undefined || job.lease.id !== ref.leaseId) {
+      const why = job.state === "leased" ? "the job is leased under another lease"
+        : `the job is ${job.state}${job.reason ? ` (${job.reason})` : ""}`;
+      throw new StaleLease(ref.buildId, ref.pkgname, ref.leaseId, why);
+    }
+    return { build, job };
+  }
+
+  /**
+   * Reports outcomes. Every lease is checked before anything changes, so a
+   * call with one stale lease leaves every job as it was.
+   */
+  markDone(results: readonly JobResult[]): { newlyReady: number; newlyBlocked: number } {
+    if (results.length === 0) throw new InvalidRequest("results is empty: report at least one job");
+    const held = results.map((result) => {
+      if (result.succeeded && result.binaryPackage === undefined) {
+        throw new InvalidRequest(`result for ${result.pkgname} says succeeded but names no binary package`);
+      }
+      if (!(result.durationMs >= 0)) throw new InvalidRequest(`duration of ${result.pkgname} is negative`);
+      return this.heldJob(result);
+    });
+    const twice = results.find((r, i) => results.findIndex((s) => s.buildId === r.buildId && s.pkgname === r.pkgname) !== i);
+    if (twice !== undefined) throw new InvalidRequest(`${twice.pkgname} is reported twice in one call`);
+    const now = this.options.now();
+    let newlyReady = 0;
+    let newlyBlocked = 0;
+    results.forEach((result, i) => {
+      const { build, job } = held[i]!;
+      this.leasesHeld--;
+      if (result.succeeded) {
+        newlyReady += build.succeed(job, { durationMs: result.durationMs, binaryPackage: result.binaryPackage!, logRef: result.logRef }, now);
+        this.options.history.record(job.pkgname, job.pkg.record.location, result.durationMs);
+      } else {
+        newlyBlocked += build.fail(job, { durationMs: result.durationMs, reason: result.failureReason || "build failed", logRef: result.logRef }, now);
+      }
+    });
+    if (newlyReady > 0) this.announceReady();
+    return { newlyReady, newlyBlocked };
+  }
+
+  /** Pushes held leases' deadlines forward; leases no longer held are reported as lost. */
+  renewLeases(refs: readonly LeaseRef[], leaseMs: number | undefined): { renewed: LeaseRef[]; lost: LeaseRef[]; deadline: number } {
+    const deadline = this.options.now() + this.leaseLength(leaseMs);
+    const renewed: LeaseRef[] = [];
+    const lost: LeaseRef[] = [];
+    for (const ref of refs) {
+      let held: { build: Build; job: Job };
+      try {
+        held = this.heldJob(ref);
+      } catch (e) {
+        if (e instanceof StaleLease || e instanceof UnknownBuild) {
+          lost.push(ref);
+          continue;
+        }
+        throw e;
+      }
+      held.job.lease!.deadline = deadline;
+      this.leaseDeadlines.push({ deadline, build: held.build, job: held.job, leaseId: ref.leaseId });
+      renewed.push(ref);
+    }
+    this.shedStaleDeadlines();
+    return { renewed, lost, deadline };
+  }
+
+  /** Gives leased jobs back; all or nothing, like markDone. */
+  returnJobs(refs: readonly LeaseRef[], agentLost: boolean, message: string): { requeued: number; failed: number } {
+    if (refs.length === 0) throw new InvalidRequest("leases is empty: name at least one lease to give back");
+    const held = refs.map((ref) => this.heldJob(ref));
+    const now = this.options.now();
+    let requeued = 0;
+    let failed = 0;
+    for (const { build, job } of held) {
+      this.leasesHeld--;
+      const reason = message || (agentLost ? `agent ${job.agentId} went away` : `agent ${job.agentId} gave it back`);
+      if (build.requeue(job, reason, agentLost, this.options.maxLosses, now) === "requeued") requeued++;
+      else failed++;
+    }
+    if (requeued > 0) this.announceReady();
+    return { requeued, failed };
+  }
+
+  /** When the next lease runs out, or undefined when none is held. */
+  nextLeaseDeadline(): number | undefined {
+    this.dropDeadEntries();
+    return this.leaseDeadlines.peek()?.deadline;
+  }
+
+  /** Puts every job whose lease has run out back to ready. Returns how many. */
+  expireLeases(): number {
+    const now = this.options.now();
+    let expired = 0;
+    for (;;) {
+      this.dropDeadEntries();
+      const top = this.leaseDeadlines.peek();
+      if (top === undefined || top.deadline > now) break;
+      this.leaseDeadlines.pop();
+      this.leasesHeld--;
+      expired++;
+      top.build.requeue(top.job, `lease ${top.leaseId} held by ${top.job.agentId} expired`, true, this.options.maxLosses, now);
+    }
+    if (expired > 0) this.announceReady();
+    return expired;
+  }
+
+  private isLive(entry: LeaseDeadline): boolean {
+    const lease = entry.job.lease;
+    return lease !== undefined && lease.id === entry.leaseId && lease.deadline === entry.deadline;
+  }
+
+  private dropDeadEntries(): void {
+    for (let top = this.leaseDeadlines.peek(); top !== undefined && !this.isLive(top); top = this.leaseDeadlines.peek()) {
+      this.leaseDeadlines.pop();
+    }
+  }
+
+  // Renewals leave superseded entries behind; shed them before they outgrow the live ones.
+  private shedStaleDeadlines(): void {
+    if (this.leaseDeadlines.size > 4 * this.leasesHeld + 1024) this.leaseDeadlines.retain((e) => this.isLive(e));
+  }
+}

@@ -1,0 +1,92 @@
+import { readFile } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import { DepGraphService, file_pkgfarm_v1_depgraph } from "../../gen/pkgfarm/v1/depgraph_pb.js";
+import { createHealth, listenGrpc, MAX_MESSAGE_BYTES, registerReflection } from "../shared/index.js";
+import type { DepGraphConfig } from "./config.js";
+import { DepGraph } from "./core/depgraph.js";
+import { createScanRecordParser, type ScanRecord } from "./core/scan-record.js";
+import type { InvalidScanRecord } from "./core/errors.js";
+import { createDurationHistory, parseBuildHistoryCsv } from "./core/history.js";
+import { readScanChunks } from "./scan-file.js";
+import { createDepGraphService } from "./service.js";
+
+export interface RunningDepGraph {
+  readonly depgraph: DepGraph;
+  /** Base URL, e.g. http://127.0.0.1:7401. */
+  readonly url: string;
+  readonly port: number;
+  /** Stops taking calls, ends streams, and resolves once the port is closed. */
+  close(): Promise<void>;
+}
+
+/**
+ * startDepGraphServer wires the core, the service, reflection and health onto
+ * one HTTP/2 port that speaks gRPC, gRPC-Web and Connect.
+ */
+export async function startDepGraphServer(config: DepGraphConfig, logger: Logger): Promise<RunningDepGraph> {
+  const historyRows = config.historyFile === "" ? [] : parseBuildHistoryCsv(await readFile(config.historyFile, "utf8"));
+  const history = createDurationHistory(historyRows);
+  const now = Date.now;
+  const depgraph = new DepGraph({
+    now,
+    newId: randomUUID,
+    history,
+    defaultPolicy: config.defaultPolicy,
+    defaultLeaseMs: config.defaultLeaseMs,
+    maxLeaseMs: config.maxLeaseMs,
+    maxLosses: config.maxLosses,
+    fallbackDurationMs: 60_000,
+  });
+  if (config.importFile !== "") await importFile(depgraph, config.importFile, logger);
+
+  const service = createDepGraphService({
+    depgraph,
+    history,
+    logger,
+    packagesDir: config.packagesDir,
+    scanHelper: config.scanHelper.length === 0 ? undefined : { command: config.scanHelper, treeDir: config.treeDir, timeoutMs: 300_000, concurrency: 2 },
+    maxWaitMs: 60_000,
+    maxJobsPerCall: 1024,
+    maxWatchBacklog: 100_000,
+    now,
+  });
+  const health = createHealth();
+  const shutdown = new AbortController();
+  const handler = connectNodeAdapter({
+    readMaxBytes: MAX_MESSAGE_BYTES,
+    shutdownSignal: shutdown.signal,
+    routes(router) {
+      router.service(DepGraphService, service.impl);
+      health.register(router);
+      registerReflection(router, [file_pkgfarm_v1_depgraph]);
+    },
+  });
+  const listening = await listenGrpc(handler, config.host, config.port);
+  health.setStatus(DepGraphService.typeName, "SERVING");
+  health.setStatus("", "SERVING");
+  logger.info({ port: listening.port, host: config.host, historyRows: historyRows.length }, "depgraph listening");
+  return {
+    depgraph,
+    url: listening.url,
+    port: listening.port,
+    async close() {
+      health.shutdown();
+      service.close();
+      shutdown.abort();
+      await listening.close();
+    },
+  };
+}
+
+async function importFile(depgraph: DepGraph, path: string, logger: Logger): Promise<void> {
+  const records: ScanRecord[] = [];
+  const problems: InvalidScanRecord[] = [];
+  const parser = createScanRecordParser((r) => records.push(r), (p) => problems.push(p));
+  for await (const chunk of readScanChunks(path)) parser.push(chunk);
+  parser.end();
+  problems.push(...depgraph.tree.replace(records, "tree"));
+  for (const p of problems.slice(0, 20)) logger.warn({ line: p.line, location: p.location }, p.problem);
+  logger.info({ path, records: records.length, problems: problems.length, ...depgraph.tree.summary(), cycles: depgraph.tree.cyclesFound().length }, "scan file imported");
+}

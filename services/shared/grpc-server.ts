@@ -1,0 +1,78 @@
+import * as http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import { SESSION_MEMORY_MIB } from "./transport.js";
+
+type Handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
+
+export interface ListeningGrpcServer {
+  /** Base URL, e.g. http://127.0.0.1:7401. */
+  readonly url: string;
+  readonly port: number;
+  /**
+   * Stops accepting connections and resolves once every session has ended.
+   * Calls still running after graceMs are cut off, so a stuck client cannot
+   * hold a rollout hostage.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** listenGrpc serves a connect handler over cleartext HTTP/2 (h2c), as gRPC clients expect. */
+export async function listenGrpc(handler: Handler, host: string, port: number): Promise<ListeningGrpcServer> {
+  const server = http2.createServer({ maxSessionMemory: SESSION_MEMORY_MIB }, handler);
+  // Streams per session. A closing session whose streams are all answered is
+  // destroyed at once: a client still pushing DATA for a call we already
+  // refused (an oversized message) would otherwise keep it open until the
+  // grace ends. Resetting such streams early is no better: connect's client
+  // reads the reset as "Premature close" and loses the real status.
+  const streams = new Map<http2.Http2Session, Set<http2.ServerHttp2Stream>>();
+  let closing = false;
+  const endIfIdle = (session: http2.Http2Session) => {
+    const open = streams.get(session);
+    if (closing && open && [...open].every((stream) => stream.destroyed || stream.writableFinished)) session.destroy();
+  };
+  server.on("session", (session: http2.Http2Session) => {
+    streams.set(session, new Set());
+    session.once("close", () => streams.delete(session));
+  });
+  server.on("stream", (stream: http2.ServerHttp2Stream) => {
+    const session = stream.session;
+    const open = session && streams.get(session);
+    if (!session || !open) return;
+    open.add(stream);
+    stream.once("finish", () => endIfIdle(session));
+    stream.once("close", () => {
+      open.delete(stream);
+      endIfIdle(session);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const boundPort = (server.address() as AddressInfo).port;
+  const urlHost = host.includes(":") ? `[${host}]` : host;
+  return {
+    url: `http://${urlHost}:${boundPort}`,
+    port: boundPort,
+    close(graceMs = 5_000) {
+      return new Promise<void>((resolve) => {
+        server.close(() => {
+          clearTimeout(force);
+          resolve();
+        });
+        closing = true;
+        for (const session of streams.keys()) {
+          session.close();
+          endIfIdle(session);
+        }
+        const force = setTimeout(() => {
+          for (const session of streams.keys()) session.destroy();
+        }, graceMs);
+        force.unref();
+      });
+    },
+  };
+}
