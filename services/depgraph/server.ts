@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { readFile } from "node:fs/promises";
 import { randomUUID } from "node:crypto";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -54,6 +55,8 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
   });
   const health = createHealth();
   const shutdown = new AbortController();
+  // Every running call listens on this signal; hundreds at once are normal.
+  setMaxListeners(0, shutdown.signal);
   const handler = connectNodeAdapter({
     readMaxBytes: MAX_MESSAGE_BYTES,
     shutdownSignal: shutdown.signal,
