@@ -1,5 +1,8 @@
 #!/usr/bin/env node
+import { runAgent } from "../builder-agent/main.js";
 import { runDepGraph } from "../depgraph/main.js";
+import { runDispatcher } from "../dispatcher/main.js";
+import { runUp } from "./up.js";
 import { runImport } from "./import.js";
 
 const USAGE = `usage: pkgfarm COMMAND [options]
@@ -7,6 +10,9 @@ const USAGE = `usage: pkgfarm COMMAND [options]
 commands:
   depgraph [--port N] [--import FILE] [--history CSV] ...   run the depgraph service
   import [--server URL] [--locations] FILE                    stream a pbulk-index scan (gzip or plain) to depgraph
+  dispatcher [--port N] [--depgraph URL] [--data-dir DIR] ... run the dispatcher
+  agent [--dispatcher URL] [--build-command CMD] [--slots N]  run a builder agent
+  up [--incremental] [--agents N] [--tree DIR] ...            bulk-build a tree locally (depgraph + dispatcher + agents in one process)
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -16,6 +22,12 @@ async function main(argv: string[]): Promise<number> {
       return runDepGraph(rest);
     case "import":
       return runImport(rest, process.stdout);
+    case "dispatcher":
+      return runDispatcher(rest);
+    case "agent":
+      return runAgent(rest);
+    case "up":
+      return runUp(rest, process.stdout);
     case undefined:
     case "help":
     case "--help":

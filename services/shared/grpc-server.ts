@@ -1,5 +1,5 @@
 import * as http2 from "node:http2";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { SESSION_MEMORY_MIB } from "./transport.js";
 
 type Handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
@@ -28,7 +28,21 @@ export async function listenGrpc(handler: Handler, host: string, port: number): 
   let closing = false;
   const endIfIdle = (session: http2.Http2Session) => {
     const open = streams.get(session);
-    if (closing && open && [...open].every((stream) => stream.destroyed || stream.writableFinished)) session.destroy();
+    if (closing && open && [...open].every((stream) => stream.destroyed || stream.writableFinished)) destroySession(session);
+  };
+  // Sockets too: a destroyed session has been seen to leave its socket open,
+  // which holds server.close() forever. (A session's own `socket` is a proxy
+  // that refuses destroy(), so they are matched by remote port.)
+  const sockets = new Set<Socket>();
+  server.on("connection", (socket: Socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+  });
+  const destroySession = (session: http2.Http2Session) => {
+    const port = session.socket?.remotePort;
+    const address = session.socket?.remoteAddress;
+    session.destroy();
+    for (const socket of sockets) if (socket.remotePort === port && socket.remoteAddress === address) socket.destroy();
   };
   server.on("session", (session: http2.Http2Session) => {
     streams.set(session, new Set());
@@ -70,6 +84,7 @@ export async function listenGrpc(handler: Handler, host: string, port: number): 
         }
         const force = setTimeout(() => {
           for (const session of streams.keys()) session.destroy();
+          for (const socket of sockets) socket.destroy();
         }, graceMs);
         force.unref();
       });

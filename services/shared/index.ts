@@ -4,3 +4,7 @@ export { registerReflection } from "./reflection.js";
 export { createPkgfarmTransport, MAX_MESSAGE_BYTES, SESSION_MEMORY_MIB } from "./transport.js";
 export { listenGrpc } from "./grpc-server.js";
 export type { ListeningGrpcServer } from "./grpc-server.js";
+export { createChannel } from "./channel.js";
+export type { Channel } from "./channel.js";
+export { LOG_LEVELS, readConfig } from "./config.js";
+export type { ConfigReader } from "./config.js";

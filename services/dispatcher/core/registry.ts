@@ -1,0 +1,182 @@
+/**
+ * AgentRegistry is the dispatcher's picture of its agents: who is connected,
+ * for which platform, with how many slots, running which jobs, and until when
+ * each counts as alive. It is pure state driven by an explicit `now`, so the
+ * heartbeat rules are tested without sleeping; the connect handlers and the
+ * timer that calls expire() are adapters around it.
+ */
+
+/** JobKey names one job of one build: "<buildId>\u0000<pkgname>". */
+export type JobKey = string;
+
+export function jobKey(buildId: string, pkgname: string): JobKey {
+  return `${buildId}\u0000${pkgname}`;
+}
+
+export interface HeldJob {
+  readonly buildId: string;
+  readonly pkgname: string;
+  readonly leaseId: string;
+  readonly agentId: string;
+  /** Set once the agent says it started (JobAccepted). */
+  accepted: boolean;
+}
+
+export interface AgentRecord {
+  readonly id: string;
+  readonly platform: string;
+  readonly slots: number;
+  readonly connectedAt: number;
+  /** Identifies this stream; a stale stream's late messages are ignored by it. */
+  readonly session: number;
+  lastSeen: number;
+  deadline: number;
+  draining: boolean;
+  jobsDone: number;
+  readonly jobs: Map<JobKey, HeldJob>;
+}
+
+/** AgentAlreadyConnected refuses a second live stream for one agent id. */
+export class AgentAlreadyConnected extends Error {
+  override readonly name = "AgentAlreadyConnected";
+  constructor(readonly agentId: string) {
+    super(`an agent with id "${agentId}" is already connected; give each agent its own id, or wait for the old stream to time out`);
+  }
+}
+
+/** JobNotHeld refuses a report on a job the agent does not hold (any more). */
+export class JobNotHeld extends Error {
+  override readonly name = "JobNotHeld";
+  constructor(readonly agentId: string, buildId: string, pkgname: string) {
+    super(`agent "${agentId}" does not hold job ${pkgname} of build ${buildId} (it was never assigned to it, or its lease was given back)`);
+  }
+}
+
+export interface RegistryOptions {
+  /** After this long without a message, an agent is lost. */
+  readonly heartbeatTimeoutMs: number;
+}
+
+export class AgentRegistry {
+  private readonly agents = new Map<string, AgentRecord>();
+  private readonly holders = new Map<JobKey, HeldJob>();
+  private nextSession = 1;
+
+  constructor(private readonly options: RegistryOptions) {}
+
+  register(hello: { id: string; platform: string; slots: number }, now: number): AgentRecord {
+    if (this.agents.has(hello.id)) throw new AgentAlreadyConnected(hello.id);
+    const agent: AgentRecord = {
+      id: hello.id,
+      platform: hello.platform,
+      slots: Math.max(1, hello.slots),
+      connectedAt: now,
+      session: this.nextSession++,
+      lastSeen: now,
+      deadline: now + this.options.heartbeatTimeoutMs,
+      draining: false,
+      jobsDone: 0,
+      jobs: new Map(),
+    };
+    this.agents.set(agent.id, agent);
+    return agent;
+  }
+
+  /** Removes the agent and returns the jobs it held, which must go back to depgraph. */
+  unregister(agentId: string, session: number): HeldJob[] {
+    const agent = this.agents.get(agentId);
+    if (agent === undefined || agent.session !== session) return [];
+    this.agents.delete(agentId);
+    const jobs = [...agent.jobs.values()];
+    for (const job of jobs) this.holders.delete(jobKey(job.buildId, job.pkgname));
+    return jobs;
+  }
+
+  get(agentId: string): AgentRecord | undefined {
+    return this.agents.get(agentId);
+  }
+
+  list(): AgentRecord[] {
+    return [...this.agents.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /** Any message from an agent proves it alive. */
+  touch(agent: AgentRecord, now: number): void {
+    agent.lastSeen = now;
+    agent.deadline = now + this.options.heartbeatTimeoutMs;
+  }
+
+  /** Agents whose heartbeats stopped; the caller ends their streams and gives their jobs back. */
+  expired(now: number): AgentRecord[] {
+    return [...this.agents.values()].filter((a) => a.deadline <= now);
+  }
+
+  /** The earliest heartbeat deadline, so one timer serves every agent. */
+  nextDeadline(): number | undefined {
+    let next: number | undefined;
+    for (const a of this.agents.values()) if (next === undefined || a.deadline < next) next = a.deadline;
+    return next;
+  }
+
+  freeSlots(agent: AgentRecord): number {
+    return agent.draining ? 0 : Math.max(0, agent.slots - agent.jobs.size);
+  }
+
+  /** Total free slots of the platform's agents. */
+  freeSlotsFor(platform: string): number {
+    let free = 0;
+    for (const a of this.agents.values()) if (a.platform === platform) free += this.freeSlots(a);
+    return free;
+  }
+
+  platforms(): Set<string> {
+    return new Set([...this.agents.values()].map((a) => a.platform));
+  }
+
+  /**
+   * Picks the agent of the platform with the most free slots, so work
+   * spreads across hosts instead of filling the first one.
+   */
+  pickAgent(platform: string): AgentRecord | undefined {
+    let best: AgentRecord | undefined;
+    let bestFree = 0;
+    for (const a of this.agents.values()) {
+      if (a.platform !== platform) continue;
+      const free = this.freeSlots(a);
+      if (free > bestFree) [best, bestFree] = [a, free];
+    }
+    return best;
+  }
+
+  hold(agent: AgentRecord, job: { buildId: string; pkgname: string; leaseId: string }): HeldJob {
+    const held: HeldJob = { ...job, agentId: agent.id, accepted: false };
+    const key = jobKey(job.buildId, job.pkgname);
+    agent.jobs.set(key, held);
+    this.holders.set(key, held);
+    return held;
+  }
+
+  /** The job, if this agent holds it under this lease; JobNotHeld otherwise. */
+  held(agent: AgentRecord, job: { buildId: string; pkgname: string; leaseId: string }): HeldJob {
+    const held = agent.jobs.get(jobKey(job.buildId, job.pkgname));
+    if (held === undefined || held.leaseId !== job.leaseId) throw new JobNotHeld(agent.id, job.buildId, job.pkgname);
+    return held;
+  }
+
+  /** The holder of a job, whichever agent it is. */
+  holderOf(buildId: string, pkgname: string): HeldJob | undefined {
+    return this.holders.get(jobKey(buildId, pkgname));
+  }
+
+  release(job: HeldJob): void {
+    const key = jobKey(job.buildId, job.pkgname);
+    const agent = this.agents.get(job.agentId);
+    if (agent?.jobs.get(key) === job) agent.jobs.delete(key);
+    if (this.holders.get(key) === job) this.holders.delete(key);
+  }
+
+  /** Every job held by any agent, for lease renewal. */
+  allHeld(): HeldJob[] {
+    return [...this.holders.values()];
+  }
+}

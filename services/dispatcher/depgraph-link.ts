@@ -1,0 +1,122 @@
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import {
+  DepGraphService,
+  JobResultSchema,
+  LeaseRefSchema,
+  ReturnReason,
+  type Assignment,
+  type JobResult,
+  type LeaseRef,
+} from "../../gen/pkgfarm/v1/depgraph_pb.js";
+
+export type LeaseKey = Pick<LeaseRef, "buildId" | "pkgname" | "leaseId">;
+
+/**
+ * DepGraphLink is everything the dispatcher asks of depgraph. Results from
+ * many agents are coalesced into one MarkDone per event-loop turn: a unary
+ * call costs about a millisecond of CPU on each side, so per-job calls would
+ * cap the whole farm near 1,000 jobs per second.
+ */
+export interface DepGraphLink {
+  nextReadyJobs(platform: string, maxJobs: number, signal: AbortSignal): Promise<Assignment[]>;
+  /** Resolves when depgraph took the result; rejects with its refusal (e.g. FAILED_PRECONDITION). */
+  markDone(result: Omit<JobResult, "$typeName">): Promise<void>;
+  /** Gives leases back; a lease depgraph no longer holds is skipped, not an error. */
+  returnJobs(leases: readonly LeaseKey[], reason: ReturnReason, message: string): Promise<void>;
+  /** Renews the leases; returns those depgraph says are lost. */
+  renewLeases(leases: readonly LeaseKey[]): Promise<LeaseKey[]>;
+}
+
+export interface DepGraphLinkOptions {
+  readonly client: Client<typeof DepGraphService>;
+  /** The id depgraph records as the lease holder. */
+  readonly holderId: string;
+  readonly leaseMs: number;
+  /** How long one NextReadyJob call may wait for work. */
+  readonly pollWaitMs: number;
+  readonly logger: Logger;
+}
+
+const MAX_BATCH = 512;
+
+export function createDepGraphLink(options: DepGraphLinkOptions): DepGraphLink {
+  const { client, logger } = options;
+  let pending: { result: JobResult; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  let flushScheduled = false;
+
+  const flush = async () => {
+    flushScheduled = false;
+    const batch = pending.splice(0, MAX_BATCH);
+    if (pending.length > 0) scheduleFlush();
+    if (batch.length === 0) return;
+    try {
+      await client.markDone({ results: batch.map((p) => p.result) });
+      for (const p of batch) p.resolve();
+    } catch (e) {
+      // A batch is all-or-nothing: one stale lease refuses it whole. Retry
+      // one by one so each result gets its own answer.
+      if (batch.length > 1 && ConnectError.from(e).code === Code.FailedPrecondition) {
+        await Promise.all(batch.map(async (p) => {
+          try {
+            await client.markDone({ results: [p.result] });
+            p.resolve();
+          } catch (single) {
+            p.reject(single);
+          }
+        }));
+      } else {
+        for (const p of batch) p.reject(e);
+      }
+    }
+  };
+  const scheduleFlush = () => {
+    if (flushScheduled) return;
+    flushScheduled = true;
+    setImmediate(() => void flush());
+  };
+
+  const leaseRefs = (leases: readonly LeaseKey[]) =>
+    leases.map((l) => create(LeaseRefSchema, { buildId: l.buildId, pkgname: l.pkgname, leaseId: l.leaseId }));
+
+  return {
+    async nextReadyJobs(platform, maxJobs, signal) {
+      const response = await client.nextReadyJob(
+        { platform, agentId: options.holderId, maxJobs, wait: durationFromMs(options.pollWaitMs), leaseDuration: durationFromMs(options.leaseMs) },
+        { signal },
+      );
+      return response.assignments;
+    },
+    markDone(result) {
+      return new Promise<void>((resolve, reject) => {
+        pending.push({ result: create(JobResultSchema, result), resolve, reject });
+        if (pending.length >= MAX_BATCH) void flush();
+        else scheduleFlush();
+      });
+    },
+    async returnJobs(leases, reason, message) {
+      if (leases.length === 0) return;
+      try {
+        await client.returnJob({ leases: leaseRefs(leases), reason, message });
+      } catch (e) {
+        if (ConnectError.from(e).code !== Code.FailedPrecondition) throw e;
+        // All-or-nothing again: give back the ones still held.
+        for (const lease of leases) {
+          try {
+            await client.returnJob({ leases: leaseRefs([lease]), reason, message });
+          } catch (single) {
+            if (ConnectError.from(single).code !== Code.FailedPrecondition) throw single;
+            logger.debug({ buildId: lease.buildId, pkgname: lease.pkgname }, "lease already gone; nothing to give back");
+          }
+        }
+      }
+    },
+    async renewLeases(leases) {
+      if (leases.length === 0) return [];
+      const response = await client.renewLease({ leases: leaseRefs(leases), leaseDuration: durationFromMs(options.leaseMs) });
+      return response.lost.map((l) => ({ buildId: l.buildId, pkgname: l.pkgname, leaseId: l.leaseId }));
+    },
+  };
+}

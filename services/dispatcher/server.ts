@@ -1,0 +1,74 @@
+import { hostname } from "node:os";
+import { setMaxListeners } from "node:events";
+import { createClient } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import { DepGraphService } from "../../gen/pkgfarm/v1/depgraph_pb.js";
+import { DispatcherService, file_pkgfarm_v1_dispatcher } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
+import { createHealth, createPkgfarmTransport, listenGrpc, MAX_MESSAGE_BYTES, registerReflection } from "../shared/index.js";
+import type { DispatcherConfig } from "./config.js";
+import type { AgentRegistry } from "./core/registry.js";
+import { createDepGraphLink } from "./depgraph-link.js";
+import { createLogStore } from "./log-store.js";
+import { createPackageStore, type PackageStore } from "./package-store.js";
+import { createDispatcherService } from "./service.js";
+
+export interface RunningDispatcher {
+  /** Base URL, e.g. http://127.0.0.1:7402. */
+  readonly url: string;
+  readonly port: number;
+  readonly registry: AgentRegistry;
+  readonly packages: PackageStore;
+  /** Ends agent streams (agents re-attach to the next dispatcher), then closes the port. */
+  close(): Promise<void>;
+}
+
+/** startDispatcherServer wires the stores, the depgraph link, health and reflection onto one port. */
+export async function startDispatcherServer(config: DispatcherConfig, logger: Logger): Promise<RunningDispatcher> {
+  const packages = createPackageStore({ root: config.packagesRoot });
+  const logs = createLogStore({ root: config.logsRoot });
+  const depgraph = createDepGraphLink({
+    client: createClient(DepGraphService, createPkgfarmTransport(config.depgraphUrl)),
+    holderId: `dispatcher@${hostname()}`,
+    leaseMs: config.leaseMs,
+    pollWaitMs: 10_000,
+    logger,
+  });
+  const service = createDispatcherService({
+    depgraph,
+    packages,
+    logs,
+    logger,
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+    renewEveryMs: Math.max(1000, Math.floor(config.leaseMs / 3)),
+  });
+  const health = createHealth();
+  const shutdown = new AbortController();
+  setMaxListeners(0, shutdown.signal);
+  const handler = connectNodeAdapter({
+    readMaxBytes: MAX_MESSAGE_BYTES,
+    shutdownSignal: shutdown.signal,
+    routes(router) {
+      router.service(DispatcherService, service.impl);
+      health.register(router);
+      registerReflection(router, [file_pkgfarm_v1_dispatcher]);
+    },
+  });
+  const listening = await listenGrpc(handler, config.host, config.port);
+  health.setStatus(DispatcherService.typeName, "SERVING");
+  health.setStatus("", "SERVING");
+  logger.info({ port: listening.port, host: config.host, depgraph: config.depgraphUrl, packages: config.packagesRoot }, "dispatcher listening");
+  return {
+    url: listening.url,
+    port: listening.port,
+    registry: service.registry,
+    packages,
+    async close() {
+      health.shutdown();
+      await service.close();
+      shutdown.abort();
+      await listening.close();
+    },
+  };
+}

@@ -1,0 +1,65 @@
+import { parseArgs } from "node:util";
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+
+/**
+ * ConfigReader reads one service's flags (which win) and PKGFARM_* variables,
+ * collecting every problem so an operator fixes a deployment in one go.
+ */
+export interface ConfigReader {
+  readonly errors: string[];
+  string(flag: string, envName: string, fallback: string): string;
+  int(flag: string, envName: string, fallback: number, min: number, max: number): number;
+  oneOf<T extends string>(flag: string, envName: string, fallback: T, allowed: readonly T[]): T;
+  /** A command as a JSON argv array or a plain string split on spaces; never a shell string. */
+  argv(flag: string, envName: string, fallback: readonly string[]): string[];
+}
+
+export function readConfig(argv: readonly string[], env: NodeJS.ProcessEnv, flags: readonly string[]): ConfigReader {
+  const errors: string[] = [];
+  let values: Record<string, string | undefined> = {};
+  try {
+    values = parseArgs({
+      args: [...argv],
+      options: Object.fromEntries(flags.map((f) => [f, { type: "string" as const }])),
+      strict: true,
+      allowPositionals: false,
+    }).values as Record<string, string | undefined>;
+  } catch (e) {
+    errors.push((e as Error).message);
+  }
+  const pick = (flag: string, envName: string, fallback: string) => values[flag] ?? env[envName] ?? fallback;
+  return {
+    errors,
+    string: pick,
+    int(flag, envName, fallback, min, max) {
+      const raw = pick(flag, envName, String(fallback));
+      const n = Number(raw);
+      if (raw.trim() === "" || !Number.isInteger(n) || n < min || n > max) {
+        errors.push(`--${flag} (${envName}) must be a whole number from ${min} to ${max}, not "${raw}"`);
+        return fallback;
+      }
+      return n;
+    },
+    oneOf(flag, envName, fallback, allowed) {
+      const raw = pick(flag, envName, fallback);
+      if (!(allowed as readonly string[]).includes(raw)) {
+        errors.push(`--${flag} (${envName}) must be one of ${allowed.join(", ")}, not "${raw}"`);
+        return fallback;
+      }
+      return raw as typeof fallback;
+    },
+    argv(flag, envName, fallback) {
+      const raw = values[flag] ?? env[envName];
+      if (raw === undefined || raw.trim() === "") return [...fallback];
+      try {
+        const parsed: unknown = raw.trim().startsWith("[") ? JSON.parse(raw) : raw.trim().split(/\s+/);
+        if (!Array.isArray(parsed) || parsed.length === 0 || !parsed.every((a) => typeof a === "string")) throw new Error("not a non-empty array of strings");
+        return parsed as string[];
+      } catch (e) {
+        errors.push(`--${flag} (${envName}) must be a command or a JSON array of strings: ${(e as Error).message}`);
+        return [...fallback];
+      }
+    },
+  };
+}
