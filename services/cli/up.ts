@@ -24,13 +24,16 @@ interface UpConfig {
   readonly agents: number;
   readonly slots: number;
   readonly incremental: boolean;
+  /** Exit 1 when any package failed to build, as CI wants; otherwise a finished build exits 0. */
+  readonly strict: boolean;
   readonly platform: string;
   readonly logLevel: string;
 }
 
 function loadUpConfig(argv: readonly string[], env: NodeJS.ProcessEnv): UpConfig | { errors: string[] } {
   const incremental = argv.includes("--incremental");
-  const read = readConfig(argv.filter((a) => a !== "--incremental"), env,
+  const strict = argv.includes("--strict");
+  const read = readConfig(argv.filter((a) => a !== "--incremental" && a !== "--strict"), env,
     ["tree", "scan-helper", "build-command", "data-dir", "agents", "slots", "platform", "log-level"]);
   const host = hostPlatform();
   const config: UpConfig = {
@@ -41,6 +44,7 @@ function loadUpConfig(argv: readonly string[], env: NodeJS.ProcessEnv): UpConfig
     agents: read.int("agents", "PKGFARM_AGENTS", 3, 1, 64),
     slots: read.int("slots", "PKGFARM_SLOTS", 1, 1, 64),
     incremental,
+    strict,
     platform: read.string("platform", "PKGFARM_PLATFORM", `${host.os}-${host.osRelease}-${host.arch}`),
     logLevel: read.oneOf("log-level", "PKGFARM_LOG_LEVEL", "info", LOG_LEVELS),
   };
@@ -124,7 +128,8 @@ export async function runUp(argv: readonly string[], out: NodeJS.WritableStream)
     say(formatReport(finished, jobs, config.dataDir, (Date.now() - started) / 1000));
     say(`service logs: ${logFile}`);
     const failed = jobs.filter((j) => j.state === JobState.FAILED).length;
-    return finished.state === BuildState.FINISHED && failed === 0 ? 0 : 1;
+    if (finished.state !== BuildState.FINISHED) return 1;
+    return config.strict && failed > 0 ? 1 : 0;
   } finally {
     for (const agent of agents) agent.stopNow();
     await Promise.all(agentRuns);
