@@ -220,4 +220,31 @@ describe("dispatcher and agents on loopback", () => {
       await sleep(50);
     }
   });
+
+  test("a job keeps running across a dispatcher restart and is re-attached, not rebuilt", async () => {
+    const platform = "Restart-1.0-x86_64";
+    const config = {
+      host: "127.0.0.1", port: 0, depgraphUrl: depgraphServer.url, packagesRoot: join(dir, "packages"), logsRoot: dir,
+      heartbeatIntervalMs: 300, heartbeatTimeoutMs: 1500, leaseMs: 3000, logLevel: "silent",
+    };
+    let first: RunningDispatcher | undefined = await startDispatcherServer(config, pino({ level: "silent" }));
+    const port = first.port;
+    const slow = ["/bin/sh", "-c", 'sleep 1.5; exec "$0" "$@"', ...BUILD_ONE];
+    const agent = startAgentProcess(first.url, dir, "survivor", platform, slow);
+    children.push(agent);
+    const { build } = await depgraph.createBuild({ platform, limitTo: ["pkgtools/cwrappers"] });
+    while (first.registry.get("survivor")?.jobs.size !== 1) await sleep(20);
+    await first.close();
+    first = undefined;
+    const second = await startDispatcherServer({ ...config, port }, pino({ level: "silent" }));
+    try {
+      const finished = await waitForBuild(depgraph, build!.id, 20_000);
+      const [job] = (await depgraph.listJobs({ buildId: finished.id })).jobs;
+      assert.equal(job!.state, JobState.SUCCEEDED, job!.reason);
+      assert.equal(job!.attempts, 1, "finished by the first attempt, re-attached to the new dispatcher");
+    } finally {
+      agent.kill("SIGKILL");
+      await second.close();
+    }
+  });
 });
