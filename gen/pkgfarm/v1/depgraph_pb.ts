@@ -1303,8 +1303,8 @@ export const RenewLeaseRequestSchema: GenMessage<RenewLeaseRequest> = /*@__PURE_
  */
 export type RenewLeaseResponse = Message<"pkgfarm.v1.RenewLeaseResponse"> & {
   /**
-   * New deadline of each renewed lease, in request order; leases no longer
-   * held are listed in lost instead.
+   * The leases renewed, in request order (all until the same new deadline);
+   * leases no longer held are listed in lost instead.
    *
    * @generated from field: repeated pkgfarm.v1.LeaseRef renewed = 1;
    */
