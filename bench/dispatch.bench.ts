@@ -265,15 +265,15 @@ async function throughput(agents: number) {
 
 // --- 3 and 4: requeue after a killed agent, and a big upload -----------------------
 
-/** Buildable packages with no dependencies: a build limited to one of them has exactly one job. */
-function leafPackages(depgraph: RunningDepGraph, count: number): string[] {
-  const found: string[] = [];
+/**
+ * A buildable package with no dependencies: a build limited to it has exactly
+ * one job, so an idle agent gets nothing else. (The shared scan has just one.)
+ */
+function leafPackage(depgraph: RunningDepGraph): string | undefined {
   for (const pkg of depgraph.depgraph.tree.values()) {
-    if (pkg.dependencies.length !== 0 || prefailReason(pkg) !== "") continue;
-    found.push(pkg.record.pkgname);
-    if (found.length === count) break;
+    if (pkg.dependencies.length === 0 && prefailReason(pkg) === "") return pkg.record.pkgname;
   }
-  return found;
+  return undefined;
 }
 
 interface HoldChild {
@@ -304,8 +304,10 @@ async function requeueAndUpload(workDir: string) {
   const sims: SimAgent[] = [];
   const children: ChildProcess[] = [];
   try {
-    const [leafKill, leafStop, leafUpload] = leafPackages(stack.depgraph, 3);
-    if (leafUpload === undefined) throw new Error("fewer than 3 buildable packages without dependencies in the scan");
+    // Three one-job builds of the same dependency-free package, one after another.
+    const leaf = leafPackage(stack.depgraph);
+    if (leaf === undefined) throw new Error("no buildable package without dependencies in the scan");
+    const [leafKill, leafStop, leafUpload] = [leaf, leaf, leaf];
     const url = stack.dispatcher.url;
 
     // SIGKILL: the kernel closes the child's socket, so the dispatcher sees the stream end.
@@ -472,7 +474,8 @@ async function main(): Promise<void> {
       "Each agent count gets a fresh depgraph (shared scan imported) and dispatcher and a full build; simulated agents (1 slot each, one HTTP/2 connection each) accept, upload a 64-byte package and send finished on every assign; jobsPerSecond counts finished reports sent during the window after warm-up.",
       "depgraph, dispatcher and all simulated agents share one Node process and event loop, so figures include the agents' own CPU cost.",
       "assignLatencyMs is measured on the agent side: from sending finished for the previous job (which frees the slot) to receiving the next assign, over the window. The WatchJobs READY-timestamp method was not used: a full build starts with thousands of READY jobs, so READY-to-assign mostly measures queueing, not dispatch.",
-      "requeueAfterKillMs: a child process (this file with --hold-agent) holds the only job of a one-package build; from SIGKILL to an idle in-process agent receiving that job. The kernel closes the dead child's socket, so the stream end is seen at once and the heartbeat timeout is not involved; requeueAfterStopMs is the same with SIGSTOP (socket left open), which only the heartbeat timeout catches.",
+      "requeueAfterKillMs: a child process (this file with --hold-agent) holds the only job of a one-package build; from SIGKILL to an idle in-process agent receiving that job. The kernel closes the dead child's socket, so the stream end is seen at once and the heartbeat timeout is not involved; requeueAfterStopMs is the same with SIGSTOP (socket left open), which only the heartbeat timeout catches; it can come in under heartbeatTimeoutMs because the deadline runs from the child's last heartbeat, up to one heartbeat interval before the SIGSTOP.",
+      "Every tiny upload goes through the package store's commit (hash, fsync, rename), so that cost is inside jobsPerSecond and assignLatencyMs.",
       "uploadMBps: one UploadPackage of a 256 MB random file in 256 KiB chunks (SHA-256 computed before timing; the dispatcher hashes, writes and fsyncs); plainCopyMBps is a read/write stream copy of the same file with 256 KiB buffers in the same run; copyFileMBps is fs.copyFile. MB = 10^6 bytes.",
     ],
   };

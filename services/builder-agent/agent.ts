@@ -65,6 +65,7 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger): Builder
   let outbox: Channel<ConnectRequest> | undefined;
   let wakeIdle: (() => void) | undefined;
 
+  const isStopped = () => phase === "stopped";
   const key = (job: RunningJob) => `${job.buildId}\u0000${job.pkgname}`;
   const send = (message: MessageInitShape<typeof ConnectRequestSchema>["message"]) => outbox?.push(create(ConnectRequestSchema, { message }));
 
@@ -74,7 +75,10 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger): Builder
   const stop = () => {
     if (phase === "stopped") return;
     phase = "stopped";
-    stopped.abort();
+    // Close our side and let the dispatcher end the stream, so the last
+    // results and give-backs are delivered; cut it only if that hangs.
+    if (outbox === undefined) stopped.abort();
+    else setTimeout(() => stopped.abort(), 5000).unref();
     outbox?.close();
     wakeIdle?.();
   };
@@ -269,7 +273,7 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger): Builder
         }
       }
     } catch (e) {
-      if (!stopped.signal.aborted) logger.warn({ err: ConnectError.from(e).message }, "stream to the dispatcher ended");
+      if (!isStopped()) logger.warn({ err: ConnectError.from(e).message }, "stream to the dispatcher ended");
     } finally {
       clearInterval(heartbeat);
       mine.close();
@@ -303,9 +307,9 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger): Builder
     },
     async run() {
       let failures = 0;
-      while (!stopped.signal.aborted) {
+      while (!isStopped()) {
         const welcomed = await session();
-        if (stopped.signal.aborted) break;
+        if (isStopped()) break;
         failures = welcomed ? 0 : failures + 1;
         const ceiling = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** Math.min(failures, 10));
         const delay = Math.random() * ceiling;

@@ -247,4 +247,64 @@ describe("dispatcher and agents on loopback", () => {
       await second.close();
     }
   });
+
+  test("an agent that stops heartbeating is cut off and its job goes back", async () => {
+    const platform = "Silent-1.0-x86_64";
+    const { build } = await depgraph.createBuild({ platform, limitTo: ["pkgtools/cwrappers"] });
+    const silent = connectRawAgent(dispatcher.url, { agentId: "silent", platform });
+    const assigned = (await silent.waitFor((m) => m.message.case === "assign")).message.value as JobAssignment;
+    const started = Date.now();
+    const ended = await silent.ended;
+    const waited = Date.now() - started;
+    assert.equal(ConnectError.from(ended).code, Code.DeadlineExceeded);
+    assert.ok(waited >= 1000 && waited < 3000, `cut off after ${waited} ms (timeout 1500 ms)`);
+    const job = (await depgraph.listJobs({ buildId: build!.id })).jobs.find((j) => j.pkgname === assigned.job!.pkgname)!;
+    assert.equal(job.state, JobState.READY);
+    await depgraph.cancelBuild({ buildId: build!.id });
+  });
+
+  test("ReadLog returns a job's log and follows it while the job runs", async () => {
+    const platform = "Log-1.0-x86_64";
+    const { build } = await depgraph.createBuild({ platform, limitTo: ["pkgtools/cwrappers"] });
+    const agent = connectRawAgent(dispatcher.url, { agentId: "logger", platform });
+    const { job } = (await agent.waitFor((m) => m.message.case === "assign")).message.value as JobAssignment;
+    agent.send({ case: "log", value: { job, data: Buffer.from("first line\n") } });
+    await sleep(100);
+    const follower = (async () => {
+      let text = "";
+      for await (const piece of agent.client.readLog({ buildId: build!.id, pkgname: job!.pkgname, follow: true })) text += Buffer.from(piece.data).toString();
+      return text;
+    })();
+    await sleep(100);
+    agent.send({ case: "log", value: { job, data: Buffer.from("second line\n") } });
+    agent.send({ case: "finished", value: { job, outcome: JobOutcome.FAILED, failureReason: "exited with status 1" } });
+    const text = await follower;
+    assert.match(text, /attempt 1 on agent logger[\s\S]*first line\nsecond line\n/);
+    let whole = "";
+    for await (const piece of agent.client.readLog({ buildId: build!.id, pkgname: job!.pkgname })) whole += Buffer.from(piece.data).toString();
+    assert.equal(whole, text);
+    await assert.rejects(async () => {
+      for await (const _ of agent.client.readLog({ buildId: build!.id, pkgname: "../../etc/passwd" })) void _;
+    }, (e: unknown) => ConnectError.from(e).code === Code.InvalidArgument);
+    await assert.rejects(async () => {
+      for await (const _ of agent.client.readLog({ buildId: build!.id, pkgname: "nothing-1.0" })) void _;
+    }, (e: unknown) => ConnectError.from(e).code === Code.NotFound);
+    agent.close();
+  });
+
+  test("SIGTERM drains an agent: its job finishes, it takes no more, it exits 0", async () => {
+    const platform = "Term-1.0-x86_64";
+    const slow = ["/bin/sh", "-c", 'sleep 1; exec "$0" "$@"', ...BUILD_ONE];
+    const agent = startAgentProcess(dispatcher.url, dir, "terminated", platform, slow);
+    children.push(agent);
+    const exited = new Promise<number | null>((resolve) => agent.once("exit", (code) => resolve(code)));
+    const { build } = await depgraph.createBuild({ platform, limitTo: ["devel/cc-example"] });
+    while (dispatcher.registry.get("terminated")?.jobs.size !== 1) await sleep(20);
+    agent.kill("SIGTERM");
+    assert.equal(await exited, 0);
+    const jobs = (await depgraph.listJobs({ buildId: build!.id })).jobs;
+    const states = Object.fromEntries(jobs.map((j) => [j.pkgname, JobState[j.state]]));
+    assert.deepEqual(states, { "cwrappers-20220403": "SUCCEEDED", "cc-example-1.0": "READY" });
+    await depgraph.cancelBuild({ buildId: build!.id });
+  });
 });
