@@ -69,6 +69,10 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
 
   // --- assignment: one pull loop per platform -----------------------------
 
+  // Several NextReadyJob calls may be out at once for a platform, together
+  // asking for no more jobs than there are free slots: one call at a time
+  // would leave slots that free up during its round trip idle until it returns.
+  const MAX_PULLS_IN_FLIGHT = 4;
   const wakePuller = (platform: string) => {
     const existing = pullers.get(platform);
     if (existing !== undefined) return existing.wake();
@@ -81,40 +85,53 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
       },
     };
     pullers.set(platform, puller);
-    void (async () => {
-      let failures = 0;
-      while (!root.signal.aborted) {
-        const free = registry.freeSlotsFor(platform);
-        if (free === 0) {
-          if (![...registry.platforms()].includes(platform)) break;
-          if (!woken) await new Promise<void>((resolve) => (wake = resolve));
-          woken = false;
-          continue;
-        }
-        woken = false;
-        let assignments: Assignment[];
-        try {
-          assignments = await depgraph.nextReadyJobs(platform, free, root.signal);
-          failures = 0;
-        } catch (e) {
-          if (root.signal.aborted) break;
+    let requested = 0;
+    let inFlight = 0;
+    let failures = 0;
+    let retryAt = 0;
+    const pull = async (want: number) => {
+      requested += want;
+      inFlight++;
+      let assignments: Assignment[] = [];
+      try {
+        assignments = await depgraph.nextReadyJobs(platform, want, root.signal);
+        failures = 0;
+      } catch (e) {
+        if (!root.signal.aborted) {
           failures++;
           const delay = Math.min(30_000, 250 * 2 ** Math.min(failures, 7));
+          retryAt = Date.now() + delay;
+          setTimeout(puller.wake, delay).unref();
           logger.warn({ err: e, platform, retryInMs: delay }, "NextReadyJob failed; retrying");
-          await new Promise((resolve) => setTimeout(resolve, delay));
+        }
+      } finally {
+        requested -= want;
+        inFlight--;
+      }
+      const unplaced: Assignment[] = [];
+      for (const assignment of assignments) {
+        const agent = registry.pickAgent(platform);
+        if (agent === undefined) unplaced.push(assignment);
+        else assign(sessions.get(agent.id)!, assignment);
+      }
+      if (unplaced.length > 0) {
+        // Slots vanished while the call was out (an agent left); not the jobs' fault.
+        void depgraph.returnJobs(unplaced.map((a) => ({ buildId: a.buildId, pkgname: a.package!.pkgname, leaseId: a.leaseId })),
+          ReturnReason.DRAINING, "no free agent slot when the job arrived").catch((e) => logger.error({ err: e }, "giving back unplaced jobs failed"));
+      }
+      puller.wake();
+    };
+    void (async () => {
+      while (!root.signal.aborted) {
+        const want = registry.freeSlotsFor(platform) - requested;
+        if (want > 0 && inFlight < MAX_PULLS_IN_FLIGHT && Date.now() >= retryAt) {
+          woken = false;
+          void pull(want);
           continue;
         }
-        const unplaced: Assignment[] = [];
-        for (const assignment of assignments) {
-          const agent = registry.pickAgent(platform);
-          if (agent === undefined) unplaced.push(assignment);
-          else assign(sessions.get(agent.id)!, assignment);
-        }
-        if (unplaced.length > 0) {
-          // Slots vanished while the call was out (an agent left); not the jobs' fault.
-          void depgraph.returnJobs(unplaced.map((a) => ({ buildId: a.buildId, pkgname: a.package!.pkgname, leaseId: a.leaseId })),
-            ReturnReason.DRAINING, "no free agent slot when the job arrived").catch((e) => logger.error({ err: e }, "giving back unplaced jobs failed"));
-        }
+        if (inFlight === 0 && !registry.platforms().has(platform)) break;
+        if (!woken) await new Promise<void>((resolve) => (wake = resolve));
+        woken = false;
       }
       pullers.delete(platform);
     })();
