@@ -1,10 +1,8 @@
-import { setMaxListeners } from "node:events";
 import { readFile } from "node:fs/promises";
 import { randomUUID } from "node:crypto";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { DepGraphService, file_pkgfarm_v1_depgraph } from "../../gen/pkgfarm/v1/depgraph_pb.js";
-import { createHealth, listenGrpc, MAX_MESSAGE_BYTES, registerReflection } from "../shared/index.js";
+import { startGrpcService } from "../shared/index.js";
 import type { DepGraphConfig } from "./config.js";
 import { DepGraph } from "./core/depgraph.js";
 import { createScanRecordParser, type ScanRecord } from "./core/scan-record.js";
@@ -53,33 +51,19 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     maxWatchBacklog: 100_000,
     now,
   });
-  const health = createHealth();
-  const shutdown = new AbortController();
-  // Every running call listens on this signal; hundreds at once are normal.
-  setMaxListeners(0, shutdown.signal);
-  const handler = connectNodeAdapter({
-    readMaxBytes: MAX_MESSAGE_BYTES,
-    shutdownSignal: shutdown.signal,
-    routes(router) {
-      router.service(DepGraphService, service.impl);
-      health.register(router);
-      registerReflection(router, [file_pkgfarm_v1_depgraph]);
-    },
+  const server = await startGrpcService({
+    service: DepGraphService,
+    register: (router) => router.service(DepGraphService, service.impl),
+    files: [file_pkgfarm_v1_depgraph],
+    host: config.host,
+    port: config.port,
   });
-  const listening = await listenGrpc(handler, config.host, config.port);
-  health.setStatus(DepGraphService.typeName, "SERVING");
-  health.setStatus("", "SERVING");
-  logger.info({ port: listening.port, host: config.host, historyRows: historyRows.length }, "depgraph listening");
+  logger.info({ port: server.port, host: config.host, historyRows: historyRows.length }, "depgraph listening");
   return {
     depgraph,
-    url: listening.url,
-    port: listening.port,
-    async close() {
-      health.shutdown();
-      service.close();
-      shutdown.abort();
-      await listening.close();
-    },
+    url: server.url,
+    port: server.port,
+    close: () => server.shutdown(() => service.close()),
   };
 }
 

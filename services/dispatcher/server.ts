@@ -1,11 +1,9 @@
 import { hostname } from "node:os";
-import { setMaxListeners } from "node:events";
 import { createClient } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import { DepGraphService } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { DispatcherService, file_pkgfarm_v1_dispatcher } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
-import { createHealth, createPkgfarmTransport, listenGrpc, MAX_MESSAGE_BYTES, registerReflection } from "../shared/index.js";
+import { createPkgfarmTransport, startGrpcService } from "../shared/index.js";
 import type { DispatcherConfig } from "./config.js";
 import type { AgentRegistry } from "./core/registry.js";
 import { createDepGraphLink } from "./depgraph-link.js";
@@ -43,32 +41,19 @@ export async function startDispatcherServer(config: DispatcherConfig, logger: Lo
     heartbeatTimeoutMs: config.heartbeatTimeoutMs,
     renewEveryMs: Math.max(1000, Math.floor(config.leaseMs / 3)),
   });
-  const health = createHealth();
-  const shutdown = new AbortController();
-  setMaxListeners(0, shutdown.signal);
-  const handler = connectNodeAdapter({
-    readMaxBytes: MAX_MESSAGE_BYTES,
-    shutdownSignal: shutdown.signal,
-    routes(router) {
-      router.service(DispatcherService, service.impl);
-      health.register(router);
-      registerReflection(router, [file_pkgfarm_v1_dispatcher]);
-    },
+  const server = await startGrpcService({
+    service: DispatcherService,
+    register: (router) => router.service(DispatcherService, service.impl),
+    files: [file_pkgfarm_v1_dispatcher],
+    host: config.host,
+    port: config.port,
   });
-  const listening = await listenGrpc(handler, config.host, config.port);
-  health.setStatus(DispatcherService.typeName, "SERVING");
-  health.setStatus("", "SERVING");
-  logger.info({ port: listening.port, host: config.host, depgraph: config.depgraphUrl, packages: config.packagesRoot }, "dispatcher listening");
+  logger.info({ port: server.port, host: config.host, depgraph: config.depgraphUrl, packages: config.packagesRoot }, "dispatcher listening");
   return {
-    url: listening.url,
-    port: listening.port,
+    url: server.url,
+    port: server.port,
     registry: service.registry,
     packages,
-    async close() {
-      health.shutdown();
-      await service.close();
-      shutdown.abort();
-      await listening.close();
-    },
+    close: () => server.shutdown(() => service.close()),
   };
 }

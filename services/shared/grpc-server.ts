@@ -1,6 +1,12 @@
 import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
-import { SESSION_MEMORY_MIB } from "./transport.js";
+import { setMaxListeners } from "node:events";
+import type { DescFile, DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { createHealth, type ServerHealth } from "./health.js";
+import { registerReflection } from "./reflection.js";
+import { MAX_MESSAGE_BYTES, SESSION_MEMORY_MIB } from "./transport.js";
 
 type Handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
 
@@ -88,6 +94,55 @@ export async function listenGrpc(handler: Handler, host: string, port: number): 
         }, graceMs);
         force.unref();
       });
+    },
+  };
+}
+
+export interface GrpcServiceServer extends ListeningGrpcServer {
+  readonly health: ServerHealth;
+  /**
+   * Turns health to NOT_SERVING, runs `drain` (the service's own shutdown:
+   * end streams, stop timers), aborts every running handler, then closes.
+   */
+  shutdown(drain?: () => void | Promise<void>): Promise<void>;
+}
+
+/**
+ * startGrpcService serves one pkgfarm service with what every port carries:
+ * health (set SERVING for the service and for ""), reflection of its files,
+ * the message-size limit, and a shutdown signal every handler sees.
+ */
+export async function startGrpcService(options: {
+  readonly service: DescService;
+  readonly register: (router: ConnectRouter) => void;
+  readonly files: readonly DescFile[];
+  readonly host: string;
+  readonly port: number;
+}): Promise<GrpcServiceServer> {
+  const health = createHealth();
+  const aborting = new AbortController();
+  // Every running call listens on this signal; hundreds at once are normal.
+  setMaxListeners(0, aborting.signal);
+  const handler = connectNodeAdapter({
+    readMaxBytes: MAX_MESSAGE_BYTES,
+    shutdownSignal: aborting.signal,
+    routes(router) {
+      options.register(router);
+      health.register(router);
+      registerReflection(router, options.files);
+    },
+  });
+  const listening = await listenGrpc(handler, options.host, options.port);
+  health.setStatus(options.service.typeName, "SERVING");
+  health.setStatus("", "SERVING");
+  return {
+    ...listening,
+    health,
+    async shutdown(drain) {
+      health.shutdown();
+      await drain?.();
+      aborting.abort();
+      await listening.close();
     },
   };
 }

@@ -81,62 +81,113 @@ function isTwoLevel(location: string): boolean {
   return slash > 0 && location.indexOf("/", slash + 1) < 0;
 }
 
+const UP_TWO = "../../";
+
+/**
+ * Block is a run of SCAN_DEPENDS entries under one top-level directory, such as
+ * "../../devel/gettext-lib/buildlink3.mk ../../devel/zlib/buildlink3.mk", with the
+ * locations whose SCAN_DEPENDS contain exactly that run.
+ */
+interface Block {
+  readonly locations: string[];
+}
+
 /**
  * buildScanDependsIndex indexes the SCAN_DEPENDS of every package (the
  * space-separated value, as in a scan record). A location may appear in more than
  * one record (MULTI_VERSION packages); it is listed once per file.
  *
- * Cost: one map insertion per entry. Nearly every entry is `../../<tree file>`,
- * shared by thousands of packages, so its resolution is computed once and cached.
+ * Why blocks: a full pkgsrc scan has about 4.4 million entries (138 MB), and
+ * splitting and hashing each one costs about a second. But pbulk writes the
+ * entries sorted, so a package's "../../mk/..." or "../../x11/..." entries form
+ * one run, and the same run recurs in thousands of packages (29,022 records have
+ * under 9,000 distinct runs). So each run is looked up whole, tokenized only the
+ * first time it is seen, and a file maps to the runs that contain it. Unsorted
+ * input is still indexed exactly, only in smaller runs. Entries that depend on the
+ * package directory ("Makefile", "options.mk", absolute paths) are resolved one
+ * by one.
  */
 export function buildScanDependsIndex(
   packages: Iterable<{ readonly location: string; readonly scanDepends: string }>,
 ): ScanDependsIndex {
-  const byFile = new Map<string, string[]>();
-  // "../../x" -> resolved "x" (or null when it leaves the tree), valid for two-level locations.
-  const upTwo = new Map<string, string | null>();
+  const blocks = new Map<string, Block>();
+  const blocksByFile = new Map<string, Block[]>();
+  // Files named by entries that depend on the package directory.
+  const locationsByFile = new Map<string, string[]>();
 
-  for (const { location, scanDepends } of packages) {
+  const addBlock = (run: string): Block => {
+    const block: Block = { locations: [] };
+    blocks.set(run, block);
+    const files = new Set<string>();
+    for (const entry of run.split(" ")) {
+      const file = normalizeTreePath(entry.slice(UP_TWO.length));
+      if (file !== undefined) files.add(file);
+    }
+    for (const file of files) {
+      const list = blocksByFile.get(file);
+      if (list === undefined) blocksByFile.set(file, [block]);
+      else list.push(block);
+    }
+    return block;
+  };
+  const addLocal = (file: string, location: string): void => {
+    const list = locationsByFile.get(file);
+    if (list === undefined) locationsByFile.set(file, [location]);
+    else if (list[list.length - 1] !== location) list.push(location);
+  };
+
+  for (const { location, scanDepends: s } of packages) {
     const twoLevel = isTwoLevel(location);
-    for (const entry of scanDepends.split(" ")) {
-      if (entry === "") continue;
-      let file: string | undefined;
-      if (twoLevel && entry.startsWith("../../")) {
-        const cached = upTwo.get(entry);
-        if (cached === undefined) {
-          file = normalizeTreePath(entry.slice(6));
-          upTwo.set(entry, file ?? null);
-        } else {
-          file = cached ?? undefined;
-        }
-      } else {
-        file = resolveScanDepend(location, entry);
+    const n = s.length;
+    let pos = 0;
+    while (pos < n) {
+      if (s.charCodeAt(pos) === 0x20) {
+        pos++;
+        continue;
       }
-      if (file === undefined) continue;
-      const list = byFile.get(file);
-      if (list === undefined) byFile.set(file, [location]);
-      // Repeats within one record (and consecutive records of one location) stop
-      // here; the rest are removed when the list is first asked for.
-      else if (list[list.length - 1] !== location) list.push(location);
+      let end = s.indexOf(" ", pos);
+      if (end < 0) end = n;
+      if (!twoLevel || !s.startsWith(UP_TWO, pos)) {
+        const file = resolveScanDepend(location, s.slice(pos, end));
+        if (file !== undefined) addLocal(file, location);
+        pos = end;
+        continue;
+      }
+      // Extend the run over the following entries under the same "../../<top>/".
+      const slash = s.indexOf("/", pos + UP_TWO.length);
+      if (slash > 0 && slash < end) {
+        const prefix = s.slice(pos, slash + 1);
+        while (end < n && s.startsWith(prefix, end + 1)) {
+          const next = s.indexOf(" ", end + 1);
+          end = next < 0 ? n : next;
+        }
+      }
+      const run = s.slice(pos, end);
+      const block = blocks.get(run) ?? addBlock(run);
+      // Consecutive records of one location (MULTI_VERSION) stop here; the rest
+      // are removed when a file is asked for.
+      if (block.locations[block.locations.length - 1] !== location) block.locations.push(location);
+      pos = end;
     }
   }
 
-  // Sorting every list up front would cost more than the whole index; only the
-  // few files that actually change are ever asked for.
-  const finished = new Set<string>();
+  // Sorting up front would cost as much as the index; only the few files that
+  // actually change are ever asked for.
+  const answers = new Map<string, readonly string[]>();
   return {
     locationsNeeding(treeFile: string): readonly string[] {
       const file = normalizeTreePath(treeFile);
       if (file === undefined) return NONE;
-      const list = byFile.get(file);
-      if (list === undefined) return NONE;
-      if (!finished.has(file)) {
-        const sorted = [...new Set(list)].sort();
-        byFile.set(file, sorted);
-        finished.add(file);
-        return sorted;
+      let answer = answers.get(file);
+      if (answer === undefined) {
+        const all = new Set<string>(locationsByFile.get(file));
+        for (const block of blocksByFile.get(file) ?? []) {
+          for (const location of block.locations) all.add(location);
+        }
+        answer = all.size === 0 ? NONE : Object.freeze([...all].sort());
+        answers.set(file, answer);
       }
-      return list;
+      return answer;
     },
   };
 }
