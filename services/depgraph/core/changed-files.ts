@@ -39,6 +39,7 @@ export interface RescanSet {
 }
 
 const NONE: readonly string[] = Object.freeze([]);
+const UP_TWO = "../../";
 
 /**
  * normalizeTreePath resolves "." and ".." segments and empty segments of a path
@@ -46,6 +47,11 @@ const NONE: readonly string[] = Object.freeze([]);
  * nothing.
  */
 function normalizeTreePath(path: string): string | undefined {
+  // Nearly every path is already clean; only these can hold ".", ".." or "//".
+  if (path !== "" && !path.startsWith(".") && !path.startsWith("/") && !path.endsWith("/") &&
+      !path.includes("/.") && !path.includes("//")) {
+    return path;
+  }
   const out: string[] = [];
   for (const seg of path.split("/")) {
     if (seg === "" || seg === ".") continue;
@@ -70,9 +76,15 @@ function resolveScanDepend(location: string, entry: string): string | undefined 
     const marker = `/${location}/`;
     const at = entry.indexOf(marker);
     if (at < 0) return undefined;
-    return normalizeTreePath(`${location}/${entry.slice(at + marker.length)}`);
+    return resolveAgainst(location, entry.slice(at + marker.length));
   }
-  return normalizeTreePath(`${location}/${entry}`);
+  return resolveAgainst(location, entry);
+}
+
+/** resolveAgainst resolves rel relative to the package directory location. */
+function resolveAgainst(location: string, rel: string): string | undefined {
+  if (rel.startsWith(UP_TWO) && isTwoLevel(location)) return normalizeTreePath(rel.slice(UP_TWO.length));
+  return normalizeTreePath(`${location}/${rel}`);
 }
 
 /** True when location is "category/package": then "../../x" means "x" whatever the package. */
@@ -80,8 +92,6 @@ function isTwoLevel(location: string): boolean {
   const slash = location.indexOf("/");
   return slash > 0 && location.indexOf("/", slash + 1) < 0;
 }
-
-const UP_TWO = "../../";
 
 /**
  * Block is a run of SCAN_DEPENDS entries under one top-level directory, such as
