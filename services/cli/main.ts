@@ -4,12 +4,14 @@ import { runDepGraph } from "../depgraph/main.js";
 import { runDispatcher } from "../dispatcher/main.js";
 import { runUp } from "./up.js";
 import { runImport } from "./import.js";
+import { runPublish } from "./publish.js";
 
 const USAGE = `usage: pkgfarm COMMAND [options]
 
 commands:
   depgraph [--port N] [--import FILE] [--history CSV] ...   run the depgraph service
   import [--server URL] [--locations] FILE                    stream a pbulk-index scan (gzip or plain) to depgraph
+  publish [--nats URL] --records FILE | --changed-files FILE  put package-metadata changes on NATS for depgraph
   dispatcher [--port N] [--depgraph URL] [--data-dir DIR] ... run the dispatcher
   agent [--dispatcher URL] [--build-command CMD] [--slots N]  run a builder agent
   up [--incremental] [--agents N] [--tree DIR] ...            bulk-build a tree locally (depgraph + dispatcher + agents in one process)
@@ -22,6 +24,8 @@ async function main(argv: string[]): Promise<number> {
       return runDepGraph(rest);
     case "import":
       return runImport(rest, process.stdout);
+    case "publish":
+      return runPublish(rest, process.stdout);
     case "dispatcher":
       return runDispatcher(rest);
     case "agent":

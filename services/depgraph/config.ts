@@ -22,6 +22,8 @@ export interface DepGraphConfig {
   readonly maxLeaseMs: number;
   readonly maxLosses: number;
   readonly logLevel: string;
+  /** NATS server for change events and job events; "" runs without (the embedded default). */
+  readonly natsUrl: string;
 }
 
 const POLICIES: readonly PolicyName[] = ["critical-path", "pbulk-weight", "fifo"];
@@ -50,6 +52,7 @@ export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessE
         "max-lease-seconds": { type: "string" },
         "max-losses": { type: "string" },
         "log-level": { type: "string" },
+        nats: { type: "string" },
       },
       strict: true,
       allowPositionals: false,
@@ -93,7 +96,11 @@ export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessE
     maxLeaseMs: int("max-lease-seconds", "PKGFARM_MAX_LEASE_SECONDS", 86400, 1, 7 * 86400) * 1000,
     maxLosses: int("max-losses", "PKGFARM_MAX_LOSSES", 3, 1, 100),
     logLevel: pick("log-level", "PKGFARM_LOG_LEVEL", "info"),
+    natsUrl: pick("nats", "PKGFARM_NATS_URL", ""),
   };
+  if (config.natsUrl !== "" && !/^(nats|tls):\/\/[^/\s]+$|^[^/\s:]+:\d+$/.test(config.natsUrl)) {
+    errors.push(`--nats (PKGFARM_NATS_URL) must look like nats://host:4222, not "${config.natsUrl}"`);
+  }
   if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(config.logLevel)) {
     errors.push(`--log-level (PKGFARM_LOG_LEVEL) must be one of fatal, error, warn, info, debug, trace, silent, not "${config.logLevel}"`);
   }

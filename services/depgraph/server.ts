@@ -2,7 +2,10 @@ import { readFile } from "node:fs/promises";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { DepGraphService, file_pkgfarm_v1_depgraph } from "../../gen/pkgfarm/v1/depgraph_pb.js";
+import { connect } from "nats";
 import { startGrpcService } from "../shared/index.js";
+import { startMetaConsumer } from "./meta-events.js";
+import type { ScanHelperOptions } from "./scan-helper.js";
 import type { DepGraphConfig } from "./config.js";
 import { DepGraph } from "./core/depgraph.js";
 import { createScanRecordParser, type ScanRecord } from "./core/scan-record.js";
@@ -40,12 +43,14 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
   });
   if (config.importFile !== "") await importFile(depgraph, config.importFile, logger);
 
+  const scanHelper: ScanHelperOptions | undefined = config.scanHelper.length === 0 ? undefined
+    : { command: config.scanHelper, treeDir: config.treeDir, timeoutMs: 300_000, concurrency: 2 };
   const service = createDepGraphService({
     depgraph,
     history,
     logger,
     packagesDir: config.packagesDir,
-    scanHelper: config.scanHelper.length === 0 ? undefined : { command: config.scanHelper, treeDir: config.treeDir, timeoutMs: 300_000, concurrency: 2 },
+    scanHelper,
     maxWaitMs: 60_000,
     maxJobsPerCall: 1024,
     maxWatchBacklog: 100_000,
@@ -58,12 +63,34 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     host: config.host,
     port: config.port,
   });
+  const events = config.natsUrl === "" ? undefined : await startEvents(config, depgraph, scanHelper, logger);
   logger.info({ port: server.port, host: config.host, historyRows: historyRows.length }, "depgraph listening");
   return {
     depgraph,
     url: server.url,
     port: server.port,
-    close: () => server.shutdown(() => service.close()),
+    close: () => server.shutdown(async () => {
+      service.close();
+      await events?.stop();
+    }),
+  };
+}
+
+/**
+ * startEvents connects to NATS without waiting for it: depgraph serves RPCs
+ * whether or not NATS is up, and the consumer catches up once it is.
+ */
+async function startEvents(config: DepGraphConfig, depgraph: DepGraph, scanHelper: ScanHelperOptions | undefined, logger: Logger): Promise<{ stop(): Promise<void> }> {
+  const nc = await connect({ servers: config.natsUrl, name: "depgraph", waitOnFirstConnect: true, reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+  void (async () => {
+    for await (const status of nc.status()) logger.info({ type: status.type, data: String(status.data) }, "nats status");
+  })();
+  const consumer = startMetaConsumer({ nc, tree: depgraph.tree, logger: logger.child({ component: "meta-events" }), scanHelper });
+  return {
+    async stop() {
+      await consumer.stop();
+      await nc.drain().catch(() => nc.close());
+    },
   };
 }
 

@@ -18,6 +18,7 @@ export function startTestDepGraph(overrides: Partial<DepGraphConfig> = {}): Prom
       maxLeaseMs: 3_600_000,
       maxLosses: 3,
       logLevel: "silent",
+      natsUrl: "",
       ...overrides,
     },
     pino({ level: "silent" }),

@@ -1,0 +1,190 @@
+import { createHash } from "node:crypto";
+import { AckPolicy, type JsMsg, type NatsConnection } from "nats";
+import type { Logger } from "pino";
+import { buildScanDependsIndex, locationsToRescan, type ScanDependsIndex } from "./core/changed-files.js";
+import type { InvalidScanRecord } from "./core/errors.js";
+import { createScanRecordParser, formatScanRecord, type ScanRecord } from "./core/scan-record.js";
+import type { PackageTree } from "./core/tree.js";
+import { runScanHelper, type ScanHelperOptions } from "./scan-helper.js";
+
+/** The JetStream stream of package-metadata changes and its subjects. */
+export const META_STREAM = "PKGFARM_META";
+export const META_SUBJECTS = "pkgfarm.meta.changed.>";
+export const RECORDS_SUBJECT = "pkgfarm.meta.changed.records";
+export const FILES_SUBJECT = "pkgfarm.meta.changed.files";
+/** Publishes with the same message id within this window are stored once. */
+const DUPLICATE_WINDOW_NS = 10 * 60 * 1e9;
+
+/**
+ * RecordsEvent replaces the packages of some locations with freshly scanned
+ * records. A listed location without records has been removed from the tree.
+ */
+export interface RecordsEvent {
+  readonly locations: readonly string[];
+  readonly pbulkIndex: string;
+}
+
+/** FilesEvent names tree files that changed (as `git diff --name-only` prints them). */
+export interface FilesEvent {
+  readonly files: readonly string[];
+}
+
+/** Creates the stream if it is missing; safe to call from every publisher and consumer. */
+export async function ensureMetaStream(nc: NatsConnection): Promise<void> {
+  const jsm = await nc.jetstreamManager();
+  try {
+    await jsm.streams.info(META_STREAM);
+  } catch {
+    await jsm.streams.add({ name: META_STREAM, subjects: [META_SUBJECTS], duplicate_window: DUPLICATE_WINDOW_NS });
+  }
+}
+
+/** The message id of an event: its content, so republishing the same change is a duplicate. */
+export function eventId(subject: string, payload: string): string {
+  return createHash("sha256").update(subject).update("\n").update(payload).digest("hex");
+}
+
+export async function publishMetaEvent(nc: NatsConnection, subject: string, event: RecordsEvent | FilesEvent): Promise<{ duplicate: boolean; seq: number }> {
+  const payload = JSON.stringify(event);
+  const ack = await nc.jetstream().publish(subject, payload, { msgID: eventId(subject, payload) });
+  return { duplicate: ack.duplicate, seq: ack.seq };
+}
+
+export interface MetaConsumerOptions {
+  readonly nc: NatsConnection;
+  readonly tree: PackageTree;
+  readonly logger: Logger;
+  /** Rescans locations named by a files event; without it such events are refused. */
+  readonly scanHelper: ScanHelperOptions | undefined;
+  /** Durable consumer name; one per depgraph deployment. */
+  readonly durableName?: string;
+  /** Called after each applied change (for tests and metrics). */
+  readonly onApplied?: (change: { subject: string; seq: number; locations: readonly string[] }) => void;
+}
+
+export interface MetaConsumer {
+  stop(): Promise<void>;
+}
+
+/**
+ * startMetaConsumer applies package-metadata change events to the tree with a
+ * durable JetStream consumer. A message is acked only after the tree has
+ * taken the change, so a crash replays it; applying is idempotent (records
+ * replace whole locations), so a replay is harmless. While NATS is down the
+ * loop waits and retries; the RPC services never depend on it.
+ */
+export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
+  const { nc, tree, logger } = options;
+  const durable = options.durableName ?? "depgraph";
+  let stopped = false;
+  let current: { stop(): void } | undefined;
+  let index: { revision: number; index: ScanDependsIndex } | undefined;
+
+  const scanDependsIndex = (): ScanDependsIndex => {
+    if (index?.revision !== tree.revision) {
+      index = { revision: tree.revision, index: buildScanDependsIndex([...tree.values()].map((p) => p.record)) };
+    }
+    return index.index;
+  };
+
+  const applyRecords = (event: RecordsEvent): readonly string[] => {
+    const records: ScanRecord[] = [];
+    const problems: InvalidScanRecord[] = [];
+    const parser = createScanRecordParser((r) => records.push(r), (p) => problems.push(p));
+    parser.push(event.pbulkIndex);
+    parser.end();
+    for (const p of problems.slice(0, 20)) logger.warn({ line: p.line, location: p.location }, `change event record refused: ${p.problem}`);
+    const scanned = new Set(records.map((r) => r.location));
+    const removed = event.locations.filter((l) => !scanned.has(l));
+    if (removed.length > 0) tree.removeLocations(removed);
+    if (records.length > 0) tree.replace(records, "locations");
+    return [...new Set([...event.locations, ...scanned])];
+  };
+
+  const handle = async (m: JsMsg): Promise<void> => {
+    const event: unknown = JSON.parse(m.string());
+    if (m.subject === RECORDS_SUBJECT) {
+      if (!isRecordsEvent(event)) throw new Error("a records event needs locations (array of strings) and pbulkIndex (string)");
+      const locations = applyRecords(event);
+      logger.info({ seq: m.seq, locations: locations.length }, "metadata change applied");
+      options.onApplied?.({ subject: m.subject, seq: m.seq, locations });
+      return;
+    }
+    if (m.subject === FILES_SUBJECT) {
+      if (!isFilesEvent(event)) throw new Error("a files event needs files (array of strings)");
+      if (options.scanHelper === undefined) throw new Error("a files event needs a scan helper: start depgraph with --scan-helper");
+      const known = new Set<string>();
+      for (const pkg of tree.values()) known.add(pkg.record.location);
+      const { locations } = locationsToRescan(event.files, known, scanDependsIndex());
+      if (locations.length === 0) {
+        options.onApplied?.({ subject: m.subject, seq: m.seq, locations });
+        return;
+      }
+      const outcome = await runScanHelper(options.scanHelper, locations);
+      for (const p of outcome.problems.slice(0, 20)) logger.warn({ location: p.location }, `rescan problem: ${p.problem}`);
+      // Locations whose rescan failed keep their old records: a broken
+      // helper run must not delete packages.
+      const failed = new Set(outcome.problems.map((p) => p.location));
+      const rescanned = locations.filter((l) => !failed.has(l));
+      const pbulkIndex = outcome.records.filter((r) => !failed.has(r.location)).map(formatScanRecord).join("");
+      // Published as a records event, so the change itself is in the stream
+      // (replayable, visible to others) and applied by one code path.
+      await publishMetaEvent(nc, RECORDS_SUBJECT, { locations: rescanned, pbulkIndex });
+      logger.info({ seq: m.seq, files: event.files.length, locations: rescanned.length }, "changed files rescanned");
+      options.onApplied?.({ subject: m.subject, seq: m.seq, locations: rescanned });
+      return;
+    }
+    throw new Error(`unknown subject ${m.subject}`);
+  };
+
+  const loop = async () => {
+    let failures = 0;
+    while (!stopped) {
+      try {
+        await ensureMetaStream(nc);
+        const jsm = await nc.jetstreamManager();
+        await jsm.consumers.add(META_STREAM, { durable_name: durable, ack_policy: AckPolicy.Explicit, ack_wait: 5 * 60 * 1e9 });
+        const consumer = await nc.jetstream().consumers.get(META_STREAM, durable);
+        const messages = await consumer.consume({ max_messages: 256 });
+        current = messages;
+        failures = 0;
+        for await (const m of messages) {
+          try {
+            await handle(m);
+            m.ack();
+          } catch (e) {
+            // A malformed event would fail forever: drop it, loudly.
+            logger.error({ err: e, subject: m.subject, seq: m.seq }, "metadata change event refused; dropping it");
+            m.term();
+          }
+          if (stopped) break;
+        }
+      } catch (e) {
+        if (stopped) break;
+        failures++;
+        const delay = Math.min(10_000, 200 * 2 ** Math.min(failures, 6));
+        logger.warn({ err: e instanceof Error ? e.message : String(e), retryInMs: delay }, "metadata change consumer interrupted; retrying");
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  };
+  const running = loop();
+
+  return {
+    async stop() {
+      stopped = true;
+      current?.stop();
+      await running;
+    },
+  };
+}
+
+function isRecordsEvent(e: unknown): e is RecordsEvent {
+  const o = e as RecordsEvent;
+  return typeof o === "object" && o !== null && Array.isArray(o.locations) && o.locations.every((l) => typeof l === "string") && typeof o.pbulkIndex === "string";
+}
+
+function isFilesEvent(e: unknown): e is FilesEvent {
+  const o = e as FilesEvent;
+  return typeof o === "object" && o !== null && Array.isArray(o.files) && o.files.every((f) => typeof f === "string");
+}

@@ -1,0 +1,103 @@
+import assert from "node:assert/strict";
+import { execFile, execFileSync } from "node:child_process";
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { after, before, describe, test } from "node:test";
+import { createClient, type Client } from "@connectrpc/connect";
+import { connect } from "nats";
+import { DepGraphService } from "../../gen/pkgfarm/v1/depgraph_pb.js";
+import type { RunningDepGraph } from "../../services/depgraph/server.js";
+import { FILES_SUBJECT, publishMetaEvent } from "../../services/depgraph/meta-events.js";
+import { createPkgfarmTransport } from "../../services/shared/index.js";
+import { startTestDepGraph } from "../support/depgraph-server.js";
+import { startNatsServer, type TestNatsServer } from "../support/nats-server.js";
+
+const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+const CLI = join(ROOT, "dist", "services", "cli", "main.js");
+const SCAN_ONE = join(ROOT, "examples", "bin", "scan-one.mjs");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
+
+const NEW_RECORD = (version: string) => `PKGNAME=newpkg-${version}
+PKG_LOCATION=misc/newpkg
+ALL_DEPENDS=gmake>=4:../../devel/gmake
+PKG_SKIP_REASON=
+PKG_FAIL_REASON=
+CATEGORIES=misc
+SCAN_DEPENDS=../../misc/newpkg/Makefile
+`;
+
+describe("package-metadata change events over NATS JetStream", () => {
+  let nats: TestNatsServer;
+  let treeDir: string;
+  let server: RunningDepGraph;
+  let client: Client<typeof DepGraphService>;
+
+  before(async () => {
+    nats = await startNatsServer();
+    treeDir = mkdtempSync(join(tmpdir(), "pkgfarm-tree-"));
+    cpSync(join(ROOT, "examples", "tree"), treeDir, { recursive: true });
+    writeFileSync(join(treeDir, "scan.txt"), execFileSync(process.execPath, [SCAN_ONE, "--tree", treeDir, "--all"], { encoding: "utf8" }));
+    server = await startTestDepGraph({ importFile: join(treeDir, "scan.txt"), natsUrl: nats.url, scanHelper: [process.execPath, SCAN_ONE], treeDir });
+    client = createClient(DepGraphService, createPkgfarmTransport(server.url));
+  });
+  after(async () => {
+    await server.close();
+    await nats.stop();
+    rmSync(treeDir, { recursive: true, force: true });
+  });
+
+  test("a records event adds a package; publishing it again is a duplicate and changes nothing", async () => {
+    const file = join(treeDir, "newpkg.txt");
+    writeFileSync(file, NEW_RECORD("1.0"));
+    const first = await promisify(execFile)(process.execPath, [CLI, "publish", "--nats", nats.url, "--records", file]);
+    assert.match(first.stdout, /published 1 event\(s\); 0 already in the stream/);
+    const pkg = await eventually("newpkg in the tree", async () => (await client.getPackage({ pkgname: "newpkg-1.0" })).package);
+    assert.deepEqual([...pkg.dependencies], ["gmake-4.4.1"]);
+    const revision = server.depgraph.tree.revision;
+    const again = await promisify(execFile)(process.execPath, [CLI, "publish", "--nats", nats.url, "--records", file]);
+    assert.match(again.stdout, /published 0 event\(s\); 1 already in the stream/);
+    await sleep(300);
+    assert.equal(server.depgraph.tree.revision, revision);
+  });
+
+  test("a changed Makefile is rescanned with the scan helper and its new requirements applied", async () => {
+    const makefile = join(treeDir, "misc", "omelette", "Makefile");
+    writeFileSync(makefile, readFileSync(makefile, "utf8").replace("DEPENDS+=\tegg>=1.0:../../misc/egg", "DEPENDS+=\tgmake>=4:../../devel/gmake"));
+    const nc = await connect({ servers: nats.url });
+    try {
+      await publishMetaEvent(nc, FILES_SUBJECT, { files: ["misc/omelette/Makefile", "doc/CHANGES-2026"] });
+    } finally {
+      await nc.drain();
+    }
+    const deps = await eventually("omelette's new dependency", async () => {
+      const names = (await client.getPackage({ pkgname: "omelette-1.0" })).package!.dependencies;
+      return names.includes("gmake-4.4.1") ? [...names] : undefined;
+    });
+    assert.deepEqual(deps, ["gmake-4.4.1"]);
+  });
+
+  test("with NATS down depgraph keeps serving; a change published after it returns is applied", async () => {
+    await nats.kill();
+    const listed = await client.listPackages({ location: "devel/gmake" });
+    assert.equal(listed.packages.length, 1);
+    await nats.restart();
+    const file = join(treeDir, "newpkg2.txt");
+    writeFileSync(file, NEW_RECORD("2.0"));
+    await promisify(execFile)(process.execPath, [CLI, "publish", "--nats", nats.url, "--records", file]);
+    await eventually("newpkg-2.0 after the outage", async () => (await client.getPackage({ pkgname: "newpkg-2.0" })).package, 20_000);
+    await assert.rejects(client.getPackage({ pkgname: "newpkg-1.0" }), "the location's old version was replaced");
+  });
+});
