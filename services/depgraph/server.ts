@@ -4,6 +4,7 @@ import type { Logger } from "pino";
 import { DepGraphService, file_pkgfarm_v1_depgraph } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { connect } from "nats";
 import { startGrpcService } from "../shared/index.js";
+import { startJobEventPublisher } from "./job-events.js";
 import { startMetaConsumer } from "./meta-events.js";
 import type { ScanHelperOptions } from "./scan-helper.js";
 import type { DepGraphConfig } from "./config.js";
@@ -86,9 +87,11 @@ async function startEvents(config: DepGraphConfig, depgraph: DepGraph, scanHelpe
     for await (const status of nc.status()) logger.info({ type: status.type, data: String(status.data) }, "nats status");
   })();
   const consumer = startMetaConsumer({ nc, tree: depgraph.tree, logger: logger.child({ component: "meta-events" }), scanHelper });
+  const jobEvents = startJobEventPublisher({ nc, depgraph, logger: logger.child({ component: "job-events" }) });
   return {
     async stop() {
       await consumer.stop();
+      await jobEvents.stop();
       await nc.drain().catch(() => nc.close());
     },
   };

@@ -89,6 +89,19 @@ describe("package-metadata change events over NATS JetStream", () => {
     assert.deepEqual(deps, ["gmake-4.4.1"]);
   });
 
+  test("job transitions of a build arrive on pkgfarm.build.<id>.job.<state>", async () => {
+    const nc = await connect({ servers: nats.url });
+    const subjects: string[] = [];
+    const sub = nc.subscribe("pkgfarm.build.>", { callback: (_e, m) => subjects.push(m.subject) });
+    await nc.flush();
+    const { build } = await client.createBuild({ platform: "Events-1.0-x86_64", limitTo: ["pkgtools/cwrappers"] });
+    await client.nextReadyJob({ platform: "Events-1.0-x86_64", agentId: "watcher" });
+    await eventually("the leased event", async () => (subjects.includes(`pkgfarm.build.${build!.id}.job.leased`) ? true : undefined));
+    sub.unsubscribe();
+    await nc.drain();
+    await client.cancelBuild({ buildId: build!.id });
+  });
+
   test("with NATS down depgraph keeps serving; a change published after it returns is applied", async () => {
     await nats.kill();
     const listed = await client.listPackages({ location: "devel/gmake" });
