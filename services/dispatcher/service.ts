@@ -43,6 +43,8 @@ export interface RunningDispatcherService {
 
 interface Session {
   readonly agent: AgentRecord;
+  /** What the agent said it is, for ListAgents. */
+  readonly hello: AgentHello;
   readonly outbox: Channel<ConnectResponse>;
   readonly logger: Logger;
 }
@@ -158,6 +160,18 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
     session.logger.info({ buildId: a.buildId, pkgname: pkg.pkgname, attempt: a.attempt }, "job assigned");
   };
 
+  /**
+   * endJob forgets a job the dispatcher no longer tracks for its agent
+   * (finished, cancelled, given back) and closes its log, with a last line
+   * saying why when there is one. Safe for a job already released.
+   */
+  const endJob = (job: HeldJob, note?: string) => {
+    registry.release(job);
+    uploads.delete(jobKey(job.buildId, job.pkgname));
+    const appended = note === undefined ? Promise.resolve() : logs.append(job.buildId, job.pkgname, Buffer.from(`\n=== ${note} ===\n`));
+    return appended.then(() => logs.finish(job.buildId, job.pkgname)).catch(() => {});
+  };
+
   // --- losing agents -------------------------------------------------------
 
   const dropSession = (session: Session, reason: ReturnReason, why: string) => {
@@ -167,11 +181,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
     // On our own shutdown the agents keep building and re-attach to the next
     // dispatcher; their leases stay with depgraph until then.
     if (closed) return;
-    for (const job of jobs) {
-      uploads.delete(jobKey(job.buildId, job.pkgname));
-      void logs.append(job.buildId, job.pkgname, Buffer.from(`\n=== ${why}; the job goes back to the queue ===\n`))
-        .then(() => logs.finish(job.buildId, job.pkgname)).catch(() => {});
-    }
+    for (const job of jobs) void endJob(job, `${why}; the job goes back to the queue`);
     if (jobs.length > 0) {
       session.logger.warn({ jobs: jobs.map((j) => j.pkgname), reason: why }, "agent gone; giving its jobs back");
       void depgraph.returnJobs(jobs, reason, why).catch((e) => session.logger.error({ err: e }, "giving jobs back failed"));
@@ -216,12 +226,10 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
   renewTimer.unref();
 
   const cancelJob = (job: HeldJob, reason: string) => {
-    registry.release(job);
-    uploads.delete(jobKey(job.buildId, job.pkgname));
     const session = sessions.get(job.agentId);
+    void endJob(job, `cancelled: ${reason}`);
     session?.outbox.push(create(ConnectResponseSchema, { message: { case: "cancel", value: { job: runningJob(job), reason } } }));
     session?.logger.info({ buildId: job.buildId, pkgname: job.pkgname, reason }, "job cancelled on agent");
-    void logs.append(job.buildId, job.pkgname, Buffer.from(`\n=== cancelled: ${reason} ===\n`)).then(() => logs.finish(job.buildId, job.pkgname)).catch(() => {});
     if (session !== undefined) wakePuller(session.agent.platform);
   };
 
@@ -229,29 +237,26 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
 
   const onFinished = async (session: Session, finished: JobFinished) => {
     const held = registry.held(session.agent, refOf(finished.job));
-    const key = jobKey(held.buildId, held.pkgname);
-    const logRef = logs.logRef(held.buildId, held.pkgname);
     const durationMsValue = finished.duration === undefined ? 0 : Math.round(durationMs(finished.duration));
-    let result: Parameters<DepGraphLink["markDone"]>[0];
+    const result: Parameters<DepGraphLink["markDone"]>[0] = {
+      buildId: held.buildId, pkgname: held.pkgname, leaseId: held.leaseId, outcome: finished.outcome,
+      duration: durationFromMs(durationMsValue), logRef: logs.logRef(held.buildId, held.pkgname), failureReason: "",
+    };
     if (finished.outcome === JobOutcome.SUCCEEDED) {
-      const stored = uploads.get(key);
+      const stored = uploads.get(jobKey(held.buildId, held.pkgname));
       const claimed = finished.binaryPackage;
       if (stored === undefined || claimed === undefined || claimed.sha256 !== stored.sha256 || claimed.fileName !== stored.fileName) {
         throw new ConnectError(`job ${held.pkgname} of build ${held.buildId} reported success without a matching UploadPackage; upload the package first`, Code.FailedPrecondition);
       }
-      result = { buildId: held.buildId, pkgname: held.pkgname, leaseId: held.leaseId, outcome: JobOutcome.SUCCEEDED, duration: durationFromMs(durationMsValue),
-        binaryPackage: create(BinaryPackageSchema, { fileName: stored.fileName, sha256: stored.sha256, sizeBytes: stored.sizeBytes }), logRef, failureReason: "" };
+      result.binaryPackage = create(BinaryPackageSchema, { fileName: stored.fileName, sha256: stored.sha256, sizeBytes: stored.sizeBytes });
     } else if (finished.outcome === JobOutcome.FAILED) {
-      result = { buildId: held.buildId, pkgname: held.pkgname, leaseId: held.leaseId, outcome: JobOutcome.FAILED, duration: durationFromMs(durationMsValue),
-        logRef, failureReason: finished.failureReason || "the build failed" };
+      result.failureReason = finished.failureReason || "the build failed";
     } else {
       throw new ConnectError("JobFinished needs an outcome: JOB_OUTCOME_SUCCEEDED or JOB_OUTCOME_FAILED", Code.InvalidArgument);
     }
-    registry.release(held);
-    uploads.delete(key);
     session.agent.jobsDone++;
+    await endJob(held);
     wakePuller(session.agent.platform);
-    await logs.finish(held.buildId, held.pkgname).catch(() => {});
     try {
       await depgraph.markDone(result);
       session.logger.info({ buildId: held.buildId, pkgname: held.pkgname, outcome: JobOutcome[finished.outcome], durationMs: durationMsValue }, "job finished");
@@ -291,10 +296,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
         return onFinished(session, request.message.value);
       case "released": {
         const held = registry.held(agent, refOf(request.message.value.job));
-        registry.release(held);
-        uploads.delete(jobKey(held.buildId, held.pkgname));
-        await logs.append(held.buildId, held.pkgname, Buffer.from(`\n=== released by the agent: ${request.message.value.reason} ===\n`)).catch(() => {});
-        await logs.finish(held.buildId, held.pkgname).catch(() => {});
+        await endJob(held, `released by the agent: ${request.message.value.reason}`);
         await depgraph.returnJobs([held], ReturnReason.DRAINING, `agent ${agent.id} gave the job back: ${request.message.value.reason}`);
         wakePuller(agent.platform);
         return;
@@ -323,7 +325,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
       }
     })();
     agent.draining = hello.draining;
-    const session: Session = { agent, outbox: createChannel(), logger: logger.child({ agentId: agent.id, platform }) };
+    const session: Session = { agent, hello, outbox: createChannel(), logger: logger.child({ agentId: agent.id, platform }) };
     sessions.set(agent.id, session);
     armHeartbeatTimer();
     // Re-attach: jobs the agent still runs from before (say, the dispatcher
@@ -353,9 +355,9 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
     return session;
   };
 
-  const agentToWire = (agent: AgentRecord, hello?: AgentHello) =>
+  const agentToWire = (agent: AgentRecord) =>
     create(AgentSchema, {
-      hello,
+      hello: sessions.get(agent.id)?.hello,
       platform: agent.platform,
       state: agent.draining ? AgentState.DRAINING : AgentState.ACTIVE,
       connectedAt: timestampFromMs(agent.connectedAt),
@@ -363,7 +365,6 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
       running: [...agent.jobs.values()].map(runningJob),
       jobsDone: BigInt(agent.jobsDone),
     });
-  const hellos = new Map<string, AgentHello>();
 
   const impl: ServiceImpl<typeof DispatcherService> = {
     async *connect(requests, ctx) {
@@ -375,7 +376,6 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
       }
       const hello = first.value.message.value;
       const session = await openSession(hello, ctx);
-      hellos.set(session.agent.id, hello);
       const reading = (async () => {
         try {
           for (;;) {
@@ -402,12 +402,9 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
         dropSession(session, closed ? ReturnReason.DRAINING : ReturnReason.AGENT_LOST, closed ? "the dispatcher shut down" : `agent ${session.agent.id}'s stream was aborted`);
         session.outbox.close();
       }, { once: true });
-      try {
-        yield* session.outbox;
-      } finally {
-        hellos.delete(session.agent.id);
-        void reading;
-      }
+      // The reader ends on its own when the agent's side of the stream does.
+      void reading;
+      yield* session.outbox;
     },
 
     async uploadPackage(requests) {
@@ -454,15 +451,10 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
         const error = toConnectError(e);
         if (error.code === Code.DataLoss) {
           // A corrupt package fails the job: a retry elsewhere may succeed.
-          registry.release(held);
-          uploads.delete(jobKey(held.buildId, held.pkgname));
-          await logs.append(held.buildId, held.pkgname, Buffer.from(`\n=== upload refused: ${error.rawMessage} ===\n`)).catch(() => {});
-          await logs.finish(held.buildId, held.pkgname).catch(() => {});
-          session.outbox.push(create(ConnectResponseSchema, { message: { case: "cancel", value: { job: runningJob(held), reason: error.rawMessage } } }));
+          cancelJob(held, `upload refused: ${error.rawMessage}`);
           void depgraph.markDone({ buildId: held.buildId, pkgname: held.pkgname, leaseId: held.leaseId, outcome: JobOutcome.FAILED,
             logRef: logs.logRef(held.buildId, held.pkgname), failureReason: `uploaded package is corrupt: ${error.rawMessage}` })
             .catch((err) => session.logger.warn({ err }, "depgraph refused the failure"));
-          wakePuller(session.agent.platform);
         }
         throw error;
       }
@@ -499,7 +491,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
     },
 
     listAgents() {
-      return { agents: registry.list().map((a) => agentToWire(a, hellos.get(a.id))) };
+      return { agents: registry.list().map(agentToWire) };
     },
 
     drainAgent(request) {
@@ -510,7 +502,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
         session.outbox.push(create(ConnectResponseSchema, { message: { case: "drain", value: { reason: "drained by an operator" } } }));
         session.logger.info("agent draining");
       }
-      return { agent: agentToWire(session.agent, hellos.get(session.agent.id)) };
+      return { agent: agentToWire(session.agent) };
     },
   };
 
