@@ -4,9 +4,8 @@ import { after, before, test } from "node:test";
 import { connect, Events, type Msg, type NatsConnection, type Subscription } from "nats";
 import { pino, type Logger } from "pino";
 import { DepGraph } from "../../services/depgraph/core/depgraph.js";
-import { createDurationHistory } from "../../services/depgraph/core/history.js";
 import { jobEventSubject, startJobEventPublisher } from "../../services/depgraph/job-events.js";
-import { fakeClock, record, type RecordSpec } from "../support/records.js";
+import { record, testDepGraphOptions, type RecordSpec } from "../support/records.js";
 import { startNatsServer, type TestNatsServer } from "../support/nats-server.js";
 
 const PLATFORM = "NetBSD-10.0-x86_64";
@@ -32,17 +31,10 @@ after(async () => {
 /** newDepGraph is the in-process core; buildIds lets a test choose the build's id. */
 function newDepGraph(buildIds: () => string = randomUUID): DepGraph {
   let first = true;
-  const depgraph = new DepGraph({
-    now: fakeClock().now,
+  const depgraph = new DepGraph(testDepGraphOptions({
     // The first id is the build's; later ones are leases.
     newId: () => (first ? ((first = false), buildIds()) : randomUUID()),
-    history: createDurationHistory(),
-    defaultPolicy: "critical-path",
-    defaultLeaseMs: 60_000,
-    maxLeaseMs: 3_600_000,
-    maxLosses: 2,
-    fallbackDurationMs: 60_000,
-  });
+  }));
   depgraph.tree.replace(TREE.map(record), "tree");
   return depgraph;
 }

@@ -1,3 +1,5 @@
+import type { DepGraphOptions } from "../../services/depgraph/core/depgraph.js";
+import { createDurationHistory } from "../../services/depgraph/core/history.js";
 import { DEFAULT_PBULK_WEIGHT, type ScanRecord } from "../../services/depgraph/core/scan-record.js";
 
 export interface RecordSpec {
@@ -42,6 +44,21 @@ export function fakeClock(start = 1_700_000_000_000): { now: () => number; advan
 export function sequentialIds(prefix = "id"): () => string {
   let n = 0;
   return () => `${prefix}-${++n}`;
+}
+
+/** The DepGraph options core tests share: a fake clock, no history, short leases, two losses. */
+export function testDepGraphOptions(overrides: Partial<DepGraphOptions> = {}): DepGraphOptions {
+  return {
+    now: fakeClock().now,
+    newId: sequentialIds(),
+    history: createDurationHistory(),
+    defaultPolicy: "critical-path",
+    defaultLeaseMs: 60_000,
+    maxLeaseMs: 3_600_000,
+    maxLosses: 2,
+    fallbackDurationMs: 60_000,
+    ...overrides,
+  };
 }
 
 export const SHARED_PRESOLVE = new URL("../../../../shared/data/pkgsrc/presolve.txt.gz", import.meta.url);

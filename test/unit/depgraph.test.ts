@@ -4,7 +4,7 @@ import type { JobState, JobTransition } from "../../services/depgraph/core/build
 import { DepGraph, type DepGraphOptions } from "../../services/depgraph/core/depgraph.js";
 import { EmptyTree, StaleLease, UnknownBuild, UnknownPackage } from "../../services/depgraph/core/errors.js";
 import { createDurationHistory } from "../../services/depgraph/core/history.js";
-import { fakeClock, record, sequentialIds, type RecordSpec } from "../support/records.js";
+import { fakeClock, record, sequentialIds, testDepGraphOptions, type RecordSpec } from "../support/records.js";
 
 const PLATFORM = "NetBSD-10.0-x86_64";
 
@@ -30,17 +30,7 @@ const TREE: RecordSpec[] = [
 function newDepGraph(overrides: Partial<DepGraphOptions> = {}) {
   const clock = fakeClock();
   const transitions: JobTransition[] = [];
-  const depgraph = new DepGraph({
-    now: clock.now,
-    newId: sequentialIds(),
-    history: createDurationHistory(),
-    defaultPolicy: "critical-path",
-    defaultLeaseMs: 60_000,
-    maxLeaseMs: 3_600_000,
-    maxLosses: 2,
-    fallbackDurationMs: 60_000,
-    ...overrides,
-  });
+  const depgraph = new DepGraph(testDepGraphOptions({ now: clock.now, ...overrides }));
   depgraph.onTransition((t) => transitions.push(t));
   depgraph.tree.replace(TREE.map(record), "tree");
   return { depgraph, clock, transitions };
