@@ -1,4 +1,4 @@
-import { parseArgs } from "node:util";
+import { LOG_LEVELS, readConfig } from "../shared/index.js";
 import type { PolicyName } from "./core/priority.js";
 
 /** DepGraphConfig is everything depgraph reads from its command line and environment. */
@@ -34,75 +34,27 @@ const POLICIES: readonly PolicyName[] = ["critical-path", "pbulk-weight", "fifo"
  * fixes a bad deployment in one go.
  */
 export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessEnv): DepGraphConfig | { errors: string[] } {
-  const errors: string[] = [];
-  let values: Record<string, string | undefined>;
-  try {
-    values = parseArgs({
-      args: [...argv],
-      options: {
-        host: { type: "string" },
-        port: { type: "string" },
-        "packages-dir": { type: "string" },
-        "scan-helper": { type: "string" },
-        tree: { type: "string" },
-        history: { type: "string" },
-        import: { type: "string" },
-        policy: { type: "string" },
-        "lease-seconds": { type: "string" },
-        "max-lease-seconds": { type: "string" },
-        "max-losses": { type: "string" },
-        "log-level": { type: "string" },
-        nats: { type: "string" },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values as Record<string, string | undefined>;
-  } catch (e) {
-    return { errors: [(e as Error).message] };
-  }
-  const pick = (flag: string, envName: string, fallback: string) => values[flag] ?? env[envName] ?? fallback;
-  const int = (flag: string, envName: string, fallback: number, min: number, max: number): number => {
-    const raw = pick(flag, envName, String(fallback));
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < min || n > max) {
-      errors.push(`--${flag} (${envName}) must be a whole number from ${min} to ${max}, not "${raw}"`);
-      return fallback;
-    }
-    return n;
-  };
-  const policy = pick("policy", "PKGFARM_POLICY", "critical-path");
-  if (!POLICIES.includes(policy as PolicyName)) errors.push(`--policy (PKGFARM_POLICY) must be one of ${POLICIES.join(", ")}, not "${policy}"`);
-  const scanHelperRaw = pick("scan-helper", "PKGFARM_SCAN_HELPER", "");
-  let scanHelper: string[] = [];
-  if (scanHelperRaw !== "") {
-    // A JSON array keeps arguments with spaces intact; a plain string is split on spaces.
-    try {
-      scanHelper = scanHelperRaw.trim().startsWith("[") ? JSON.parse(scanHelperRaw) : scanHelperRaw.trim().split(/\s+/);
-      if (!Array.isArray(scanHelper) || !scanHelper.every((a) => typeof a === "string")) throw new Error("not an array of strings");
-    } catch (e) {
-      errors.push(`--scan-helper (PKGFARM_SCAN_HELPER) must be a command or a JSON array of strings: ${(e as Error).message}`);
-    }
-  }
+  const read = readConfig(argv, env, [
+    "host", "port", "packages-dir", "scan-helper", "tree", "history", "import", "policy",
+    "lease-seconds", "max-lease-seconds", "max-losses", "log-level", "nats",
+  ]);
   const config: DepGraphConfig = {
-    host: pick("host", "PKGFARM_HOST", "127.0.0.1"),
-    port: int("port", "PKGFARM_DEPGRAPH_PORT", 7401, 0, 65535),
-    packagesDir: pick("packages-dir", "PKGFARM_PACKAGES_DIR", ""),
-    scanHelper,
-    treeDir: pick("tree", "PKGFARM_TREE", "."),
-    historyFile: pick("history", "PKGFARM_HISTORY", ""),
-    importFile: pick("import", "PKGFARM_IMPORT", ""),
-    defaultPolicy: policy as PolicyName,
-    defaultLeaseMs: int("lease-seconds", "PKGFARM_LEASE_SECONDS", 600, 1, 86400) * 1000,
-    maxLeaseMs: int("max-lease-seconds", "PKGFARM_MAX_LEASE_SECONDS", 86400, 1, 7 * 86400) * 1000,
-    maxLosses: int("max-losses", "PKGFARM_MAX_LOSSES", 3, 1, 100),
-    logLevel: pick("log-level", "PKGFARM_LOG_LEVEL", "info"),
-    natsUrl: pick("nats", "PKGFARM_NATS_URL", ""),
+    host: read.string("host", "PKGFARM_HOST", "127.0.0.1"),
+    port: read.int("port", "PKGFARM_DEPGRAPH_PORT", 7401, 0, 65535),
+    packagesDir: read.string("packages-dir", "PKGFARM_PACKAGES_DIR", ""),
+    scanHelper: read.argv("scan-helper", "PKGFARM_SCAN_HELPER", []),
+    treeDir: read.string("tree", "PKGFARM_TREE", "."),
+    historyFile: read.string("history", "PKGFARM_HISTORY", ""),
+    importFile: read.string("import", "PKGFARM_IMPORT", ""),
+    defaultPolicy: read.oneOf("policy", "PKGFARM_POLICY", "critical-path", POLICIES),
+    defaultLeaseMs: read.int("lease-seconds", "PKGFARM_LEASE_SECONDS", 600, 1, 86400) * 1000,
+    maxLeaseMs: read.int("max-lease-seconds", "PKGFARM_MAX_LEASE_SECONDS", 86400, 1, 7 * 86400) * 1000,
+    maxLosses: read.int("max-losses", "PKGFARM_MAX_LOSSES", 3, 1, 100),
+    logLevel: read.oneOf("log-level", "PKGFARM_LOG_LEVEL", "info", LOG_LEVELS),
+    natsUrl: read.string("nats", "PKGFARM_NATS_URL", ""),
   };
   if (config.natsUrl !== "" && !/^(nats|tls):\/\/[^/\s]+$|^[^/\s:]+:\d+$/.test(config.natsUrl)) {
-    errors.push(`--nats (PKGFARM_NATS_URL) must look like nats://host:4222, not "${config.natsUrl}"`);
+    read.errors.push(`--nats (PKGFARM_NATS_URL) must look like nats://host:4222, not "${config.natsUrl}"`);
   }
-  if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(config.logLevel)) {
-    errors.push(`--log-level (PKGFARM_LOG_LEVEL) must be one of fatal, error, warn, info, debug, trace, silent, not "${config.logLevel}"`);
-  }
-  return errors.length > 0 ? { errors } : config;
+  return read.errors.length > 0 ? { errors: read.errors } : config;
 }
