@@ -127,6 +127,8 @@ async function grpcFigures(records: readonly ScanRecord[]) {
   const server = await startDepGraphServer({
     host: "127.0.0.1", port: 0, packagesDir: "", scanHelper: [], treeDir: ".", historyFile: "", importFile: "",
     defaultPolicy: "critical-path", defaultLeaseMs: 600_000, maxLeaseMs: 600_000, maxLosses: 3, logLevel: "silent", natsUrl: "",
+      state: "memory",
+      stateBucket: "pkgfarm-depgraph",
   }, logger);
   try {
     server.depgraph.tree.replace(records, "tree");

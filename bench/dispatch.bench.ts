@@ -180,6 +180,8 @@ async function startStack(heartbeatIntervalMs: number, heartbeatTimeoutMs: numbe
   const depgraph = await startDepGraphServer({
     host: "127.0.0.1", port: 0, packagesDir: "", scanHelper: [], treeDir: ".", historyFile: "", importFile: PRESOLVE,
     defaultPolicy: "critical-path", defaultLeaseMs: 600_000, maxLeaseMs: 600_000, maxLosses: 3, logLevel: "silent", natsUrl: "",
+      state: "memory",
+      stateBucket: "pkgfarm-depgraph",
   }, silent);
   const dataDir = await mkdtemp(join(tmpdir(), "pkgfarm-dispatch-bench-"));
   const dispatcher = await startDispatcherServer({

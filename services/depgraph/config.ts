@@ -24,6 +24,10 @@ export interface DepGraphConfig {
   readonly logLevel: string;
   /** NATS server for change events and job events; "" runs without (the embedded default). */
   readonly natsUrl: string;
+  /** Where builds and the tree live: in this process only, or in a JetStream KV bucket that survives restarts. */
+  readonly state: "memory" | "nats-kv";
+  /** JetStream KV bucket of the nats-kv state. */
+  readonly stateBucket: string;
 }
 
 const POLICIES: readonly PolicyName[] = ["critical-path", "pbulk-weight", "fifo"];
@@ -36,7 +40,7 @@ const POLICIES: readonly PolicyName[] = ["critical-path", "pbulk-weight", "fifo"
 export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessEnv): DepGraphConfig | { errors: string[] } {
   const read = readConfig(argv, env, [
     "host", "port", "packages-dir", "scan-helper", "tree", "history", "import", "policy",
-    "lease-seconds", "max-lease-seconds", "max-losses", "log-level", "nats",
+    "lease-seconds", "max-lease-seconds", "max-losses", "log-level", "nats", "state", "state-bucket",
   ]);
   const config: DepGraphConfig = {
     host: read.string("host", "PKGFARM_HOST", "127.0.0.1"),
@@ -52,7 +56,15 @@ export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessE
     maxLosses: read.int("max-losses", "PKGFARM_MAX_LOSSES", 3, 1, 100),
     logLevel: read.oneOf("log-level", "PKGFARM_LOG_LEVEL", "info", LOG_LEVELS),
     natsUrl: read.string("nats", "PKGFARM_NATS_URL", ""),
+    state: read.oneOf("state", "PKGFARM_STATE", "memory", ["memory", "nats-kv"] as const),
+    stateBucket: read.string("state-bucket", "PKGFARM_STATE_BUCKET", "pkgfarm-depgraph"),
   };
+  if (config.state === "nats-kv" && config.natsUrl === "") {
+    read.errors.push("--state nats-kv (PKGFARM_STATE) keeps state in JetStream KV: it needs --nats (PKGFARM_NATS_URL)");
+  }
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(config.stateBucket)) {
+    read.errors.push(`--state-bucket (PKGFARM_STATE_BUCKET) must be 1-64 letters, digits, '_' or '-', not "${config.stateBucket}"`);
+  }
   if (config.natsUrl !== "" && !/^(nats|tls):\/\/[^/\s]+$|^[^/\s:]+:\d+$/.test(config.natsUrl)) {
     read.errors.push(`--nats (PKGFARM_NATS_URL) must look like nats://host:4222, not "${config.natsUrl}"`);
   }

@@ -15,7 +15,11 @@ export async function runDepGraph(argv: readonly string[]): Promise<number> {
   }
   const logger: Logger = createLogger("depgraph", config.logLevel);
   const running = await startDepGraphServer(config, logger);
+  let fenced = false;
+  void running.stopped.then(() => (fenced = true));
   await new Promise<void>((resolve) => {
+    // Another depgraph took the state over: exit non-zero so a supervisor notices.
+    void running.stopped.then(resolve);
     const stop = (signal: string) => {
       logger.info({ signal }, "shutting down");
       const hard = setTimeout(() => {
@@ -28,5 +32,5 @@ export async function runDepGraph(argv: readonly string[]): Promise<number> {
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });
-  return 0;
+  return fenced ? 1 : 0;
 }

@@ -4,7 +4,7 @@ import type { Logger } from "pino";
 import { buildScanDependsIndex, locationsToRescan, type ScanDependsIndex } from "./core/changed-files.js";
 import type { InvalidScanRecord } from "./core/errors.js";
 import { createScanRecordParser, formatScanRecord, type ScanRecord } from "./core/scan-record.js";
-import type { PackageTree } from "./core/tree.js";
+import type { DepGraph } from "./core/depgraph.js";
 import { runScanHelper, type ScanHelperOptions } from "./scan-helper.js";
 
 /** The JetStream stream of package-metadata changes and its subjects. */
@@ -52,7 +52,9 @@ export async function publishMetaEvent(nc: NatsConnection, subject: string, even
 
 export interface MetaConsumerOptions {
   readonly nc: NatsConnection;
-  readonly tree: PackageTree;
+  readonly depgraph: DepGraph;
+  /** Resolves once the change just applied is durable; the event is acked only then. */
+  readonly durable?: () => Promise<unknown>;
   readonly logger: Logger;
   /** Rescans locations named by a files event; without it such events are refused. */
   readonly scanHelper: ScanHelperOptions | undefined;
@@ -74,7 +76,8 @@ export interface MetaConsumer {
  * loop waits and retries; the RPC services never depend on it.
  */
 export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
-  const { nc, tree, logger } = options;
+  const { nc, depgraph, logger } = options;
+  const tree = depgraph.tree;
   const durable = options.durableName ?? "depgraph";
   let stopped = false;
   let current: { stop(): void } | undefined;
@@ -96,8 +99,7 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
     for (const p of problems.slice(0, 20)) logger.warn({ line: p.line, location: p.location }, `change event record refused: ${p.problem}`);
     const scanned = new Set(records.map((r) => r.location));
     const removed = event.locations.filter((l) => !scanned.has(l));
-    if (removed.length > 0) tree.removeLocations(removed);
-    if (records.length > 0) tree.replace(records, "locations");
+    depgraph.applyLocations(records, removed);
     return [...new Set([...event.locations, ...scanned])];
   };
 
@@ -151,6 +153,7 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
         for await (const m of messages) {
           try {
             await handle(m);
+            await options.durable?.();
             m.ack();
           } catch (e) {
             // A malformed event would fail forever: drop it, loudly.

@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { DepGraphService, file_pkgfarm_v1_depgraph } from "../../gen/pkgfarm/v1/depgraph_pb.js";
-import { connect } from "nats";
+import { connect, type NatsConnection } from "nats";
 import { startGrpcService } from "../shared/index.js";
 import { startJobEventPublisher } from "./job-events.js";
 import { startMetaConsumer } from "./meta-events.js";
@@ -14,6 +14,12 @@ import type { InvalidScanRecord } from "./core/errors.js";
 import { createDurationHistory, parseBuildHistoryCsv } from "./core/history.js";
 import { readScanChunks } from "./scan-file.js";
 import { createDepGraphService } from "./service.js";
+import { openKvStateStore } from "./kv-state-store.js";
+import { persistState, restoreState, settledWithin } from "./state-persister.js";
+import type { StateStore } from "./state-store.js";
+
+/** How long a state-changing call waits for its change to be durable before answering anyway. */
+const DURABLE_WAIT_MS = 2_000;
 
 export interface RunningDepGraph {
   readonly depgraph: DepGraph;
@@ -22,6 +28,8 @@ export interface RunningDepGraph {
   readonly port: number;
   /** Stops taking calls, ends streams, and resolves once the port is closed. */
   close(): Promise<void>;
+  /** Resolves when the server has stopped on its own (another depgraph took over its state). */
+  readonly stopped: Promise<void>;
 }
 
 /**
@@ -42,10 +50,19 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     maxLosses: config.maxLosses,
     fallbackDurationMs: 60_000,
   });
+  const nc = config.natsUrl === "" ? undefined : await connectNats(config.natsUrl, logger);
+  let fencedBy: ((writer: string) => void) | undefined;
+  let store: StateStore | undefined;
+  if (config.state === "nats-kv") {
+    store = await openKvStateStore({ nc: nc!, logger: logger.child({ component: "state" }), bucket: config.stateBucket, onFenced: (writer) => fencedBy?.(writer) });
+    await restoreState(store, depgraph, history, logger);
+    persistState(store, depgraph);
+  }
   if (config.importFile !== "") await importFile(depgraph, config.importFile, logger);
 
   const scanHelper: ScanHelperOptions | undefined = config.scanHelper.length === 0 ? undefined
     : { command: config.scanHelper, treeDir: config.treeDir, timeoutMs: 300_000, concurrency: 2 };
+  const durable = store === undefined ? undefined : () => settledWithin(store, DURABLE_WAIT_MS);
   const service = createDepGraphService({
     depgraph,
     history,
@@ -56,6 +73,7 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     maxJobsPerCall: 1024,
     maxWatchBacklog: 100_000,
     now,
+    durable,
   });
   const server = await startGrpcService({
     service: DepGraphService,
@@ -64,35 +82,47 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     host: config.host,
     port: config.port,
   });
-  const events = config.natsUrl === "" ? undefined : await startEvents(config, depgraph, scanHelper, logger);
-  logger.info({ port: server.port, host: config.host, historyRows: historyRows.length }, "depgraph listening");
-  return {
-    depgraph,
-    url: server.url,
-    port: server.port,
-    close: () => server.shutdown(async () => {
-      service.close();
-      await events?.stop();
-    }),
-  };
+  const events = nc === undefined ? undefined : startEvents(nc, depgraph, scanHelper, durable, logger);
+  logger.info({ port: server.port, host: config.host, historyRows: historyRows.length, state: config.state }, "depgraph listening");
+  let closing: Promise<void> | undefined;
+  const close = () => closing ??= server.shutdown(async () => {
+    service.close();
+    await events?.stop();
+    await store?.close();
+    await nc?.drain().catch(() => nc.close());
+  });
+  const stopped = new Promise<void>((resolve) => {
+    fencedBy = (writer) => {
+      logger.fatal({ writer }, "another depgraph owns the state now; stopping");
+      void close().then(resolve);
+    };
+  });
+  return { depgraph, url: server.url, port: server.port, close, stopped };
 }
 
 /**
- * startEvents connects to NATS without waiting for it: depgraph serves RPCs
- * whether or not NATS is up, and the consumer catches up once it is.
+ * connectNats waits for NATS without giving up: depgraph with its state in
+ * NATS cannot start without it, and events resume by themselves later.
  */
-async function startEvents(config: DepGraphConfig, depgraph: DepGraph, scanHelper: ScanHelperOptions | undefined, logger: Logger): Promise<{ stop(): Promise<void> }> {
-  const nc = await connect({ servers: config.natsUrl, name: "depgraph", waitOnFirstConnect: true, reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+async function connectNats(url: string, logger: Logger): Promise<NatsConnection> {
+  const nc = await connect({ servers: url, name: "depgraph", waitOnFirstConnect: true, reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 500 });
   void (async () => {
     for await (const status of nc.status()) logger.info({ type: status.type, data: String(status.data) }, "nats status");
   })();
-  const consumer = startMetaConsumer({ nc, tree: depgraph.tree, logger: logger.child({ component: "meta-events" }), scanHelper });
+  return nc;
+}
+
+/**
+ * startEvents consumes change events and publishes job events. depgraph
+ * serves RPCs whether or not NATS is up; both catch up once it is.
+ */
+function startEvents(nc: NatsConnection, depgraph: DepGraph, scanHelper: ScanHelperOptions | undefined, durable: (() => Promise<unknown>) | undefined, logger: Logger): { stop(): Promise<void> } {
+  const consumer = startMetaConsumer({ nc, depgraph, logger: logger.child({ component: "meta-events" }), scanHelper, durable });
   const jobEvents = startJobEventPublisher({ nc, depgraph, logger: logger.child({ component: "job-events" }) });
   return {
     async stop() {
       await consumer.stop();
       await jobEvents.stop();
-      await nc.drain().catch(() => nc.close());
     },
   };
 }
@@ -103,7 +133,7 @@ async function importFile(depgraph: DepGraph, path: string, logger: Logger): Pro
   const parser = createScanRecordParser((r) => records.push(r), (p) => problems.push(p));
   for await (const chunk of readScanChunks(path)) parser.push(chunk);
   parser.end();
-  problems.push(...depgraph.tree.replace(records, "tree"));
+  problems.push(...depgraph.replaceTree(records, "tree"));
   for (const p of problems.slice(0, 20)) logger.warn({ line: p.line, location: p.location }, p.problem);
   logger.info({ path, records: records.length, problems: problems.length, ...depgraph.tree.summary(), cycles: depgraph.tree.cyclesFound().length }, "scan file imported");
 }

@@ -47,6 +47,11 @@ export interface DepGraphServiceOptions {
   readonly maxWatchBacklog: number;
   /** The clock the core was given, so the lease timer agrees with it. */
   readonly now: () => number;
+  /**
+   * Resolves once the state changes made so far are durable (or a bound
+   * passes); calls that change state answer only after it.
+   */
+  readonly durable?: () => Promise<unknown>;
 }
 
 const DEFAULT_PAGE_SIZE = 1000;
@@ -68,9 +73,12 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
   });
   const leaseTimer = createLeaseTimer(depgraph, logger, options.now);
 
+  const STATE_CHANGING = new Set(["ImportScan", "ScanLocations", "CreateBuild", "CancelBuild", "NextReadyJob", "MarkDone", "ReturnJob"]);
   const guard = async <T>(method: string, run: () => Promise<T> | T): Promise<T> => {
     try {
-      return await run();
+      const result = await run();
+      if (STATE_CHANGING.has(method)) await options.durable?.();
+      return result;
     } catch (e) {
       const error = toConnectError(e);
       if (error.code === Code.Internal) logger.error({ err: e, method }, "request failed");
@@ -80,7 +88,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
 
   const applyImport = (records: ScanRecord[], problems: InvalidScanRecord[], scope: "tree" | "locations") => {
     const started = performance.now();
-    problems.push(...depgraph.tree.replace(records, scope));
+    problems.push(...depgraph.replaceTree(records, scope));
     const unresolved: ScanProblem[] = depgraph.tree.unresolvedDependencies().map((u) =>
       create(ScanProblemSchema, {
         location: u.location,

@@ -42,20 +42,41 @@ export interface DepGraphLinkOptions {
 
 const MAX_BATCH = 512;
 
+/**
+ * Failures that say nothing about the result itself: depgraph is restarting
+ * or unreachable. A result is never dropped for one of these; it waits and
+ * goes again, because depgraph restores its leases and will take it.
+ */
+const TRANSIENT: ReadonlySet<Code> = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Aborted, Code.Unknown, Code.Canceled]);
+
 export function createDepGraphLink(options: DepGraphLinkOptions): DepGraphLink {
   const { client, logger } = options;
   let pending: { result: JobResult; resolve: () => void; reject: (e: unknown) => void }[] = [];
   let flushScheduled = false;
+  let retryDelayMs = 0;
+  let retryTimer: NodeJS.Timeout | undefined;
 
   const flush = async () => {
     flushScheduled = false;
+    if (retryTimer !== undefined) return;
     const batch = pending.splice(0, MAX_BATCH);
     if (pending.length > 0) scheduleFlush();
     if (batch.length === 0) return;
     try {
       await client.markDone({ results: batch.map((p) => p.result) });
+      retryDelayMs = 0;
       for (const p of batch) p.resolve();
     } catch (e) {
+      if (TRANSIENT.has(ConnectError.from(e).code)) {
+        pending.unshift(...batch);
+        retryDelayMs = Math.min(5_000, Math.max(100, retryDelayMs * 2));
+        logger.warn({ err: ConnectError.from(e).message, results: pending.length, retryInMs: retryDelayMs }, "depgraph unreachable; results kept for the next try");
+        retryTimer ??= setTimeout(() => {
+          retryTimer = undefined;
+          scheduleFlush();
+        }, retryDelayMs).unref();
+        return;
+      }
       // A batch is all-or-nothing: one stale lease refuses it whole. Retry
       // one by one so each result gets its own answer.
       if (batch.length > 1 && ConnectError.from(e).code === Code.FailedPrecondition) {

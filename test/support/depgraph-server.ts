@@ -19,6 +19,8 @@ export function startTestDepGraph(overrides: Partial<DepGraphConfig> = {}): Prom
       maxLosses: 3,
       logLevel: "silent",
       natsUrl: "",
+      state: "memory",
+      stateBucket: "pkgfarm-depgraph",
       ...overrides,
     },
     pino({ level: "silent" }),

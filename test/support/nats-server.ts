@@ -47,7 +47,7 @@ function natsServerBinary(): string {
  * someone else takes it, so startNatsServer retries with a new one if the server
  * cannot listen.
  */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once("error", reject);

@@ -103,6 +103,25 @@ export interface InitialJob {
   readonly reason: string;
   readonly cycle: readonly string[];
   readonly priority: number;
+  /** What a durable store remembered of this job, when a build is restored after a restart. */
+  readonly restored?: RestoredJob;
+}
+
+/**
+ * RestoredJob is the part of a job's state that cannot be derived from the
+ * tree: outcomes, leases, and attempts. Waiting, ready and blocked jobs are
+ * recomputed from the outcomes.
+ */
+export interface RestoredJob {
+  readonly state: "leased" | "succeeded" | "failed" | "up-to-date" | "ready";
+  readonly reason: string;
+  readonly attempts: number;
+  readonly losses: number;
+  readonly agentId: string;
+  readonly lease: Lease | undefined;
+  readonly durationMs: number;
+  readonly binaryPackage: BinaryPackage | undefined;
+  readonly logRef: string;
 }
 
 /**
@@ -119,6 +138,8 @@ export class Build {
   private active = 0;
   state: BuildState = "running";
   finishedAt: number | undefined;
+  /** While set, transitions are not announced: a restore replays state, it does not change it. */
+  private muted = false;
 
   constructor(
     readonly options: BuildOptions,
@@ -126,33 +147,39 @@ export class Build {
     private readonly emit: (t: JobTransition) => void,
   ) {
     for (const s of JOB_STATES) this.counts.set(s, 0);
-    this.jobs = initial.map((init, index) => ({
-      index,
-      pkg: init.pkg,
-      pkgname: init.pkg.record.pkgname,
-      dependencies: init.dependencies,
-      dependents: [],
-      state: init.state,
-      waitingOn: 0,
-      priority: init.priority,
-      readySeq: 0,
-      reason: init.reason,
-      blockedBy: "",
-      cycle: init.cycle,
-      attempts: 0,
-      losses: 0,
-      lease: undefined,
-      agentId: "",
-      durationMs: 0,
-      binaryPackage: undefined,
-      logRef: "",
-    }));
+    this.jobs = initial.map((init, index) => {
+      const kept = init.restored;
+      // An outcome a store remembered wins over what the tree says now; a
+      // job that was given back only keeps its attempt counts.
+      const state = kept === undefined || kept.state === "ready" ? init.state : kept.state;
+      return {
+        index,
+        pkg: init.pkg,
+        pkgname: init.pkg.record.pkgname,
+        dependencies: init.dependencies,
+        dependents: [],
+        state,
+        waitingOn: 0,
+        priority: init.priority,
+        readySeq: 0,
+        reason: state === init.state ? init.reason : kept!.reason,
+        blockedBy: "",
+        cycle: init.cycle,
+        attempts: kept?.attempts ?? 0,
+        losses: kept?.losses ?? 0,
+        lease: state === "leased" ? kept!.lease : undefined,
+        agentId: kept?.agentId ?? "",
+        durationMs: kept?.durationMs ?? 0,
+        binaryPackage: kept?.binaryPackage,
+        logRef: kept?.logRef ?? "",
+      };
+    });
     for (const job of this.jobs) {
       this.byPkgname.set(job.pkgname, job);
       for (const dep of job.dependencies) this.jobs[dep]!.dependents.push(job.index);
     }
     for (const job of this.jobs) {
-      if (job.state === "prefailed" || job.state === "cycle") this.blockDependents(job, options.createdAt, false);
+      if (job.state === "prefailed" || job.state === "cycle" || job.state === "failed") this.blockDependents(job, options.createdAt, false);
     }
     for (const job of this.jobs) {
       if (job.state === "pending") {
@@ -237,6 +264,16 @@ export class Build {
     return "requeued";
   }
 
+  /** Runs fn without announcing the transitions it makes (restoring a cancelled build). */
+  quietly<T>(fn: () => T): T {
+    this.muted = true;
+    try {
+      return fn();
+    } finally {
+      this.muted = false;
+    }
+  }
+
   /** Ends every job not yet terminal as cancelled; returns the leases that were held. */
   cancel(now: number): Lease[] {
     const dropped: Lease[] = [];
@@ -301,6 +338,7 @@ export class Build {
     this.counts.set(from, this.counts.get(from)! - 1);
     this.counts.set(to, this.counts.get(to)! + 1);
     if (!isTerminal(from) && isTerminal(to)) this.active--;
+    if (this.muted) return;
     this.emit({
       buildId: this.options.id,
       pkgname: job.pkgname,

@@ -1,4 +1,6 @@
-import { Build, type BinaryPackage, type BuildMode, type InitialJob, type Job, type JobTransition } from "./build.js";
+import { Build, type BinaryPackage, type BuildMode, type BuildOptions, type InitialJob, type Job, type JobTransition, type RestoredJob } from "./build.js";
+import type { InvalidScanRecord } from "./errors.js";
+import type { ScanRecord } from "./scan-record.js";
 import { EmptyTree, InvalidRequest, StaleLease, UnknownBuild, UnknownPackage } from "./errors.js";
 import { Heap } from "./heap.js";
 import type { DurationHistory } from "./history.js";
@@ -62,6 +64,21 @@ interface LeaseDeadline {
   readonly leaseId: string;
 }
 
+/** RestoredBuild is a build as a durable store remembered it. */
+export interface RestoredBuild {
+  readonly options: BuildOptions;
+  readonly cancelled: boolean;
+  readonly finishedAt: number | undefined;
+  /** Jobs with something to remember, by PKGNAME. */
+  readonly jobs: ReadonlyMap<string, RestoredJob>;
+}
+
+/** TreeChangeNotice says which locations a change touched, so a store can write them. */
+export interface TreeChangeNotice {
+  readonly revision: number;
+  readonly locations: readonly string[];
+}
+
 const PLATFORM_SHAPE = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
 
 /**
@@ -76,6 +93,8 @@ export class DepGraph {
   private leasesHeld = 0;
   private readonly transitionListeners = new Set<(t: JobTransition) => void>();
   private readonly readyListeners = new Set<() => void>();
+  private readonly buildListeners = new Set<(build: Build) => void>();
+  private readonly treeListeners = new Set<(notice: TreeChangeNotice) => void>();
 
   constructor(private readonly options: DepGraphOptions) {
     this.tree = options.tree ?? new PackageTree();
@@ -93,6 +112,47 @@ export class DepGraph {
     return () => this.readyListeners.delete(listener);
   }
 
+  /** Calls listener when a build is created or cancelled (its options or its end changed). */
+  onBuildChange(listener: (build: Build) => void): () => void {
+    this.buildListeners.add(listener);
+    return () => this.buildListeners.delete(listener);
+  }
+
+  /** Calls listener after every change of the tree, with the locations it touched. */
+  onTreeChange(listener: (notice: TreeChangeNotice) => void): () => void {
+    this.treeListeners.add(listener);
+    return () => this.treeListeners.delete(listener);
+  }
+
+  /**
+   * replaceTree takes new scan records for the whole tree or for the
+   * locations they name. Every change goes through here (or applyLocations),
+   * so listeners see each one.
+   */
+  replaceTree(records: readonly ScanRecord[], scope: "tree" | "locations"): InvalidScanRecord[] {
+    const touched = new Set(records.map((r) => r.location));
+    if (scope === "tree") for (const pkg of this.tree.values()) touched.add(pkg.record.location);
+    const revision = this.tree.revision;
+    const problems = this.tree.replace(records, scope);
+    this.announceTreeChange(revision, touched);
+    return problems;
+  }
+
+  /** applyLocations replaces the locations records name and drops removedLocations. */
+  applyLocations(records: readonly ScanRecord[], removedLocations: readonly string[]): InvalidScanRecord[] {
+    const revision = this.tree.revision;
+    if (removedLocations.length > 0) this.tree.removeLocations(removedLocations);
+    const problems = records.length > 0 ? this.tree.replace(records, "locations") : [];
+    this.announceTreeChange(revision, new Set([...removedLocations, ...records.map((r) => r.location)]));
+    return problems;
+  }
+
+  private announceTreeChange(revisionBefore: number, locations: ReadonlySet<string>): void {
+    if (this.tree.revision === revisionBefore) return;
+    const notice = { revision: this.tree.revision, locations: [...locations] };
+    for (const listener of this.treeListeners) listener(notice);
+  }
+
   private readonly emit = (t: JobTransition): void => {
     for (const listener of this.transitionListeners) listener(t);
   };
@@ -102,7 +162,6 @@ export class DepGraph {
   }
 
   createBuild(request: CreateBuildRequest): Build {
-    const now = this.options.now();
     if (!PLATFORM_SHAPE.test(request.platform)) {
       throw new InvalidRequest(`platform "${request.platform}" must be 1-128 letters, digits, '.', '_', '+' or '-' (e.g. "NetBSD-10.0-x86_64")`);
     }
@@ -110,7 +169,41 @@ export class DepGraph {
     if (request.mode === "incremental" && request.packagesDir === "") {
       throw new InvalidRequest("an incremental build needs a packages directory (packages_dir, or the server's --packages-dir)");
     }
-    const selected = this.selectPackages(request.limitTo);
+    const options: BuildOptions = {
+      id: this.options.newId(),
+      platform: request.platform,
+      mode: request.mode,
+      policy: request.policy ?? this.options.defaultPolicy,
+      limitTo: [...request.limitTo],
+      packagesDir: request.packagesDir,
+      createdAt: this.options.now(),
+    };
+    const build = this.startBuild(options, request.mode === "incremental" ? request.binaryPackages : undefined, new Map());
+    for (const listener of this.buildListeners) listener(build);
+    return build;
+  }
+
+  /**
+   * restoreBuild brings back a build a durable store remembered, against the
+   * tree as it is now. Its leases get a fresh deadline: while depgraph was
+   * down nobody could renew them, and the agents may still be building.
+   */
+  restoreBuild(restored: RestoredBuild): Build {
+    const build = this.startBuild(restored.options, undefined, restored.jobs);
+    const now = this.options.now();
+    if (restored.cancelled) build.quietly(() => build.cancel(restored.finishedAt ?? now));
+    for (const job of build.jobs) {
+      if (job.lease === undefined) continue;
+      job.lease.deadline = now + this.options.defaultLeaseMs;
+      this.leaseDeadlines.push({ deadline: job.lease.deadline, build, job, leaseId: job.lease.id });
+      this.leasesHeld++;
+    }
+    if (build.readyCount > 0) this.announceReady();
+    return build;
+  }
+
+  private startBuild(options: BuildOptions, binaryPackages: ReadonlyMap<string, BinaryPackageFile> | undefined, restored: ReadonlyMap<string, RestoredJob>): Build {
+    const selected = this.selectPackages(options.limitTo, restored.size > 0);
     const indexOf = new Map<string, number>();
     selected.forEach((name, i) => indexOf.set(name, i));
     const inCycle = new Map<string, readonly string[]>();
@@ -123,15 +216,14 @@ export class DepGraph {
     const typical = this.options.history.typicalMs() ?? this.options.fallbackDurationMs;
     const expectedMs = packages.map((pkg) =>
       this.options.history.expectedMs(pkg.record.pkgname, pkg.record.location) ?? (typical * pkg.record.pbulkWeight) / 100);
-    const policy = request.policy ?? this.options.defaultPolicy;
-    const priority = policies[policy].priorities({
+    const priority = policies[options.policy].priorities({
       dependencies,
       dependents,
       pbulkWeight: packages.map((pkg) => pkg.record.pbulkWeight),
       expectedMs,
     });
-    const upToDate = request.mode === "incremental"
-      ? upToDatePackages(packages.map((pkg) => pkg.record.pkgname), dependencies, request.binaryPackages)
+    const upToDate = binaryPackages !== undefined
+      ? upToDatePackages(packages.map((pkg) => pkg.record.pkgname), dependencies, binaryPackages)
       : new Set<number>();
 
     const initial: InitialJob[] = packages.map((pkg, i) => {
@@ -142,21 +234,16 @@ export class DepGraph {
         : prefail !== "" ? ["prefailed", prefail]
         : upToDate.has(i) ? ["up-to-date", "binary package is current"]
         : ["pending", ""];
-      return { pkg, dependencies: dependencies[i]!, state, reason, cycle: cycle ?? [], priority: priority[i]! };
+      return { pkg, dependencies: dependencies[i]!, state, reason, cycle: cycle ?? [], priority: priority[i]!, restored: restored.get(pkg.record.pkgname) };
     });
-    const id = this.options.newId();
-    const build = new Build(
-      { id, platform: request.platform, mode: request.mode, policy, limitTo: [...request.limitTo], packagesDir: request.packagesDir, createdAt: now },
-      initial,
-      this.emit,
-    );
-    this.builds.set(id, build);
+    const build = new Build(options, initial, this.emit);
+    this.builds.set(options.id, build);
     if (build.readyCount > 0) this.announceReady();
     return build;
   }
 
   /** All packages, or the named locations/PKGNAMEs plus everything they need. */
-  private selectPackages(limitTo: readonly string[]): string[] {
+  private selectPackages(limitTo: readonly string[], lenient = false): string[] {
     if (limitTo.length === 0) return [...this.tree.pkgnames()];
     const selected = new Set<string>();
     const stack: string[] = [];
@@ -165,7 +252,8 @@ export class DepGraph {
         throw new InvalidRequest(`"${entry}" is neither a location (category/package) nor a PKGNAME (name-version)`);
       }
       const names = this.tree.get(entry) !== undefined ? [entry] : this.tree.atLocation(entry);
-      if (names.length === 0) throw new UnknownPackage(entry);
+      // A restored build keeps what is left of its selection after the tree moved.
+      if (names.length === 0 && !lenient) throw new UnknownPackage(entry);
       stack.push(...names);
     }
     while (stack.length > 0) {
@@ -192,7 +280,9 @@ export class DepGraph {
 
   cancelBuild(buildId: string): Build {
     const build = this.getBuild(buildId);
-    if (build.state === "running") this.leasesHeld -= build.cancel(this.options.now()).length;
+    if (build.state !== "running") return build;
+    this.leasesHeld -= build.cancel(this.options.now()).length;
+    for (const listener of this.buildListeners) listener(build);
     return build;
   }
 

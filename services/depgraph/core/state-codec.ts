@@ -1,0 +1,161 @@
+import type { Build, BuildOptions, Job, RestoredJob } from "./build.js";
+import type { RestoredBuild } from "./depgraph.js";
+import type { BuildHistoryRow } from "./history.js";
+import { policies } from "./priority.js";
+
+// The durable state is a flat key/value map, one key per thing that changes
+// on its own (a location's records, a build, a job, a package's last
+// duration), so a write is small and two writes never race on one value.
+// Key tokens are base64url: PKGNAMEs and locations hold '+' and '/', which
+// key-value stores such as JetStream KV refuse.
+
+const TREE = "tree.";
+const BUILD = "build.";
+const JOB = "job.";
+const HISTORY = "hist.";
+
+function token(s: string): string {
+  return Buffer.from(s, "utf8").toString("base64url");
+}
+
+function untoken(t: string): string {
+  return Buffer.from(t, "base64url").toString("utf8");
+}
+
+export function locationKey(location: string): string {
+  return TREE + token(location);
+}
+
+export function buildKey(buildId: string): string {
+  return BUILD + token(buildId);
+}
+
+export function jobKey(buildId: string, pkgname: string): string {
+  return `${JOB}${token(buildId)}.${token(pkgname)}`;
+}
+
+export function historyKey(pkgname: string): string {
+  return HISTORY + token(pkgname);
+}
+
+interface BuildDoc {
+  readonly options: BuildOptions;
+  readonly cancelled: boolean;
+  readonly finishedAt: number | null;
+}
+
+export function encodeBuild(build: Build): string {
+  const doc: BuildDoc = { options: build.options, cancelled: build.state === "cancelled", finishedAt: build.state === "cancelled" ? build.finishedAt ?? null : null };
+  return JSON.stringify(doc);
+}
+
+/**
+ * encodeJob returns what must survive a restart of this job, or undefined
+ * when nothing does: a job that never started is rebuilt from the tree and
+ * its dependencies' outcomes.
+ */
+export function encodeJob(job: Job): string | undefined {
+  let state: RestoredJob["state"];
+  switch (job.state) {
+    case "leased":
+    case "succeeded":
+    case "failed":
+    case "up-to-date":
+      state = job.state;
+      break;
+    case "ready":
+    case "pending":
+      if (job.attempts === 0) return undefined;
+      state = "ready";
+      break;
+    default:
+      return undefined;
+  }
+  const doc: RestoredJob = {
+    state,
+    reason: job.reason,
+    attempts: job.attempts,
+    losses: job.losses,
+    agentId: job.agentId,
+    lease: job.lease,
+    durationMs: job.durationMs,
+    binaryPackage: job.binaryPackage,
+    logRef: job.logRef,
+  };
+  return JSON.stringify(doc);
+}
+
+export function encodeHistory(location: string, durationMs: number): string {
+  return JSON.stringify({ location, durationMs });
+}
+
+/** DecodedState is everything a store held, ready for the core to take back. */
+export interface DecodedState {
+  /** pbulk-index text of every location, to parse in one go. */
+  readonly pbulkIndex: string;
+  readonly locations: number;
+  readonly builds: RestoredBuild[];
+  readonly history: BuildHistoryRow[];
+  /** Keys that could not be read, with why; they are skipped, never fatal. */
+  readonly problems: string[];
+}
+
+/**
+ * decodeState turns a store's keys back into builds, jobs, history and
+ * scan records. An empty value is a deleted key. Jobs of a build the store
+ * does not hold are dropped (a build's own key is written first).
+ */
+export function decodeState(entries: Iterable<readonly [string, string]>): DecodedState {
+  const chunks: string[] = [];
+  const builds = new Map<string, { doc: BuildDoc; jobs: Map<string, RestoredJob> }>();
+  const jobs: [string, string, RestoredJob][] = [];
+  const history: BuildHistoryRow[] = [];
+  const problems: string[] = [];
+  for (const [key, value] of entries) {
+    if (value === "") continue;
+    try {
+      if (key.startsWith(TREE)) {
+        chunks.push(value.endsWith("\n") ? value : value + "\n");
+      } else if (key.startsWith(BUILD)) {
+        const doc = JSON.parse(value) as BuildDoc;
+        if (!isBuildDoc(doc)) throw new Error("not a build");
+        builds.set(doc.options.id, { doc, jobs: new Map() });
+      } else if (key.startsWith(JOB)) {
+        const [buildToken, pkgToken] = key.slice(JOB.length).split(".");
+        const doc = JSON.parse(value) as RestoredJob;
+        if (buildToken === undefined || pkgToken === undefined || !isJobDoc(doc)) throw new Error("not a job");
+        jobs.push([untoken(buildToken), untoken(pkgToken), doc]);
+      } else if (key.startsWith(HISTORY)) {
+        const doc = JSON.parse(value) as { location: string; durationMs: number };
+        if (typeof doc.location !== "string" || !(doc.durationMs >= 0)) throw new Error("not a duration");
+        history.push({ pkgname: untoken(key.slice(HISTORY.length)), location: doc.location, succeeded: true, durationMs: doc.durationMs });
+      }
+    } catch (e) {
+      problems.push(`${key}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  for (const [buildId, pkgname, doc] of jobs) builds.get(buildId)?.jobs.set(pkgname, doc);
+  return {
+    pbulkIndex: chunks.join(""),
+    locations: chunks.length,
+    builds: [...builds.values()]
+      .sort((a, b) => a.doc.options.createdAt - b.doc.options.createdAt)
+      .map(({ doc, jobs }) => ({ options: doc.options, cancelled: doc.cancelled, finishedAt: doc.finishedAt ?? undefined, jobs })),
+    history,
+    problems,
+  };
+}
+
+function isBuildDoc(doc: BuildDoc): boolean {
+  const o = doc?.options;
+  return typeof o === "object" && o !== null && typeof o.id === "string" && typeof o.platform === "string"
+    && (o.mode === "full" || o.mode === "incremental") && Object.hasOwn(policies, o.policy) && Array.isArray(o.limitTo) && typeof o.packagesDir === "string"
+    && typeof o.createdAt === "number" && typeof doc.cancelled === "boolean";
+}
+
+const RESTORED_STATES = new Set(["leased", "succeeded", "failed", "up-to-date", "ready"]);
+
+function isJobDoc(doc: RestoredJob): boolean {
+  return typeof doc === "object" && doc !== null && RESTORED_STATES.has(doc.state) && typeof doc.attempts === "number"
+    && typeof doc.losses === "number" && (doc.state !== "leased" || (typeof doc.lease?.id === "string" && typeof doc.lease.agentId === "string"));
+}

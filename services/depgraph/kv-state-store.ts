@@ -1,0 +1,199 @@
+import { createHash, randomUUID } from "node:crypto";
+import type { KV, NatsConnection } from "nats";
+import type { Logger } from "pino";
+import type { StateStore } from "./state-store.js";
+
+export const DEFAULT_STATE_BUCKET = "pkgfarm-depgraph";
+const WRITER_KEY = "writer";
+/** Writes in flight at once; more wait their turn, so a full import cannot flood the connection. */
+const MAX_IN_FLIGHT = 512;
+
+export interface KvStateStoreOptions {
+  readonly nc: NatsConnection;
+  readonly logger: Logger;
+  readonly bucket?: string;
+  /**
+   * Called once if another depgraph took over the bucket: this one must stop
+   * (its writes are refused from then on, so it can no longer change state).
+   */
+  readonly onFenced: (writer: string) => void;
+}
+
+/** FencedError: another depgraph is the writer now. */
+export class FencedError extends Error {
+  override readonly name = "FencedError";
+}
+
+/**
+ * openKvStateStore keeps depgraph's state in a JetStream KV bucket. depgraph
+ * is its single writer: at start it claims the `writer` key, and every write
+ * names the revision it expects the key to be at. A write refused for its
+ * revision means someone else wrote: if the writer key is still ours that was
+ * a stale writer's last gasp, and we re-read and write again; if not, we are
+ * the stale one, and we stop.
+ */
+export async function openKvStateStore(options: KvStateStoreOptions): Promise<StateStore & { readonly writerId: string }> {
+  const { logger } = options;
+  const kv: KV = await options.nc.jetstream().views.kv(options.bucket ?? DEFAULT_STATE_BUCKET, { history: 1 });
+  const writerId = randomUUID();
+  const revisions = new Map<string, number>();
+  // Digests of what each key holds, so rewriting an unchanged value (a
+  // re-import of the same tree) costs no write.
+  const stored = new Map<string, string>();
+  const pending = new Map<string, string>();
+  const inFlight = new Set<string>();
+  const waiters: { remaining: Set<string>; resolve: () => void }[] = [];
+  let fenced = false;
+  let closed = false;
+  let flushScheduled = false;
+  let retryTimer: NodeJS.Timeout | undefined;
+  let failures = 0;
+  let writerWatch: { stop(): void } | undefined;
+
+  const fence = (writer: string) => {
+    if (fenced) return;
+    fenced = true;
+    pending.clear();
+    logger.error({ writer, us: writerId }, "another depgraph took over the state bucket; this one stops writing");
+    for (const w of waiters.splice(0)) w.resolve();
+    options.onFenced(writer);
+  };
+
+  const done = (key: string) => {
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const w = waiters[i]!;
+      if (w.remaining.delete(key) && w.remaining.size === 0) {
+        waiters.splice(i, 1);
+        w.resolve();
+      }
+    }
+  };
+
+  const scheduleFlush = () => {
+    if (flushScheduled || fenced) return;
+    flushScheduled = true;
+    setImmediate(flush);
+  };
+
+  const write = async (key: string, value: string) => {
+    try {
+      // Deletes are written as empty values: a KV delete returns no revision,
+      // and the next fenced write to the key needs one.
+      const revision = await kv.put(key, value, { previousSeq: revisions.get(key) ?? 0 });
+      revisions.set(key, revision);
+      stored.set(key, digest(value));
+      failures = 0;
+      inFlight.delete(key);
+      if (!pending.has(key)) done(key);
+    } catch (e) {
+      inFlight.delete(key);
+      if (!pending.has(key)) pending.set(key, value);
+      if (fenced || closed) return;
+      if (isWrongRevision(e)) {
+        const writer = (await kv.get(WRITER_KEY).catch(() => null))?.string() ?? "";
+        if (writer !== writerId) {
+          fence(writer);
+          return;
+        }
+        const current = await kv.get(key).catch(() => null);
+        revisions.set(key, current?.revision ?? 0);
+        logger.warn({ key }, "state key was written by a stale writer; overwriting");
+      } else {
+        failures++;
+        if (failures === 1 || failures % 100 === 0) logger.warn({ err: e instanceof Error ? e.message : String(e), backlog: pending.size }, "state write failed; retrying");
+        // While NATS is away every write fails the same way: back off rather than spin.
+        if (retryTimer === undefined) {
+          retryTimer = setTimeout(() => {
+            retryTimer = undefined;
+            scheduleFlush();
+          }, Math.min(5_000, 50 * 2 ** Math.min(failures, 7)));
+        }
+        return;
+      }
+    }
+    scheduleFlush();
+  };
+
+  const flush = () => {
+    flushScheduled = false;
+    if (fenced || retryTimer !== undefined) return;
+    for (const [key, value] of pending) {
+      if (inFlight.size >= MAX_IN_FLIGHT) break;
+      if (inFlight.has(key)) continue;
+      pending.delete(key);
+      inFlight.add(key);
+      void write(key, value);
+    }
+  };
+
+  const load = async (): Promise<Map<string, string>> => {
+    const entries = new Map<string, string>();
+    let initialized!: () => void;
+    const ready = new Promise<void>((resolve) => (initialized = resolve));
+    const watch = await kv.watch({ key: ">", initializedFn: () => initialized() });
+    void (async () => {
+      for await (const entry of watch) {
+        revisions.set(entry.key, entry.revision);
+        if (entry.key === WRITER_KEY) continue;
+        const value = entry.operation === "PUT" ? entry.string() : "";
+        stored.set(entry.key, digest(value));
+        if (value !== "") entries.set(entry.key, value);
+        else entries.delete(entry.key);
+      }
+    })();
+    await ready;
+    watch.stop();
+    // Claim the bucket only after reading it, so our revisions are the latest.
+    const claimed = await kv.put(WRITER_KEY, writerId, { previousSeq: revisions.get(WRITER_KEY) ?? 0 });
+    revisions.set(WRITER_KEY, claimed);
+    const watchWriter = await kv.watch({ key: WRITER_KEY, include: "updates" as never });
+    writerWatch = watchWriter;
+    void (async () => {
+      for await (const entry of watchWriter) {
+        const writer = entry.operation === "PUT" ? entry.string() : "";
+        if (writer !== writerId) fence(writer);
+      }
+    })();
+    return entries;
+  };
+
+  const settled = (): Promise<void> => {
+    const remaining = new Set([...pending.keys(), ...inFlight]);
+    if (remaining.size === 0 || fenced) return Promise.resolve();
+    return new Promise((resolve) => waiters.push({ remaining, resolve }));
+  };
+
+  return {
+    writerId,
+    load,
+    set(key, value) {
+      if (fenced || closed) return;
+      const text = value ?? "";
+      if (!pending.has(key) && !inFlight.has(key) && stored.get(key) === digest(text)) return;
+      if (text === "" && !revisions.has(key)) return;
+      pending.set(key, text);
+      scheduleFlush();
+    },
+    settled,
+    get backlog() {
+      return pending.size + inFlight.size;
+    },
+    async close() {
+      const flushed = settled();
+      await Promise.race([flushed, new Promise((r) => setTimeout(r, 2_000).unref())]);
+      closed = true;
+      clearTimeout(retryTimer);
+      writerWatch?.stop();
+      for (const w of waiters.splice(0)) w.resolve();
+    },
+  };
+}
+
+function digest(value: string): string {
+  return createHash("sha1").update(value).digest("base64");
+}
+
+function isWrongRevision(e: unknown): boolean {
+  const message = e instanceof Error ? e.message : String(e);
+  return /wrong last sequence|key exists/i.test(message);
+}

@@ -1,0 +1,71 @@
+import type { Logger } from "pino";
+import type { DepGraph } from "./core/depgraph.js";
+import type { DurationHistory } from "./core/history.js";
+import { createScanRecordParser, formatScanRecord, type ScanRecord } from "./core/scan-record.js";
+import { buildKey, decodeState, encodeBuild, encodeHistory, encodeJob, historyKey, jobKey, locationKey } from "./core/state-codec.js";
+import type { StateStore } from "./state-store.js";
+
+/**
+ * restoreState loads a store into an empty depgraph: the tree, the durations
+ * learnt, then every build against that tree. Returns what it found.
+ */
+export async function restoreState(store: StateStore, depgraph: DepGraph, history: DurationHistory, logger: Logger): Promise<{ locations: number; builds: number; keys: number; ms: number }> {
+  const started = performance.now();
+  const entries = await store.load();
+  const state = decodeState(entries);
+  for (const problem of state.problems.slice(0, 20)) logger.warn({ problem }, "state key skipped");
+  if (state.pbulkIndex !== "") {
+    const records: ScanRecord[] = [];
+    const parser = createScanRecordParser((r) => records.push(r), (p) => logger.warn({ location: p.location }, `stored record skipped: ${p.problem}`));
+    parser.push(state.pbulkIndex);
+    parser.end();
+    depgraph.tree.replace(records, "tree");
+  }
+  for (const row of state.history) history.record(row.pkgname, row.location, row.durationMs);
+  for (const build of state.builds) depgraph.restoreBuild(build);
+  const ms = Math.round(performance.now() - started);
+  logger.info({ keys: entries.size, locations: state.locations, builds: state.builds.length, ms }, "state restored");
+  return { locations: state.locations, builds: state.builds.length, keys: entries.size, ms };
+}
+
+/**
+ * persistState writes every durable change of the core to the store: tree
+ * locations as they change, builds as they start or are cancelled, jobs as
+ * they are leased, given back or finish, and learnt durations. Returns an
+ * unsubscribe function.
+ */
+export function persistState(store: StateStore, depgraph: DepGraph): () => void {
+  const offTree = depgraph.onTreeChange((notice) => {
+    for (const location of notice.locations) {
+      const records = depgraph.tree.atLocation(location).map((name) => depgraph.tree.get(name)!.record);
+      store.set(locationKey(location), records.length === 0 ? null : records.map(formatScanRecord).join(""));
+    }
+  });
+  const offBuild = depgraph.onBuildChange((build) => {
+    store.set(buildKey(build.id), encodeBuild(build));
+    // Up-to-date is decided from packages/All when a build starts; a
+    // restart must not decide it again from a directory that has moved on.
+    for (const job of build.jobs) if (job.state === "up-to-date") store.set(jobKey(build.id, job.pkgname), encodeJob(job)!);
+  });
+  const offJobs = depgraph.onTransition((t) => {
+    if (t.to !== "leased" && t.to !== "succeeded" && t.to !== "failed" && !(t.to === "ready" && t.from === "leased")) return;
+    const job = depgraph.getBuild(t.buildId).byPkgname.get(t.pkgname)!;
+    const doc = encodeJob(job);
+    if (doc !== undefined) store.set(jobKey(t.buildId, t.pkgname), doc);
+    if (t.to === "succeeded") store.set(historyKey(t.pkgname), encodeHistory(t.location, job.durationMs));
+  });
+  return () => {
+    offTree();
+    offBuild();
+    offJobs();
+  };
+}
+
+/** settledWithin waits for the store, but no longer than ms: an answer late is better than none while NATS is away. */
+export async function settledWithin(store: StateStore, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  const result = await Promise.race([store.settled().then(() => true as const), timedOut]);
+  clearTimeout(timer);
+  return result;
+}

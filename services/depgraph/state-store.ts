@@ -1,0 +1,40 @@
+/**
+ * StateStore keeps depgraph's durable state as flat string keys (see
+ * core/state-codec.ts). depgraph reads it once at start and then only
+ * writes; writes are queued and coalesced per key, so the core never waits
+ * on storage, and callers that must not answer before a change is durable
+ * (MarkDone, an acked change event) await settled().
+ */
+export interface StateStore {
+  /** Every key with its value; an empty value is a deleted key. */
+  load(): Promise<Map<string, string>>;
+  /** Queues a write; null deletes. A later write to the same key replaces a queued one. */
+  set(key: string, value: string | null): void;
+  /** Resolves once every write queued before the call is durable. */
+  settled(): Promise<void>;
+  /** Writes still queued or in flight. */
+  readonly backlog: number;
+  /** Flushes what it can within a grace period, then stops. */
+  close(): Promise<void>;
+}
+
+/**
+ * createMemoryStateStore is the embedded default: state lives as long as the
+ * process. It keeps the keys it was given so a test can read them back.
+ */
+export function createMemoryStateStore(initial: ReadonlyMap<string, string> = new Map()): StateStore & { readonly entries: ReadonlyMap<string, string> } {
+  const entries = new Map(initial);
+  return {
+    entries,
+    async load() {
+      return new Map(entries);
+    },
+    set(key, value) {
+      if (value === null) entries.delete(key);
+      else entries.set(key, value);
+    },
+    async settled() {},
+    backlog: 0,
+    async close() {},
+  };
+}
