@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { DepGraph } from "./core/depgraph.js";
 import type { DurationHistory } from "./core/history.js";
 import { createScanRecordParser, formatScanRecord, type ScanRecord } from "./core/scan-record.js";
-import { buildKey, decodeState, encodeBuild, encodeHistory, encodeJob, historyKey, jobKey, locationKey } from "./core/state-codec.js";
+import { buildKey, changedKey, decodeState, encodeBuild, encodeHistory, encodeJob, historyKey, jobKey, locationKey } from "./core/state-codec.js";
 import type { StateStore } from "./state-store.js";
 
 /**
@@ -22,6 +22,7 @@ export async function restoreState(store: StateStore, depgraph: DepGraph, histor
     depgraph.tree.replace(records, "tree");
   }
   for (const row of state.history) history.record(row.pkgname, row.location, row.durationMs);
+  depgraph.restoreChangeTimes(state.changedAt);
   for (const build of state.builds) depgraph.restoreBuild(build);
   const ms = Math.round(performance.now() - started);
   logger.info({ keys: entries.size, locations: state.locations, builds: state.builds.length, ms }, "state restored");
@@ -40,6 +41,8 @@ export function persistState(store: StateStore, depgraph: DepGraph): () => void 
       const records = depgraph.tree.atLocation(location).map((name) => depgraph.tree.get(name)!.record);
       store.set(locationKey(location), records.length === 0 ? null : records.map(formatScanRecord).join(""));
     }
+    for (const name of notice.packages.changed) store.set(changedKey(name), String(notice.time));
+    for (const name of notice.packages.removed) store.set(changedKey(name), null);
   });
   const offBuild = depgraph.onBuildChange((build) => {
     store.set(buildKey(build.id), encodeBuild(build));

@@ -49,10 +49,11 @@ export interface Lease {
 /** Job is one package in one build. Mutated only by its Build. */
 export interface Job {
   readonly index: number;
-  readonly pkg: TreePackage;
+  /** The package as the tree has it now; a change of the tree updates jobs not yet started. */
+  pkg: TreePackage;
   readonly pkgname: string;
-  readonly dependencies: readonly number[];
-  readonly dependents: number[];
+  dependencies: readonly number[];
+  dependents: number[];
   state: JobState;
   /** Dependencies not yet built. */
   waitingOn: number;
@@ -94,6 +95,24 @@ export interface BuildOptions {
   readonly packagesDir: string;
   readonly createdAt: number;
 }
+
+/** TreeView is what a build needs of the tree to take a change. */
+export interface TreeView {
+  get(pkgname: string): TreePackage | undefined;
+  /** The cycle a package is on, if any. */
+  cycleOf(pkgname: string): readonly string[] | undefined;
+  /** Why a package cannot be built at all; "" if it can. */
+  prefailReason(pkg: TreePackage): string;
+}
+
+/** A change of the tree, by PKGNAME. */
+export interface PackageChanges {
+  readonly added: readonly string[];
+  readonly removed: readonly string[];
+  readonly changed: readonly string[];
+}
+
+const REMOVED = "removed from the tree";
 
 /** InitialState is what a job is before anything is built. */
 export interface InitialJob {
@@ -289,6 +308,123 @@ export class Build {
     return dropped;
   }
 
+  /**
+   * applyTreeChange brings a running build up to date with the tree. Jobs
+   * not started yet (waiting, ready, or blocked) take the new records and
+   * dependencies, packages new to the tree join a whole-tree build, and
+   * removed ones leave it; jobs leased or finished keep what they built.
+   * Then every job not started is decided again from its dependencies.
+   * Returns how many jobs changed state.
+   */
+  applyTreeChange(changes: PackageChanges, tree: TreeView, addNew: boolean, now: number): number {
+    if (this.state !== "running") return 0;
+    const notStarted = (job: Job) => job.state === "pending" || job.state === "ready" || job.state === "prefailed"
+      || job.state === "cycle" || job.state === "indirect-failed" || (job.state === "cancelled" && job.reason === REMOVED);
+    const removed = new Set(changes.removed);
+    const refresh: string[] = [...changes.changed];
+    for (const name of changes.added) {
+      if (this.byPkgname.has(name) || addNew) refresh.push(name);
+    }
+    // Take the new records; append jobs for packages the build did not have.
+    const stack = [...refresh];
+    const appended: Job[] = [];
+    while (stack.length > 0) {
+      const name = stack.pop()!;
+      const pkg = tree.get(name);
+      if (pkg === undefined) continue;
+      let job = this.byPkgname.get(name);
+      if (job === undefined) {
+        job = this.newJob(pkg, 0);
+        appended.push(job);
+      } else if (!notStarted(job) || removed.has(name)) continue;
+      job.pkg = pkg;
+      job.dependencies = pkg.dependencies.map((dep) => {
+        const known = this.byPkgname.get(dep);
+        if (known !== undefined) return known.index;
+        stack.push(dep);
+        const added = this.newJob(tree.get(dep)!, 0);
+        appended.push(added);
+        return added.index;
+      });
+    }
+    for (const job of this.jobs) job.dependents = [];
+    for (const job of this.jobs) for (const dep of job.dependencies) this.jobs[dep]!.dependents.push(job.index);
+    // A new job is as urgent as the most urgent job waiting for it.
+    for (const job of appended) {
+      let priority = 0;
+      const seen = new Set<number>();
+      const up = [...job.dependents];
+      while (up.length > 0) {
+        const i = up.pop()!;
+        if (seen.has(i)) continue;
+        seen.add(i);
+        priority = Math.max(priority, this.jobs[i]!.priority);
+        if (seen.size > 64) break;
+        up.push(...this.jobs[i]!.dependents);
+      }
+      job.priority = priority;
+    }
+
+    // Decide every job not started again: first what it is on its own...
+    const next = new Map<Job, [JobState, string, string]>();
+    for (const job of this.jobs) {
+      if (!notStarted(job)) continue;
+      const cycle = removed.has(job.pkgname) ? undefined : tree.cycleOf(job.pkgname);
+      const prefail = removed.has(job.pkgname) ? "" : tree.prefailReason(job.pkg);
+      job.cycle = cycle ?? [];
+      next.set(job, removed.has(job.pkgname) || (job.state === "cancelled" && tree.get(job.pkgname) === undefined) ? ["cancelled", REMOVED, ""]
+        : cycle !== undefined ? ["cycle", `dependency cycle: ${cycle.join(" -> ")}`, ""]
+        : prefail !== "" ? ["prefailed", prefail, ""]
+        : ["pending", "", ""]);
+    }
+    // ...then what its dependencies make of it.
+    const stateOf = (job: Job) => next.get(job)?.[0] ?? job.state;
+    const roots = this.jobs.filter((job) => { const s = stateOf(job); return s === "failed" || s === "prefailed" || s === "cycle" || (s === "cancelled" && next.has(job)); });
+    for (const root of roots) {
+      const down = [...root.dependents];
+      while (down.length > 0) {
+        const job = this.jobs[down.pop()!]!;
+        if (next.get(job)?.[0] !== "pending") continue;
+        next.set(job, ["indirect-failed", `needs ${root.pkgname}, which is ${stateOf(root)}`, root.pkgname]);
+        down.push(...job.dependents);
+      }
+    }
+    let moved = 0;
+    this.ready.retain(() => false);
+    for (const [job, [state, reason, blockedBy]] of next) {
+      job.waitingOn = 0;
+      let to = state;
+      if (to === "pending") {
+        for (const dep of job.dependencies) if (!isBuilt(stateOf(this.jobs[dep]!))) job.waitingOn++;
+        if (job.waitingOn === 0) to = "ready";
+      }
+      job.blockedBy = blockedBy;
+      if (to === "ready" && job.state !== "ready") job.readySeq = this.readySeq++;
+      if (to !== job.state) {
+        moved++;
+        this.move(job, to, reason, now);
+      } else {
+        job.reason = reason;
+      }
+      if (to === "ready") this.ready.push(job);
+    }
+    this.checkFinished(now);
+    return moved;
+  }
+
+  private newJob(pkg: TreePackage, priority: number): Job {
+    const job: Job = {
+      index: this.jobs.length, pkg, pkgname: pkg.record.pkgname, dependencies: [], dependents: [], state: "pending",
+      waitingOn: 0, priority, readySeq: 0, reason: "", blockedBy: "", cycle: [], attempts: 0, losses: 0,
+      lease: undefined, agentId: "", durationMs: 0, binaryPackage: undefined, logRef: "",
+    };
+    this.jobs.push(job);
+    this.byPkgname.set(job.pkgname, job);
+    this.counts.set("pending", this.counts.get("pending")! + 1);
+    this.active++;
+    return job;
+  }
+
   /** Every job this one needs, directly or not. */
   transitiveDependencies(job: Job): Job[] {
     const seen = new Set<number>();
@@ -338,6 +474,7 @@ export class Build {
     this.counts.set(from, this.counts.get(from)! - 1);
     this.counts.set(to, this.counts.get(to)! + 1);
     if (!isTerminal(from) && isTerminal(to)) this.active--;
+    if (isTerminal(from) && !isTerminal(to)) this.active++;
     if (this.muted) return;
     this.emit({
       buildId: this.options.id,

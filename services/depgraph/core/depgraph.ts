@@ -1,4 +1,4 @@
-import { Build, type BinaryPackage, type BuildMode, type BuildOptions, type InitialJob, type Job, type JobTransition, type RestoredJob } from "./build.js";
+import { Build, type BinaryPackage, type BuildMode, type BuildOptions, type InitialJob, type Job, type JobTransition, type PackageChanges, type RestoredJob, type TreeView } from "./build.js";
 import type { InvalidScanRecord } from "./errors.js";
 import type { ScanRecord } from "./scan-record.js";
 import { EmptyTree, InvalidRequest, StaleLease, UnknownBuild, UnknownPackage } from "./errors.js";
@@ -7,7 +7,7 @@ import type { DurationHistory } from "./history.js";
 import { upToDatePackages, type BinaryPackageFile } from "./incremental.js";
 import { policies, type PolicyName } from "./priority.js";
 import { isValidLocation, isValidPkgname } from "./scan-record.js";
-import { PackageTree, prefailReason } from "./tree.js";
+import { PackageTree, prefailReason, type TreePackage } from "./tree.js";
 
 export interface DepGraphOptions {
   /** Milliseconds since the epoch; read once per operation. */
@@ -73,10 +73,13 @@ export interface RestoredBuild {
   readonly jobs: ReadonlyMap<string, RestoredJob>;
 }
 
-/** TreeChangeNotice says which locations a change touched, so a store can write them. */
+/** TreeChangeNotice says what a change of the tree touched, so a store can write it. */
 export interface TreeChangeNotice {
   readonly revision: number;
   readonly locations: readonly string[];
+  readonly packages: PackageChanges;
+  /** When the change was applied: binary packages older than this are out of date for changed packages. */
+  readonly time: number;
 }
 
 const PLATFORM_SHAPE = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
@@ -95,6 +98,8 @@ export class DepGraph {
   private readonly readyListeners = new Set<() => void>();
   private readonly buildListeners = new Set<(build: Build) => void>();
   private readonly treeListeners = new Set<(notice: TreeChangeNotice) => void>();
+  /** When each package's metadata last changed; its binary packages from before are out of date. */
+  private readonly changedAt = new Map<string, number>();
 
   constructor(private readonly options: DepGraphOptions) {
     this.tree = options.tree ?? new PackageTree();
@@ -132,25 +137,55 @@ export class DepGraph {
   replaceTree(records: readonly ScanRecord[], scope: "tree" | "locations"): InvalidScanRecord[] {
     const touched = new Set(records.map((r) => r.location));
     if (scope === "tree") for (const pkg of this.tree.values()) touched.add(pkg.record.location);
-    const revision = this.tree.revision;
+    const before = this.snapshotTree();
     const problems = this.tree.replace(records, scope);
-    this.announceTreeChange(revision, touched);
+    this.takeTreeChange(before, touched);
     return problems;
   }
 
   /** applyLocations replaces the locations records name and drops removedLocations. */
   applyLocations(records: readonly ScanRecord[], removedLocations: readonly string[]): InvalidScanRecord[] {
-    const revision = this.tree.revision;
+    const before = this.snapshotTree();
     if (removedLocations.length > 0) this.tree.removeLocations(removedLocations);
     const problems = records.length > 0 ? this.tree.replace(records, "locations") : [];
-    this.announceTreeChange(revision, new Set([...removedLocations, ...records.map((r) => r.location)]));
+    this.takeTreeChange(before, new Set([...removedLocations, ...records.map((r) => r.location)]));
     return problems;
   }
 
-  private announceTreeChange(revisionBefore: number, locations: ReadonlySet<string>): void {
-    if (this.tree.revision === revisionBefore) return;
-    const notice = { revision: this.tree.revision, locations: [...locations] };
+  /** restoreChangeTimes brings back when packages last changed (from a durable store). */
+  restoreChangeTimes(times: Iterable<readonly [string, number]>): void {
+    for (const [pkgname, time] of times) this.changedAt.set(pkgname, time);
+  }
+
+  private snapshotTree(): { revision: number; packages: Map<string, TreePackage> } {
+    return { revision: this.tree.revision, packages: new Map([...this.tree.values()].map((p) => [p.record.pkgname, p])) };
+  }
+
+  /**
+   * takeTreeChange carries a change of the tree into every running build and
+   * remembers which packages changed, then tells the listeners.
+   */
+  private takeTreeChange(before: { revision: number; packages: Map<string, TreePackage> }, locations: ReadonlySet<string>): void {
+    if (this.tree.revision === before.revision) return;
+    const packages = diffPackages(before.packages, this.tree);
+    const now = this.options.now();
+    // Only a package that was there before can have a binary package made
+    // from older metadata; one new to the tree has none, or one made from
+    // exactly these records.
+    for (const name of packages.changed) this.changedAt.set(name, now);
+    for (const name of packages.removed) this.changedAt.delete(name);
+    const cycles = new Map<string, readonly string[]>();
+    for (const cycle of this.tree.cyclesFound()) for (const name of cycle) cycles.set(name, cycle);
+    const view: TreeView = { get: (name) => this.tree.get(name), cycleOf: (name) => cycles.get(name), prefailReason };
+    let ready = false;
+    for (const build of this.builds.values()) {
+      if (build.state !== "running") continue;
+      build.applyTreeChange(packages, view, build.options.limitTo.length === 0, now);
+      ready ||= build.readyCount > 0;
+    }
+    const notice: TreeChangeNotice = { revision: this.tree.revision, locations: [...locations], packages, time: now };
     for (const listener of this.treeListeners) listener(notice);
+    if (ready) this.announceReady();
   }
 
   private readonly emit = (t: JobTransition): void => {
@@ -223,7 +258,7 @@ export class DepGraph {
       expectedMs,
     });
     const upToDate = binaryPackages !== undefined
-      ? upToDatePackages(packages.map((pkg) => pkg.record.pkgname), dependencies, binaryPackages)
+      ? upToDatePackages(packages.map((pkg) => pkg.record.pkgname), dependencies, this.withoutOutdated(binaryPackages))
       : new Set<number>();
 
     const initial: InitialJob[] = packages.map((pkg, i) => {
@@ -240,6 +275,16 @@ export class DepGraph {
     this.builds.set(options.id, build);
     if (build.readyCount > 0) this.announceReady();
     return build;
+  }
+
+  /** Binary packages made before their package's metadata last changed are not current. */
+  private withoutOutdated(files: ReadonlyMap<string, BinaryPackageFile>): ReadonlyMap<string, BinaryPackageFile> {
+    const current = new Map(files);
+    for (const [name, file] of files) {
+      const changed = this.changedAt.get(name);
+      if (changed !== undefined && file.mtimeMs < changed) current.delete(name);
+    }
+    return current;
   }
 
   /** All packages, or the named locations/PKGNAMEs plus everything they need. */
@@ -442,4 +487,24 @@ export class DepGraph {
   private shedStaleDeadlines(): void {
     if (this.leaseDeadlines.size > 4 * this.leasesHeld + 1024) this.leaseDeadlines.retain((e) => this.isLive(e));
   }
+}
+
+/** diffPackages compares the tree with what it held before a change. */
+function diffPackages(before: ReadonlyMap<string, TreePackage>, tree: PackageTree): PackageChanges {
+  const added: string[] = [];
+  const changed: string[] = [];
+  for (const pkg of tree.values()) {
+    const name = pkg.record.pkgname;
+    const old = before.get(name);
+    if (old === undefined) added.push(name);
+    else if (old.record !== pkg.record && formatKey(old) !== formatKey(pkg)) changed.push(name);
+    else if (old.unresolved !== pkg.unresolved || old.dependencies.length !== pkg.dependencies.length || old.dependencies.some((d, i) => d !== pkg.dependencies[i])) changed.push(name);
+  }
+  const removed = [...before.keys()].filter((name) => tree.get(name) === undefined);
+  return { added, removed, changed };
+}
+
+function formatKey(pkg: TreePackage): string {
+  const { line: _line, ...content } = pkg.record;
+  return JSON.stringify(content);
 }

@@ -13,6 +13,7 @@ const TREE = "tree.";
 const BUILD = "build.";
 const JOB = "job.";
 const HISTORY = "hist.";
+const CHANGED = "changed.";
 
 function token(s: string): string {
   return Buffer.from(s, "utf8").toString("base64url");
@@ -36,6 +37,11 @@ export function jobKey(buildId: string, pkgname: string): string {
 
 export function historyKey(pkgname: string): string {
   return HISTORY + token(pkgname);
+}
+
+/** changedKey holds when a package's metadata last changed, in ms since the epoch. */
+export function changedKey(pkgname: string): string {
+  return CHANGED + token(pkgname);
 }
 
 interface BuildDoc {
@@ -96,6 +102,8 @@ export interface DecodedState {
   readonly locations: number;
   readonly builds: RestoredBuild[];
   readonly history: BuildHistoryRow[];
+  /** When packages last changed, by PKGNAME. */
+  readonly changedAt: [string, number][];
   /** Keys that could not be read, with why; they are skipped, never fatal. */
   readonly problems: string[];
 }
@@ -110,6 +118,7 @@ export function decodeState(entries: Iterable<readonly [string, string]>): Decod
   const builds = new Map<string, { doc: BuildDoc; jobs: Map<string, RestoredJob> }>();
   const jobs: [string, string, RestoredJob][] = [];
   const history: BuildHistoryRow[] = [];
+  const changedAt: [string, number][] = [];
   const problems: string[] = [];
   for (const [key, value] of entries) {
     if (value === "") continue;
@@ -129,6 +138,10 @@ export function decodeState(entries: Iterable<readonly [string, string]>): Decod
         const doc = JSON.parse(value) as { location: string; durationMs: number };
         if (typeof doc.location !== "string" || !(doc.durationMs >= 0)) throw new Error("not a duration");
         history.push({ pkgname: untoken(key.slice(HISTORY.length)), location: doc.location, succeeded: true, durationMs: doc.durationMs });
+      } else if (key.startsWith(CHANGED)) {
+        const time = Number(value);
+        if (!Number.isFinite(time)) throw new Error("not a time");
+        changedAt.push([untoken(key.slice(CHANGED.length)), time]);
       }
     } catch (e) {
       problems.push(`${key}: ${e instanceof Error ? e.message : String(e)}`);
@@ -142,6 +155,7 @@ export function decodeState(entries: Iterable<readonly [string, string]>): Decod
       .sort((a, b) => a.doc.options.createdAt - b.doc.options.createdAt)
       .map(({ doc, jobs }) => ({ options: doc.options, cancelled: doc.cancelled, finishedAt: doc.finishedAt ?? undefined, jobs })),
     history,
+    changedAt,
     problems,
   };
 }
