@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto";
 import { AckPolicy, type JsMsg, type NatsConnection } from "nats";
 import type { Logger } from "pino";
-import { buildScanDependsIndex, locationsToRescan, type ScanDependsIndex } from "./core/changed-files.js";
+import { LiveScanDependsIndex, locationsToRescan } from "./core/changed-files.js";
 import type { InvalidScanRecord } from "./core/errors.js";
-import { createScanRecordParser, formatScanRecord, type ScanRecord } from "./core/scan-record.js";
+import { createScanRecordParser, formatScanRecord, isValidLocation, type ScanRecord } from "./core/scan-record.js";
 import type { DepGraph } from "./core/depgraph.js";
 import { runScanHelper, type ScanHelperOptions } from "./scan-helper.js";
 
@@ -81,14 +81,10 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
   const durable = options.durableName ?? "depgraph";
   let stopped = false;
   let current: { stop(): void } | undefined;
-  let index: { revision: number; index: ScanDependsIndex } | undefined;
-
-  const scanDependsIndex = (): ScanDependsIndex => {
-    if (index?.revision !== tree.revision) {
-      index = { revision: tree.revision, index: buildScanDependsIndex([...tree.values()].map((p) => p.record)) };
-    }
-    return index.index;
-  };
+  const scanDependsIndex = new LiveScanDependsIndex(() => [...tree.values()].map((p) => p.record));
+  const offTreeChange = depgraph.onTreeChange((notice) => {
+    scanDependsIndex.update(new Map(notice.locations.map((location) => [location, tree.atLocation(location).map((name) => tree.get(name)!.record)])));
+  });
 
   const applyRecords = (event: RecordsEvent): readonly string[] => {
     const records: ScanRecord[] = [];
@@ -117,7 +113,12 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
       if (options.scanHelper === undefined) throw new Error("a files event needs a scan helper: start depgraph with --scan-helper");
       const known = new Set<string>();
       for (const pkg of tree.values()) known.add(pkg.record.location);
-      const { locations } = locationsToRescan(event.files, known, scanDependsIndex());
+      const { locations: affected, ignored } = locationsToRescan(event.files, known, scanDependsIndex);
+      // A file in a directory the tree does not know, beside known packages
+      // of its category, is most likely a new package: scan it too.
+      const categories = new Set([...known].map((l) => l.slice(0, l.indexOf("/"))));
+      const fresh = ignored.map(newPackageDirectory).filter((l): l is string => l !== undefined && categories.has(l.slice(0, l.indexOf("/"))));
+      const locations = [...new Set([...affected, ...fresh])].sort();
       if (locations.length === 0) {
         options.onApplied?.({ subject: m.subject, seq: m.seq, locations });
         return;
@@ -176,10 +177,19 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
   return {
     async stop() {
       stopped = true;
+      offTreeChange();
       current?.stop();
       await running;
     },
   };
+}
+
+/** The category/package directory a changed file lies in, if it has that shape. */
+function newPackageDirectory(file: string): string | undefined {
+  const parts = file.split("/");
+  if (parts.length < 3 || parts.some((p) => p === "" || p === "." || p === "..")) return undefined;
+  const location = `${parts[0]}/${parts[1]}`;
+  return isValidLocation(location) ? location : undefined;
 }
 
 function isRecordsEvent(e: unknown): e is RecordsEvent {

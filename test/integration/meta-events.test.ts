@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -87,6 +87,20 @@ describe("package-metadata change events over NATS JetStream", () => {
       return names.includes("gmake-4.4.1") ? [...names] : undefined;
     });
     assert.deepEqual(deps, ["gmake-4.4.1"]);
+  });
+
+  test("a file of a package directory the tree does not know yet is scanned as a new package", async () => {
+    mkdirSync(join(treeDir, "misc", "frittata"));
+    writeFileSync(join(treeDir, "misc", "frittata", "Makefile"), "DISTNAME=\tfrittata-2.0\nCATEGORIES=\tmisc\nCOMMENT=\tnew package\n\nDEPENDS+=\tgmake>=4:../../devel/gmake\n");
+    const nc = await connect({ servers: nats.url });
+    try {
+      await publishMetaEvent(nc, FILES_SUBJECT, { files: ["misc/frittata/Makefile", "nonsense/x/y"] });
+    } finally {
+      await nc.drain();
+    }
+    const pkg = await eventually("the new package", async () => (await client.getPackage({ pkgname: "frittata-2.0" })).package);
+    assert.equal(pkg.location, "misc/frittata");
+    assert.deepEqual(pkg.dependencies, ["gmake-4.4.1"]);
   });
 
   test("job transitions of a build arrive on pkgfarm.build.<id>.job.<state>", async () => {

@@ -5,6 +5,7 @@ import { test } from "node:test";
 import { gunzipSync } from "node:zlib";
 import {
   buildScanDependsIndex,
+  LiveScanDependsIndex,
   locationsToRescan,
   type ScanDependsIndex,
 } from "../../services/depgraph/core/changed-files.js";
@@ -143,4 +144,30 @@ test("real presolve: devel/zlib/buildlink3.mk and the time to index 29,022 recor
   assert.equal(r.locations.length, zlib.length + 1, "the includers and devel/zlib itself");
   assert.ok(r.locations.includes("devel/zlib"));
   assert.deepEqual(r.ignored, ["doc/CHANGES-2025"]);
+});
+
+test("the live index follows rescans without indexing the tree again", () => {
+  let tree = [
+    { location: "graphics/png", scanDepends: "../../devel/zlib/buildlink3.mk ../../mk/bsd.pkg.mk" },
+    { location: "www/curl", scanDepends: "../../devel/zlib/buildlink3.mk" },
+  ];
+  let fullBuilds = 0;
+  const index = new LiveScanDependsIndex(() => {
+    fullBuilds++;
+    return tree;
+  });
+  assert.deepEqual(index.locationsNeeding("devel/zlib/buildlink3.mk"), ["graphics/png", "www/curl"]);
+  // curl stops including zlib's file and starts including openssl's; gd is new.
+  tree = [tree[0]!, { location: "www/curl", scanDepends: "../../security/openssl/buildlink3.mk" }];
+  index.update(new Map([
+    ["www/curl", [{ location: "www/curl", scanDepends: "../../security/openssl/buildlink3.mk" }]],
+    ["graphics/gd", [{ location: "graphics/gd", scanDepends: "../../devel/zlib/buildlink3.mk Makefile" }]],
+  ]));
+  assert.deepEqual(index.locationsNeeding("devel/zlib/buildlink3.mk"), ["graphics/gd", "graphics/png"]);
+  assert.deepEqual(index.locationsNeeding("security/openssl/buildlink3.mk"), ["www/curl"]);
+  assert.deepEqual(index.locationsNeeding("graphics/gd/Makefile"), ["graphics/gd"]);
+  // Removed: a location with no records left.
+  index.update(new Map([["graphics/png", []]]));
+  assert.deepEqual(index.locationsNeeding("mk/bsd.pkg.mk"), []);
+  assert.equal(fullBuilds, 1);
 });

@@ -241,3 +241,43 @@ export function locationsToRescan(
   }
   return { locations: [...locations].sort(), ignored: [...ignored].sort() };
 }
+
+/** Locations changed since the full index was built, past which it is built again. */
+const MAX_OVERLAY_LOCATIONS = 2_000;
+
+/**
+ * LiveScanDependsIndex keeps a ScanDependsIndex current as locations are
+ * rescanned, without indexing the whole tree again for each change (about
+ * half a second on a full scan). Changed locations go into a small overlay
+ * that overrides what the full index says of them.
+ */
+export class LiveScanDependsIndex implements ScanDependsIndex {
+  private base: ScanDependsIndex | undefined;
+  private overlay: ScanDependsIndex = buildScanDependsIndex([]);
+  private readonly overlaid = new Map<string, readonly { location: string; scanDepends: string }[]>();
+
+  /** all reads every package of the tree, for when the full index must be built. */
+  constructor(private readonly all: () => Iterable<{ readonly location: string; readonly scanDepends: string }>) {}
+
+  /** update takes the current records of locations that changed (none: the location was removed). */
+  update(changed: ReadonlyMap<string, readonly { location: string; scanDepends: string }[]>): void {
+    if (this.base === undefined) return;
+    for (const [location, records] of changed) this.overlaid.set(location, records);
+    if (this.overlaid.size > MAX_OVERLAY_LOCATIONS) {
+      this.base = undefined;
+      this.overlaid.clear();
+      this.overlay = buildScanDependsIndex([]);
+      return;
+    }
+    this.overlay = buildScanDependsIndex([...this.overlaid.values()].flat());
+  }
+
+  locationsNeeding(treeFile: string): readonly string[] {
+    this.base ??= buildScanDependsIndex(this.all());
+    const fromBase = this.base.locationsNeeding(treeFile);
+    if (this.overlaid.size === 0) return fromBase;
+    const merged = new Set(fromBase.filter((location) => !this.overlaid.has(location)));
+    for (const location of this.overlay.locationsNeeding(treeFile)) merged.add(location);
+    return [...merged].sort();
+  }
+}
