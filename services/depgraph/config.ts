@@ -11,6 +11,8 @@ export interface DepGraphConfig {
   readonly packagesDir: string;
   /** Scan helper argv (location appended), or empty for none. */
   readonly scanHelper: readonly string[];
+  /** Locations given to one run of the scan helper. */
+  readonly scanBatch: number;
   /** Package tree root the scan helper runs in. */
   readonly treeDir: string;
   /** bob-style history CSV whose durations seed the critical-path policy; "" for none. */
@@ -39,7 +41,7 @@ const POLICIES: readonly PolicyName[] = ["critical-path", "pbulk-weight", "fifo"
  */
 export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessEnv): DepGraphConfig | { errors: string[] } {
   const read = readConfig(argv, env, [
-    "host", "port", "packages-dir", "scan-helper", "tree", "history", "import", "policy",
+    "host", "port", "packages-dir", "scan-helper", "scan-batch", "tree", "history", "import", "policy",
     "lease-seconds", "max-lease-seconds", "max-losses", "log-level", "nats", "state", "state-bucket",
   ]);
   const config: DepGraphConfig = {
@@ -47,6 +49,7 @@ export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessE
     port: read.int("port", "PKGFARM_DEPGRAPH_PORT", 7401, 0, 65535),
     packagesDir: read.string("packages-dir", "PKGFARM_PACKAGES_DIR", ""),
     scanHelper: read.argv("scan-helper", "PKGFARM_SCAN_HELPER", []),
+    scanBatch: read.int("scan-batch", "PKGFARM_SCAN_BATCH", 1, 1, 100_000),
     treeDir: read.string("tree", "PKGFARM_TREE", "."),
     historyFile: read.string("history", "PKGFARM_HISTORY", ""),
     importFile: read.string("import", "PKGFARM_IMPORT", ""),

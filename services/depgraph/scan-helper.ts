@@ -15,6 +15,13 @@ export interface ScanHelperOptions {
   readonly timeoutMs: number;
   /** Helpers run at once. */
   readonly concurrency: number;
+  /**
+   * Locations given to one run of the helper (default 1, as pbulk's scan
+   * runs one bmake per location). A helper that can scan many at once (one
+   * that reads a prepared scan, or a pbulk client) saves a process per
+   * location; PKGFARM_LOCATION is then unset.
+   */
+  readonly batchSize?: number;
 }
 
 export interface ScanOutcome {
@@ -26,10 +33,13 @@ export interface ScanOutcome {
 export async function runScanHelper(options: ScanHelperOptions, locations: readonly string[], signal?: AbortSignal): Promise<ScanOutcome> {
   const records: ScanRecord[] = [];
   const problems: InvalidScanRecord[] = [];
-  const queue = [...new Set(locations)];
+  const unique = [...new Set(locations)];
+  const size = Math.max(1, options.batchSize ?? 1);
+  const queue: string[][] = [];
+  for (let i = 0; i < unique.length; i += size) queue.push(unique.slice(i, i + size));
   const worker = async (): Promise<void> => {
-    for (let location = queue.shift(); location !== undefined; location = queue.shift()) {
-      const outcome = await scanOne(options, location, signal);
+    for (let batch = queue.shift(); batch !== undefined; batch = queue.shift()) {
+      const outcome = await scanBatch(options, batch, signal);
       records.push(...outcome.records);
       problems.push(...outcome.problems);
     }
@@ -38,19 +48,25 @@ export async function runScanHelper(options: ScanHelperOptions, locations: reado
   return { records, problems };
 }
 
-function scanOne(options: ScanHelperOptions, location: string, signal?: AbortSignal): Promise<ScanOutcome> {
+function scanBatch(options: ScanHelperOptions, locations: readonly string[], signal?: AbortSignal): Promise<ScanOutcome> {
   const [file, ...args] = options.command;
+  const failAll = (why: string): ScanOutcome => ({ records: [], problems: locations.map((location) => new InvalidScanRecord(0, location, "", why)) });
+  const asked = new Set(locations);
+  const where = locations.length === 1 ? locations[0]! : `${locations[0]} and ${locations.length - 1} more`;
   return new Promise((resolve) => {
     if (file === undefined) {
-      resolve({ records: [], problems: [new InvalidScanRecord(0, location, "", "no scan helper is configured (--scan-helper)")] });
+      resolve(failAll("no scan helper is configured (--scan-helper)"));
       return;
     }
+    const env: NodeJS.ProcessEnv = { ...process.env, PKGFARM_TREE: options.treeDir };
+    if (locations.length === 1) env["PKGFARM_LOCATION"] = locations[0];
+    else delete env["PKGFARM_LOCATION"];
     execFile(
       file,
-      [...args, location],
+      [...args, ...locations],
       {
         cwd: options.treeDir,
-        env: { ...process.env, PKGFARM_LOCATION: location, PKGFARM_TREE: options.treeDir },
+        env,
         timeout: options.timeoutMs,
         maxBuffer: 64 * 1024 * 1024,
         encoding: "utf8",
@@ -59,7 +75,7 @@ function scanOne(options: ScanHelperOptions, location: string, signal?: AbortSig
       (error, stdout, stderr) => {
         if (error !== null) {
           const detail = stderr.trim().split("\n").slice(-3).join(" / ") || error.message;
-          resolve({ records: [], problems: [new InvalidScanRecord(0, location, "", `scan helper failed: ${detail}`)] });
+          resolve(failAll(`scan helper failed: ${detail}`));
           return;
         }
         const records: ScanRecord[] = [];
@@ -68,11 +84,11 @@ function scanOne(options: ScanHelperOptions, location: string, signal?: AbortSig
         parser.push(stdout);
         parser.end();
         for (const r of records) {
-          if (r.location !== location) {
-            problems.push(new InvalidScanRecord(r.line, location, r.pkgname, `scan of ${location} printed a record for ${r.location}`));
+          if (!asked.has(r.location)) {
+            problems.push(new InvalidScanRecord(r.line, where, r.pkgname, `scan of ${where} printed a record for ${r.location}`));
           }
         }
-        resolve({ records: records.filter((r) => r.location === location), problems });
+        resolve({ records: records.filter((r) => asked.has(r.location)), problems });
       },
     );
   });

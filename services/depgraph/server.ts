@@ -61,7 +61,7 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
   if (config.importFile !== "") await importFile(depgraph, config.importFile, logger);
 
   const scanHelper: ScanHelperOptions | undefined = config.scanHelper.length === 0 ? undefined
-    : { command: config.scanHelper, treeDir: config.treeDir, timeoutMs: 300_000, concurrency: 2 };
+    : { command: config.scanHelper, treeDir: config.treeDir, timeoutMs: 300_000, concurrency: 2, batchSize: config.scanBatch };
   const durable = store === undefined ? undefined : () => settledWithin(store, DURABLE_WAIT_MS);
   const service = createDepGraphService({
     depgraph,

@@ -10,6 +10,7 @@ export function startTestDepGraph(overrides: Partial<DepGraphConfig> = {}): Prom
       port: 0,
       packagesDir: "",
       scanHelper: [],
+      scanBatch: 1,
       treeDir: ".",
       historyFile: "",
       importFile: "",
