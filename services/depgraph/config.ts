@@ -30,6 +30,8 @@ export interface DepGraphConfig {
   readonly state: "memory" | "nats-kv";
   /** JetStream KV bucket of the nats-kv state. */
   readonly stateBucket: string;
+  /** Port of the plain-HTTP Prometheus endpoint (GET /metrics) on host; undefined: off; 0 picks a free one. */
+  readonly metricsPort?: number;
 }
 
 const POLICIES: readonly PolicyName[] = ["critical-path", "pbulk-weight", "fifo"];
@@ -42,7 +44,7 @@ const POLICIES: readonly PolicyName[] = ["critical-path", "pbulk-weight", "fifo"
 export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessEnv): DepGraphConfig | { errors: string[] } {
   const read = readConfig(argv, env, [
     "host", "port", "packages-dir", "scan-helper", "scan-batch", "tree", "history", "import", "policy",
-    "lease-seconds", "max-lease-seconds", "max-losses", "log-level", "nats", "state", "state-bucket",
+    "lease-seconds", "max-lease-seconds", "max-losses", "log-level", "nats", "state", "state-bucket", "metrics-port",
   ]);
   const config: DepGraphConfig = {
     host: read.string("host", "PKGFARM_HOST", "127.0.0.1"),
@@ -61,6 +63,7 @@ export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessE
     natsUrl: read.string("nats", "PKGFARM_NATS_URL", ""),
     state: read.oneOf("state", "PKGFARM_STATE", "memory", ["memory", "nats-kv"] as const),
     stateBucket: read.string("state-bucket", "PKGFARM_STATE_BUCKET", "pkgfarm-depgraph"),
+    metricsPort: read.optionalInt("metrics-port", "PKGFARM_METRICS_PORT", 0, 65535),
   };
   if (config.state === "nats-kv" && config.natsUrl === "") {
     read.errors.push("--state nats-kv (PKGFARM_STATE) keeps state in JetStream KV: it needs --nats (PKGFARM_NATS_URL)");

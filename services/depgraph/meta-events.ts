@@ -12,6 +12,8 @@ export const META_STREAM = "PKGFARM_META";
 export const META_SUBJECTS = "pkgfarm.meta.changed.>";
 export const RECORDS_SUBJECT = "pkgfarm.meta.changed.records";
 export const FILES_SUBJECT = "pkgfarm.meta.changed.files";
+/** The durable consumer depgraph reads META_STREAM with, unless told another name. */
+export const META_CONSUMER = "depgraph";
 /** Publishes with the same message id within this window are stored once. */
 const DUPLICATE_WINDOW_NS = 10 * 60 * 1e9;
 
@@ -50,6 +52,18 @@ export async function publishMetaEvent(nc: NatsConnection, subject: string, even
   return { duplicate: ack.duplicate, seq: ack.seq };
 }
 
+/**
+ * metaConsumerLag is how many change events the durable consumer has not
+ * finished with: stored but not yet delivered (num_pending) plus delivered
+ * but not yet acked (num_ack_pending, which includes those the client has
+ * pulled and not applied yet). Rejects when NATS does not answer in timeoutMs.
+ */
+export async function metaConsumerLag(nc: NatsConnection, timeoutMs: number, durable = META_CONSUMER): Promise<number> {
+  const jsm = await nc.jetstreamManager({ timeout: timeoutMs, checkAPI: false });
+  const info = await jsm.consumers.info(META_STREAM, durable);
+  return info.num_pending + info.num_ack_pending;
+}
+
 export interface MetaConsumerOptions {
   readonly nc: NatsConnection;
   readonly depgraph: DepGraph;
@@ -78,7 +92,7 @@ export interface MetaConsumer {
 export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
   const { nc, depgraph, logger } = options;
   const tree = depgraph.tree;
-  const durable = options.durableName ?? "depgraph";
+  const durable = options.durableName ?? META_CONSUMER;
   let stopped = false;
   let current: { stop(): void } | undefined;
   const scanDependsIndex = new LiveScanDependsIndex(() => [...tree.values()].map((p) => p.record));

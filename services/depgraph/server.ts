@@ -3,9 +3,10 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { DepGraphService, file_pkgfarm_v1_depgraph } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { connect, type NatsConnection } from "nats";
-import { startGrpcService } from "../shared/index.js";
-import { startJobEventPublisher } from "./job-events.js";
+import { createRpcMetricsInterceptor, startGrpcService, startMetricsServer } from "../shared/index.js";
+import { startJobEventPublisher, type JobEventPublisher } from "./job-events.js";
 import { startMetaConsumer } from "./meta-events.js";
+import { registerDepGraphMetrics, registerEventMetrics } from "./metrics.js";
 import type { ScanHelperOptions } from "./scan-helper.js";
 import type { DepGraphConfig } from "./config.js";
 import { DepGraph } from "./core/depgraph.js";
@@ -26,6 +27,8 @@ export interface RunningDepGraph {
   /** Base URL, e.g. http://127.0.0.1:7401. */
   readonly url: string;
   readonly port: number;
+  /** The Prometheus endpoint's base URL (metrics at /metrics), when --metrics-port is set. */
+  readonly metricsUrl: string | undefined;
   /** Stops taking calls, ends streams, and resolves once the port is closed. */
   close(): Promise<void>;
   /** Resolves when the server has stopped on its own (another depgraph took over its state). */
@@ -75,29 +78,38 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     now,
     durable,
   });
+  const metrics = config.metricsPort === undefined ? undefined : await startMetricsServer({ host: config.host, port: config.metricsPort });
+  if (metrics !== undefined) registerDepGraphMetrics(metrics.registry, depgraph);
   const server = await startGrpcService({
     service: DepGraphService,
     register: (router) => router.service(DepGraphService, service.impl),
     files: [file_pkgfarm_v1_depgraph],
     host: config.host,
     port: config.port,
+    interceptors: metrics === undefined ? [] : [createRpcMetricsInterceptor(metrics.registry)],
+  }).catch(async (e: unknown) => {
+    await metrics?.close();
+    throw e;
   });
   const events = nc === undefined ? undefined : startEvents(nc, depgraph, scanHelper, durable, logger);
-  logger.info({ port: server.port, host: config.host, historyRows: historyRows.length, state: config.state }, "depgraph listening");
+  if (metrics !== undefined && nc !== undefined && events !== undefined) {
+    registerEventMetrics(metrics.registry, { nc, publisher: events.jobEvents, logger: logger.child({ component: "metrics" }) });
+  }
+  logger.info({ port: server.port, host: config.host, historyRows: historyRows.length, state: config.state, metricsPort: metrics?.port }, "depgraph listening");
   let closing: Promise<void> | undefined;
   const close = () => closing ??= server.shutdown(async () => {
     service.close();
     await events?.stop();
     await store?.close();
     await nc?.drain().catch(() => nc.close());
-  });
+  }).then(() => metrics?.close());
   const stopped = new Promise<void>((resolve) => {
     fencedBy = (writer) => {
       logger.fatal({ writer }, "another depgraph owns the state now; stopping");
       void close().then(resolve);
     };
   });
-  return { depgraph, url: server.url, port: server.port, close, stopped };
+  return { depgraph, url: server.url, port: server.port, metricsUrl: metrics?.url, close, stopped };
 }
 
 /**
@@ -116,10 +128,11 @@ async function connectNats(url: string, logger: Logger): Promise<NatsConnection>
  * startEvents consumes change events and publishes job events. depgraph
  * serves RPCs whether or not NATS is up; both catch up once it is.
  */
-function startEvents(nc: NatsConnection, depgraph: DepGraph, scanHelper: ScanHelperOptions | undefined, durable: (() => Promise<unknown>) | undefined, logger: Logger): { stop(): Promise<void> } {
+function startEvents(nc: NatsConnection, depgraph: DepGraph, scanHelper: ScanHelperOptions | undefined, durable: (() => Promise<unknown>) | undefined, logger: Logger): { jobEvents: JobEventPublisher; stop(): Promise<void> } {
   const consumer = startMetaConsumer({ nc, depgraph, logger: logger.child({ component: "meta-events" }), scanHelper, durable });
   const jobEvents = startJobEventPublisher({ nc, depgraph, logger: logger.child({ component: "job-events" }) });
   return {
+    jobEvents,
     async stop() {
       await consumer.stop();
       await jobEvents.stop();

@@ -19,10 +19,12 @@ export interface DispatcherConfig {
   /** Lease length the dispatcher asks depgraph for; renewed every third of it. */
   readonly leaseMs: number;
   readonly logLevel: string;
+  /** Port of the plain-HTTP Prometheus endpoint (GET /metrics) on host; undefined: off; 0 picks a free one. */
+  readonly metricsPort?: number;
 }
 
 export function loadDispatcherConfig(argv: readonly string[], env: NodeJS.ProcessEnv): DispatcherConfig | { errors: string[] } {
-  const read = readConfig(argv, env, ["host", "port", "depgraph", "data-dir", "heartbeat-seconds", "heartbeat-timeout-seconds", "lease-seconds", "log-level"]);
+  const read = readConfig(argv, env, ["host", "port", "depgraph", "data-dir", "heartbeat-seconds", "heartbeat-timeout-seconds", "lease-seconds", "log-level", "metrics-port"]);
   const dataDir = read.string("data-dir", "PKGFARM_DATA_DIR", "var");
   const heartbeatIntervalMs = read.int("heartbeat-seconds", "PKGFARM_HEARTBEAT_SECONDS", 5, 1, 3600) * 1000;
   const heartbeatTimeoutMs = read.int("heartbeat-timeout-seconds", "PKGFARM_HEARTBEAT_TIMEOUT_SECONDS", 15, 1, 3600) * 1000;
@@ -41,6 +43,7 @@ export function loadDispatcherConfig(argv: readonly string[], env: NodeJS.Proces
     heartbeatTimeoutMs,
     leaseMs: read.int("lease-seconds", "PKGFARM_LEASE_SECONDS", 120, 5, 86400) * 1000,
     logLevel: read.oneOf("log-level", "PKGFARM_LOG_LEVEL", "info", LOG_LEVELS),
+    metricsPort: read.optionalInt("metrics-port", "PKGFARM_METRICS_PORT", 0, 65535),
   };
   return read.errors.length > 0 ? { errors: read.errors } : config;
 }

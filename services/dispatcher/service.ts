@@ -18,6 +18,7 @@ import {
 import { createChannel, type Channel } from "../shared/index.js";
 import { AgentRegistry, jobKey, type AgentRecord, type HeldJob, type JobKey } from "./core/registry.js";
 import type { DepGraphLink } from "./depgraph-link.js";
+import type { DispatcherMetrics } from "./metrics.js";
 import { toConnectError } from "./status.js";
 import type { LogStore } from "./log-store.js";
 import type { PackageStore, StoredPackage } from "./package-store.js";
@@ -32,6 +33,8 @@ export interface DispatcherServiceOptions {
   /** Renew running jobs' leases this often (well inside the lease length). */
   readonly renewEveryMs: number;
   readonly now?: () => number;
+  /** Where job movements are counted; none when metrics are off. */
+  readonly metrics?: DispatcherMetrics;
 }
 
 export interface RunningDispatcherService {
@@ -60,7 +63,7 @@ const MAX_SLOTS = 1024;
  * its stream ends or its heartbeats stop.
  */
 export function createDispatcherService(options: DispatcherServiceOptions): RunningDispatcherService {
-  const { depgraph, packages, logs, logger } = options;
+  const { depgraph, packages, logs, logger, metrics } = options;
   const now = options.now ?? Date.now;
   const registry = new AgentRegistry({ heartbeatTimeoutMs: options.heartbeatTimeoutMs });
   const sessions = new Map<string, Session>();
@@ -117,6 +120,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
         else assign(sessions.get(agent.id)!, assignment);
       }
       if (unplaced.length > 0) {
+        metrics?.jobsGivenBack(unplaced.length, "no_free_slot");
         // Slots vanished while the call was out (an agent left); not the jobs' fault.
         void depgraph.returnJobs(unplaced.map((a) => ({ buildId: a.buildId, pkgname: a.package!.pkgname, leaseId: a.leaseId })),
           ReturnReason.DRAINING, "no free agent slot when the job arrived").catch((e) => logger.error({ err: e }, "giving back unplaced jobs failed"));
@@ -142,6 +146,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
   const assign = (session: Session, a: Assignment) => {
     const pkg = a.package!;
     const held = registry.hold(session.agent, { buildId: a.buildId, pkgname: pkg.pkgname, leaseId: a.leaseId });
+    metrics?.jobAssigned(held, session.agent.platform);
     void logs.begin(a.buildId, pkg.pkgname, `${pkg.pkgname} (${pkg.location}) attempt ${a.attempt} on agent ${session.agent.id}`)
       .catch((e) => session.logger.error({ err: e, pkgname: pkg.pkgname }, "cannot start the job's log"));
     session.outbox.push(create(ConnectResponseSchema, {
@@ -183,6 +188,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
     if (closed) return;
     for (const job of jobs) void endJob(job, `${why}; the job goes back to the queue`);
     if (jobs.length > 0) {
+      metrics?.jobsGivenBack(jobs.length, "agent_lost");
       session.logger.warn({ jobs: jobs.map((j) => j.pkgname), reason: why }, "agent gone; giving its jobs back");
       void depgraph.returnJobs(jobs, reason, why).catch((e) => session.logger.error({ err: e }, "giving jobs back failed"));
     } else {
@@ -255,6 +261,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
       throw new ConnectError("JobFinished needs an outcome: JOB_OUTCOME_SUCCEEDED or JOB_OUTCOME_FAILED", Code.InvalidArgument);
     }
     session.agent.jobsDone++;
+    metrics?.jobFinished(session.agent.platform, finished.outcome === JobOutcome.SUCCEEDED ? "succeeded" : "failed");
     await endJob(held);
     wakePuller(session.agent.platform);
     try {
@@ -284,9 +291,12 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
         }
         return;
       }
-      case "accepted":
-        registry.held(agent, refOf(request.message.value.job)).accepted = true;
+      case "accepted": {
+        const held = registry.held(agent, refOf(request.message.value.job));
+        held.accepted = true;
+        metrics?.jobAccepted(held, agent.platform);
         return;
+      }
       case "log": {
         const held = registry.held(agent, refOf(request.message.value.job));
         await logs.append(held.buildId, held.pkgname, request.message.value.data);
@@ -297,6 +307,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
       case "released": {
         const held = registry.held(agent, refOf(request.message.value.job));
         await endJob(held, `released by the agent: ${request.message.value.reason}`);
+        metrics?.jobsGivenBack(1, "released_by_agent");
         await depgraph.returnJobs([held], ReturnReason.DRAINING, `agent ${agent.id} gave the job back: ${request.message.value.reason}`);
         wakePuller(agent.platform);
         return;
@@ -444,6 +455,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
           throw new ConnectError(`job ${held.pkgname} was taken from agent ${session.agent.id} during the upload`, Code.FailedPrecondition);
         }
         uploads.set(jobKey(held.buildId, held.pkgname), stored);
+        metrics?.packageStored(session.agent.platform, stored.sizeBytes);
         session.logger.info({ buildId: held.buildId, pkgname: held.pkgname, sizeBytes: String(stored.sizeBytes) }, "package stored");
         return { binaryPackage: { fileName: stored.fileName, sha256: stored.sha256, sizeBytes: stored.sizeBytes } };
       } catch (e) {

@@ -10,6 +10,8 @@ export interface ConfigReader {
   readonly errors: string[];
   string(flag: string, envName: string, fallback: string): string;
   int(flag: string, envName: string, fallback: number, min: number, max: number): number;
+  /** Like int, for a setting that is off unless given: undefined when neither flag nor variable is set (or it is empty). */
+  optionalInt(flag: string, envName: string, min: number, max: number): number | undefined;
   oneOf<T extends string>(flag: string, envName: string, fallback: T, allowed: readonly T[]): T;
   /** A command as a JSON argv array or a plain string split on spaces; never a shell string. */
   argv(flag: string, envName: string, fallback: readonly string[]): string[];
@@ -38,6 +40,16 @@ export function readConfig(argv: readonly string[], env: NodeJS.ProcessEnv, flag
       if (raw.trim() === "" || !Number.isInteger(n) || n < min || n > max) {
         errors.push(`--${flag} (${envName}) must be a whole number from ${min} to ${max}, not "${raw}"`);
         return fallback;
+      }
+      return n;
+    },
+    optionalInt(flag, envName, min, max) {
+      const raw = values[flag] ?? env[envName];
+      if (raw === undefined || raw.trim() === "") return undefined;
+      const n = Number(raw);
+      if (!Number.isInteger(n) || n < min || n > max) {
+        errors.push(`--${flag} (${envName}) must be a whole number from ${min} to ${max}, not "${raw}"`);
+        return undefined;
       }
       return n;
     },

@@ -2,7 +2,7 @@ import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import { setMaxListeners } from "node:events";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createHealth, type ServerHealth } from "./health.js";
 import { registerReflection } from "./reflection.js";
@@ -118,6 +118,11 @@ export async function startGrpcService(options: {
   readonly files: readonly DescFile[];
   readonly host: string;
   readonly port: number;
+  /**
+   * Wrap every call, health and reflection included; the first is
+   * outermost (it sees the calls the others refuse).
+   */
+  readonly interceptors?: readonly Interceptor[];
 }): Promise<GrpcServiceServer> {
   const health = createHealth();
   const aborting = new AbortController();
@@ -126,6 +131,7 @@ export async function startGrpcService(options: {
   const handler = connectNodeAdapter({
     readMaxBytes: MAX_MESSAGE_BYTES,
     shutdownSignal: aborting.signal,
+    interceptors: [...(options.interceptors ?? [])],
     routes(router) {
       options.register(router);
       health.register(router);

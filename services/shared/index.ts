@@ -8,3 +8,6 @@ export { createChannel } from "./channel.js";
 export type { Channel } from "./channel.js";
 export { LOG_LEVELS, readConfig } from "./config.js";
 export type { ConfigReader } from "./config.js";
+export { startMetricsServer } from "./metrics.js";
+export type { MetricsServer } from "./metrics.js";
+export { createRpcMetricsInterceptor } from "./rpc-metrics.js";
