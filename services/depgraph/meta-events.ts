@@ -75,7 +75,14 @@ export interface MetaConsumerOptions {
   /** Durable consumer name; one per depgraph deployment. */
   readonly durableName?: string;
   /** Called after each applied change (for tests and metrics). */
-  readonly onApplied?: (change: { subject: string; seq: number; locations: readonly string[] }) => void;
+  readonly onApplied?: (change: AppliedChange) => void;
+}
+
+/** AppliedChange is an event depgraph has applied, made durable, and acked. */
+export interface AppliedChange {
+  readonly subject: string;
+  readonly seq: number;
+  readonly locations: readonly string[];
 }
 
 export interface MetaConsumer {
@@ -113,14 +120,13 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
     return [...new Set([...event.locations, ...scanned])];
   };
 
-  const handle = async (m: JsMsg): Promise<void> => {
+  const handle = async (m: JsMsg): Promise<readonly string[]> => {
     const event: unknown = JSON.parse(m.string());
     if (m.subject === RECORDS_SUBJECT) {
       if (!isRecordsEvent(event)) throw new Error("a records event needs locations (array of strings) and pbulkIndex (string)");
       const locations = applyRecords(event);
       logger.info({ seq: m.seq, locations: locations.length }, "metadata change applied");
-      options.onApplied?.({ subject: m.subject, seq: m.seq, locations });
-      return;
+      return locations;
     }
     if (m.subject === FILES_SUBJECT) {
       if (!isFilesEvent(event)) throw new Error("a files event needs files (array of strings)");
@@ -134,8 +140,7 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
       const fresh = ignored.map(newPackageDirectory).filter((l): l is string => l !== undefined && categories.has(l.slice(0, l.indexOf("/"))));
       const locations = [...new Set([...affected, ...fresh])].sort();
       if (locations.length === 0) {
-        options.onApplied?.({ subject: m.subject, seq: m.seq, locations });
-        return;
+        return locations;
       }
       const outcome = await runScanHelper(options.scanHelper, locations);
       for (const p of outcome.problems.slice(0, 20)) logger.warn({ location: p.location }, `rescan problem: ${p.problem}`);
@@ -148,8 +153,7 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
       // (replayable, visible to others) and applied by one code path.
       await publishMetaEvent(nc, RECORDS_SUBJECT, { locations: rescanned, pbulkIndex });
       logger.info({ seq: m.seq, files: event.files.length, locations: rescanned.length }, "changed files rescanned");
-      options.onApplied?.({ subject: m.subject, seq: m.seq, locations: rescanned });
-      return;
+      return rescanned;
     }
     throw new Error(`unknown subject ${m.subject}`);
   };
@@ -167,9 +171,10 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
         failures = 0;
         for await (const m of messages) {
           try {
-            await handle(m);
+            const locations = await handle(m);
             await options.durable?.();
             m.ack();
+            options.onApplied?.({ subject: m.subject, seq: m.seq, locations });
           } catch (e) {
             // A malformed event would fail forever: drop it, loudly.
             logger.error({ err: e, subject: m.subject, seq: m.seq }, "metadata change event refused; dropping it");

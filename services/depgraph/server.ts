@@ -5,7 +5,7 @@ import { DepGraphService, file_pkgfarm_v1_depgraph } from "../../gen/pkgfarm/v1/
 import { connect, type NatsConnection } from "nats";
 import { createRpcMetricsInterceptor, startGrpcService, startMetricsServer } from "../shared/index.js";
 import { startJobEventPublisher, type JobEventPublisher } from "./job-events.js";
-import { startMetaConsumer } from "./meta-events.js";
+import { startMetaConsumer, type AppliedChange } from "./meta-events.js";
 import { registerDepGraphMetrics, registerEventMetrics } from "./metrics.js";
 import type { ScanHelperOptions } from "./scan-helper.js";
 import type { DepGraphConfig } from "./config.js";
@@ -31,6 +31,8 @@ export interface RunningDepGraph {
   readonly metricsUrl: string | undefined;
   /** Stops taking calls, ends streams, and resolves once the port is closed. */
   close(): Promise<void>;
+  /** Resolves once every state change so far is durable (at once without a durable store). */
+  stateSettled(): Promise<void>;
   /** Resolves when the server has stopped on its own (another depgraph took over its state). */
   readonly stopped: Promise<void>;
 }
@@ -39,7 +41,13 @@ export interface RunningDepGraph {
  * startDepGraphServer wires the core, the service, reflection and health onto
  * one HTTP/2 port that speaks gRPC, gRPC-Web and Connect.
  */
-export async function startDepGraphServer(config: DepGraphConfig, logger: Logger): Promise<RunningDepGraph> {
+/** Hooks for tests and benchmarks to see what the server does. */
+export interface DepGraphServerHooks {
+  /** Called after each change event is applied, made durable and acked. */
+  readonly onMetaApplied?: (change: AppliedChange) => void;
+}
+
+export async function startDepGraphServer(config: DepGraphConfig, logger: Logger, hooks: DepGraphServerHooks = {}): Promise<RunningDepGraph> {
   const historyRows = config.historyFile === "" ? [] : parseBuildHistoryCsv(await readFile(config.historyFile, "utf8"));
   const history = createDurationHistory(historyRows);
   const now = Date.now;
@@ -91,7 +99,7 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     await metrics?.close();
     throw e;
   });
-  const events = nc === undefined ? undefined : startEvents(nc, depgraph, scanHelper, durable, logger);
+  const events = nc === undefined ? undefined : startEvents(nc, depgraph, scanHelper, durable, hooks, logger);
   if (metrics !== undefined && nc !== undefined && events !== undefined) {
     registerEventMetrics(metrics.registry, { nc, publisher: events.jobEvents, logger: logger.child({ component: "metrics" }) });
   }
@@ -109,7 +117,7 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
       void close().then(resolve);
     };
   });
-  return { depgraph, url: server.url, port: server.port, metricsUrl: metrics?.url, close, stopped };
+  return { depgraph, url: server.url, port: server.port, metricsUrl: metrics?.url, close, stopped, stateSettled: () => store?.settled() ?? Promise.resolve() };
 }
 
 /**
@@ -128,8 +136,8 @@ async function connectNats(url: string, logger: Logger): Promise<NatsConnection>
  * startEvents consumes change events and publishes job events. depgraph
  * serves RPCs whether or not NATS is up; both catch up once it is.
  */
-function startEvents(nc: NatsConnection, depgraph: DepGraph, scanHelper: ScanHelperOptions | undefined, durable: (() => Promise<unknown>) | undefined, logger: Logger): { jobEvents: JobEventPublisher; stop(): Promise<void> } {
-  const consumer = startMetaConsumer({ nc, depgraph, logger: logger.child({ component: "meta-events" }), scanHelper, durable });
+function startEvents(nc: NatsConnection, depgraph: DepGraph, scanHelper: ScanHelperOptions | undefined, durable: (() => Promise<unknown>) | undefined, hooks: DepGraphServerHooks, logger: Logger): { jobEvents: JobEventPublisher; stop(): Promise<void> } {
+  const consumer = startMetaConsumer({ nc, depgraph, logger: logger.child({ component: "meta-events" }), scanHelper, durable, onApplied: hooks.onMetaApplied });
   const jobEvents = startJobEventPublisher({ nc, depgraph, logger: logger.child({ component: "job-events" }) });
   return {
     jobEvents,

@@ -114,6 +114,17 @@ export interface PackageChanges {
 
 const REMOVED = "removed from the tree";
 
+/** Not started: waiting, ready, blocked before building, or dropped with the tree. */
+function notStarted(job: Job): boolean {
+  return job.state === "pending" || job.state === "ready" || job.state === "prefailed" || job.state === "cycle"
+    || job.state === "indirect-failed" || (job.state === "cancelled" && job.reason === REMOVED);
+}
+
+/** A dependency in this state means the job cannot be built in this build. */
+function isBlocking(job: Job): boolean {
+  return job.state === "failed" || job.state === "prefailed" || job.state === "cycle" || job.state === "indirect-failed" || job.state === "cancelled";
+}
+
 /** InitialState is what a job is before anything is built. */
 export interface InitialJob {
   readonly pkg: TreePackage;
@@ -313,109 +324,140 @@ export class Build {
    * not started yet (waiting, ready, or blocked) take the new records and
    * dependencies, packages new to the tree join a whole-tree build, and
    * removed ones leave it; jobs leased or finished keep what they built.
-   * Then every job not started is decided again from its dependencies.
-   * Returns how many jobs changed state.
+   * Then the changed jobs and everything downstream of them are decided
+   * again from their dependencies; the rest of the build is not touched, so
+   * a change costs what it affects. Returns how many jobs changed state.
    */
   applyTreeChange(changes: PackageChanges, tree: TreeView, addNew: boolean, now: number): number {
     if (this.state !== "running") return 0;
-    const notStarted = (job: Job) => job.state === "pending" || job.state === "ready" || job.state === "prefailed"
-      || job.state === "cycle" || job.state === "indirect-failed" || (job.state === "cancelled" && job.reason === REMOVED);
     const removed = new Set(changes.removed);
-    const refresh: string[] = [...changes.changed];
+    const refresh: string[] = [...changes.changed, ...changes.removed];
     for (const name of changes.added) {
       if (this.byPkgname.has(name) || addNew) refresh.push(name);
     }
     // Take the new records; append jobs for packages the build did not have.
+    const seeds: Job[] = [];
     const stack = [...refresh];
-    const appended: Job[] = [];
     while (stack.length > 0) {
       const name = stack.pop()!;
-      const pkg = tree.get(name);
-      if (pkg === undefined) continue;
       let job = this.byPkgname.get(name);
+      const pkg = tree.get(name);
       if (job === undefined) {
-        job = this.newJob(pkg, 0);
-        appended.push(job);
-      } else if (!notStarted(job) || removed.has(name)) continue;
+        if (pkg === undefined) continue;
+        job = this.newJob(pkg);
+      } else if (!notStarted(job)) continue;
+      seeds.push(job);
+      if (pkg === undefined || removed.has(name)) {
+        this.setDependencies(job, []);
+        continue;
+      }
       job.pkg = pkg;
-      job.dependencies = pkg.dependencies.map((dep) => {
+      this.setDependencies(job, pkg.dependencies.map((dep) => {
         const known = this.byPkgname.get(dep);
         if (known !== undefined) return known.index;
         stack.push(dep);
-        const added = this.newJob(tree.get(dep)!, 0);
-        appended.push(added);
-        return added.index;
-      });
+        return this.newJob(tree.get(dep)!).index;
+      }));
     }
-    for (const job of this.jobs) job.dependents = [];
-    for (const job of this.jobs) for (const dep of job.dependencies) this.jobs[dep]!.dependents.push(job.index);
     // A new job is as urgent as the most urgent job waiting for it.
-    for (const job of appended) {
-      let priority = 0;
-      const seen = new Set<number>();
-      const up = [...job.dependents];
-      while (up.length > 0) {
-        const i = up.pop()!;
-        if (seen.has(i)) continue;
-        seen.add(i);
-        priority = Math.max(priority, this.jobs[i]!.priority);
-        if (seen.size > 64) break;
-        up.push(...this.jobs[i]!.dependents);
+    for (const job of seeds) {
+      if (job.attempts === 0 && job.priority === 0) {
+        for (const up of job.dependents) job.priority = Math.max(job.priority, this.jobs[up]!.priority);
       }
-      job.priority = priority;
     }
 
-    // Decide every job not started again: first what it is on its own...
-    const next = new Map<Job, [JobState, string, string]>();
-    for (const job of this.jobs) {
+    // The region to decide again: the changed jobs and all downstream of
+    // them, deepest dependencies first.
+    const region = new Set<number>();
+    const down = seeds.map((j) => j.index);
+    while (down.length > 0) {
+      const i = down.pop()!;
+      if (region.has(i)) continue;
+      region.add(i);
+      down.push(...this.jobs[i]!.dependents);
+    }
+    const order: Job[] = [];
+    const visited = new Set<number>();
+    for (const start of region) {
+      const path: [number, number][] = [[start, 0]];
+      while (path.length > 0) {
+        const top = path[path.length - 1]!;
+        const job = this.jobs[top[0]]!;
+        if (top[1] === 0) {
+          if (visited.has(job.index)) {
+            path.pop();
+            continue;
+          }
+          visited.add(job.index);
+        }
+        const next = job.dependencies[top[1]];
+        if (next !== undefined) {
+          top[1]++;
+          if (region.has(next) && !visited.has(next)) path.push([next, 0]);
+          continue;
+        }
+        path.pop();
+        order.push(job);
+      }
+    }
+
+    let moved = 0;
+    let readyLeft = false;
+    for (const job of order) {
       if (!notStarted(job)) continue;
-      const cycle = removed.has(job.pkgname) ? undefined : tree.cycleOf(job.pkgname);
-      const prefail = removed.has(job.pkgname) ? "" : tree.prefailReason(job.pkg);
+      const gone = removed.has(job.pkgname) || tree.get(job.pkgname) === undefined;
+      const cycle = gone ? undefined : tree.cycleOf(job.pkgname);
+      const prefail = gone ? "" : tree.prefailReason(job.pkg);
       job.cycle = cycle ?? [];
-      next.set(job, removed.has(job.pkgname) || (job.state === "cancelled" && tree.get(job.pkgname) === undefined) ? ["cancelled", REMOVED, ""]
+      let [to, reason, blockedBy]: [JobState, string, string] = gone ? ["cancelled", REMOVED, ""]
         : cycle !== undefined ? ["cycle", `dependency cycle: ${cycle.join(" -> ")}`, ""]
         : prefail !== "" ? ["prefailed", prefail, ""]
-        : ["pending", "", ""]);
-    }
-    // ...then what its dependencies make of it.
-    const stateOf = (job: Job) => next.get(job)?.[0] ?? job.state;
-    const roots = this.jobs.filter((job) => { const s = stateOf(job); return s === "failed" || s === "prefailed" || s === "cycle" || (s === "cancelled" && next.has(job)); });
-    for (const root of roots) {
-      const down = [...root.dependents];
-      while (down.length > 0) {
-        const job = this.jobs[down.pop()!]!;
-        if (next.get(job)?.[0] !== "pending") continue;
-        next.set(job, ["indirect-failed", `needs ${root.pkgname}, which is ${stateOf(root)}`, root.pkgname]);
-        down.push(...job.dependents);
-      }
-    }
-    let moved = 0;
-    this.ready.retain(() => false);
-    for (const [job, [state, reason, blockedBy]] of next) {
+        : ["pending", "", ""];
       job.waitingOn = 0;
-      let to = state;
       if (to === "pending") {
-        for (const dep of job.dependencies) if (!isBuilt(stateOf(this.jobs[dep]!))) job.waitingOn++;
-        if (job.waitingOn === 0) to = "ready";
+        for (const i of job.dependencies) {
+          const dep = this.jobs[i]!;
+          if (isBlocking(dep)) {
+            const root = dep.state === "indirect-failed" ? this.byPkgname.get(dep.blockedBy) ?? dep : dep;
+            [to, reason, blockedBy] = ["indirect-failed", `needs ${root.pkgname}, which is ${root.state}`, root.pkgname];
+            break;
+          }
+          if (!isBuilt(dep.state)) job.waitingOn++;
+        }
+        if (to === "pending" && job.waitingOn === 0) to = "ready";
       }
       job.blockedBy = blockedBy;
-      if (to === "ready" && job.state !== "ready") job.readySeq = this.readySeq++;
-      if (to !== job.state) {
-        moved++;
-        this.move(job, to, reason, now);
-      } else {
+      if (to === job.state) {
         job.reason = reason;
+        continue;
       }
-      if (to === "ready") this.ready.push(job);
+      moved++;
+      if (job.state === "ready") readyLeft = true;
+      if (to === "ready") {
+        job.readySeq = this.readySeq++;
+        this.ready.push(job);
+      }
+      this.move(job, to, reason, now);
     }
+    if (readyLeft) this.ready.retain((job) => job.state === "ready");
     this.checkFinished(now);
     return moved;
   }
 
-  private newJob(pkg: TreePackage, priority: number): Job {
+  private setDependencies(job: Job, dependencies: readonly number[]): void {
+    for (const i of job.dependencies) {
+      const list = this.jobs[i]!.dependents;
+      const at = list.indexOf(job.index);
+      if (at >= 0) list.splice(at, 1);
+    }
+    job.dependencies = dependencies;
+    for (const i of dependencies) this.jobs[i]!.dependents.push(job.index);
+  }
+
+  private newJob(pkg: TreePackage): Job {
     const job: Job = {
       index: this.jobs.length, pkg, pkgname: pkg.record.pkgname, dependencies: [], dependents: [], state: "pending",
-      waitingOn: 0, priority, readySeq: 0, reason: "", blockedBy: "", cycle: [], attempts: 0, losses: 0,
+      waitingOn: 0, priority: 0, readySeq: 0, reason: "", blockedBy: "", cycle: [], attempts: 0, losses: 0,
       lease: undefined, agentId: "", durationMs: 0, binaryPackage: undefined, logRef: "",
     };
     this.jobs.push(job);
