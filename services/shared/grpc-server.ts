@@ -2,7 +2,7 @@ import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import { setMaxListeners } from "node:events";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createHealth, type ServerHealth } from "./health.js";
 import { registerReflection } from "./reflection.js";
@@ -65,20 +65,22 @@ export async function listenGrpc(handler: Handler, host: string, port: number, o
     minVersion: "TLSv1.2",
     ...(tls.clientCa && { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true }),
   }, handler);
-  // Streams per session. A closing session whose streams are all answered is
-  // destroyed at once: a client still pushing DATA for a call we already
-  // refused (an oversized message) would otherwise keep it open until the
-  // grace ends. Resetting such streams early is no better: connect's client
-  // reads the reset as "Premature close" and loses the real status.
+  // Streams per session, so a closing session can end early. A session ends
+  // on its own once its streams have; but a client may keep pushing DATA on
+  // a stream we have answered (a refused oversized upload), which would hold
+  // the session until the grace ends. So once every stream of a closing
+  // session is answered, trailers included, the session is destroyed. Not
+  // sooner: a stream's "finish" comes before connect's trailers are sent,
+  // and destroying then loses them (the client sees CANCEL, not the status).
   const streams = new Map<http2.Http2Session, Set<http2.ServerHttp2Stream>>();
   let closing = false;
-  const endIfIdle = (session: http2.Http2Session) => {
+  const endIfAnswered = (session: http2.Http2Session) => {
     const open = streams.get(session);
-    if (closing && open && [...open].every((stream) => stream.destroyed || stream.writableFinished)) destroySession(session);
+    if (closing && open && [...open].every((stream) => stream.destroyed || stream.sentTrailers !== undefined)) destroySession(session);
   };
-  // Sockets too: a destroyed session has been seen to leave its socket open,
-  // which holds server.close() forever. (A session's own `socket` is a proxy
-  // that refuses destroy(), so they are matched by remote port.)
+  // Sockets too, for the cut-off: a destroyed session has been seen to leave
+  // its socket open, which holds server.close() forever. (A session's own
+  // `socket` is a proxy that refuses destroy().)
   const sockets = new Set<Socket>();
   server.on("connection", (socket: Socket) => {
     sockets.add(socket);
@@ -99,10 +101,12 @@ export async function listenGrpc(handler: Handler, host: string, port: number, o
     const open = session && streams.get(session);
     if (!session || !open) return;
     open.add(stream);
-    stream.once("finish", () => endIfIdle(session));
+    // The compat layer sends the trailers from its own wantTrailers listener;
+    // the check runs after it, and after nghttp2 has written them out.
+    stream.once("wantTrailers", () => setImmediate(() => endIfAnswered(session)));
     stream.once("close", () => {
       open.delete(stream);
-      endIfIdle(session);
+      endIfAnswered(session);
     });
   });
   await new Promise<void>((resolve, reject) => {
@@ -126,7 +130,7 @@ export async function listenGrpc(handler: Handler, host: string, port: number, o
         closing = true;
         for (const session of streams.keys()) {
           session.close();
-          endIfIdle(session);
+          endIfAnswered(session);
         }
         const force = setTimeout(() => {
           for (const session of streams.keys()) session.destroy();
@@ -222,7 +226,9 @@ export async function startGrpcService(options: GrpcServiceOptions): Promise<Grp
       // anyway, then report the failure.
       let failure: { error: unknown } | undefined;
       await withTimeout(Promise.resolve().then(drain).catch((error: unknown) => void (failure = { error })), graceMs / 2);
-      aborting.abort();
+      // Calls still running end with UNAVAILABLE, which gRPC clients read as
+      // "try again, elsewhere", not with a bare stream reset.
+      aborting.abort(new ConnectError("the server is shutting down; retry on another instance", Code.Unavailable));
       await listening.close(Math.max(0, deadline - Date.now()));
       // Last, so probes see NOT_SERVING for as long as the main port drains.
       await healthListening?.close(Math.max(0, deadline - Date.now()));

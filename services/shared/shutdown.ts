@@ -34,7 +34,8 @@ export async function serveUntilSignal(options: {
         logger.error({ graceMs }, "shutdown took too long; exiting");
         process.exit(1);
       }, graceMs).unref();
-      options.close(Math.floor(graceMs * 0.9)).then(resolve, reject);
+      // The server's own cut-off comes first, leaving time to exit cleanly.
+      options.close(Math.floor(graceMs * 0.75)).then(resolve, reject);
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));

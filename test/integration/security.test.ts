@@ -14,10 +14,10 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { BuildState, DepGraphService, ImportMode, JobState } from "../../gen/pkgfarm/v1/depgraph_pb.js";
-import { AgentState, DispatcherService, type JobAssignment } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
+import { AgentState, DispatcherService, type ConnectRequest, type JobAssignment } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
 import type { RunningDepGraph } from "../../services/depgraph/server.js";
 import { startDispatcherServer, type RunningDispatcher } from "../../services/dispatcher/server.js";
-import { createPkgfarmTransport, MAX_CONCURRENT_STREAMS, type ClientSecurity } from "../../services/shared/index.js";
+import { createChannel, createPkgfarmTransport, MAX_CONCURRENT_STREAMS, type ClientSecurity } from "../../services/shared/index.js";
 import { createTestPki, type TestPki } from "../support/certs.js";
 import { SMALL_SCAN, startTestDepGraph } from "../support/depgraph-server.js";
 import { connectRawAgent, type RawAgent } from "../support/raw-agent.js";
@@ -360,7 +360,7 @@ describe("the dispatcher's cap on agent streams", () => {
     depgraphServer = await startTestDepGraph();
     dispatcher = await startDispatcherServer({
       host: "127.0.0.1", port: 0, depgraphUrl: depgraphServer.url, packagesRoot: join(dir, "packages"), logsRoot: dir,
-      heartbeatIntervalMs: 500, heartbeatTimeoutMs: 5000, leaseMs: 60_000, logLevel: "silent", maxAgents: 2,
+      heartbeatIntervalMs: 200, heartbeatTimeoutMs: 800, leaseMs: 60_000, logLevel: "silent", maxAgents: 2,
     }, pino({ level: "silent" }));
   });
   after(async () => {
@@ -387,5 +387,21 @@ describe("the dispatcher's cap on agent streams", () => {
     second.close();
     fourth.close();
     await Promise.all([second.ended, fourth.ended]);
+  });
+
+  test("a stream that never says hello is closed with DEADLINE_EXCEEDED and gives its place back", async () => {
+    // With the cap at 2: one agent connected, one silent stream.
+    const holder = connectRawAgent(dispatcher.url, { agentId: "holder", platform: "Cap-1.0-x86_64" });
+    await holder.waitFor((m) => m.message.case === "welcome");
+    const client = createClient(DispatcherService, createPkgfarmTransport(dispatcher.url));
+    const silent = (async () => {
+      for await (const _ of client.connect(createChannel<ConnectRequest>())) break;
+    })();
+    await expectCode(silent, Code.DeadlineExceeded, /no hello within/);
+    const agent = connectRawAgent(dispatcher.url, { agentId: "after-silence", platform: "Cap-1.0-x86_64" });
+    await agent.waitFor((m) => m.message.case === "welcome");
+    agent.close();
+    holder.close();
+    await Promise.all([agent.ended, holder.ended]);
   });
 });
