@@ -3,7 +3,7 @@ import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
-import { ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { JobOutcome, type BinaryPackage } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import {
@@ -57,7 +57,8 @@ export interface BuilderAgent {
  * running meanwhile and are re-attached if the dispatcher still knows them.
  */
 export function createBuilderAgent(config: AgentConfig, logger: Logger): BuilderAgent {
-  const client: Client<typeof DispatcherService> = createClient(DispatcherService, createPkgfarmTransport(config.dispatcherUrl));
+  const client: Client<typeof DispatcherService> = createClient(DispatcherService,
+    createPkgfarmTransport(config.dispatcherUrl, { tls: config.tls, token: config.token }));
   const cache: PackageCache = createPackageCache({ dir: config.cacheDir });
   const jobs = new Map<string, LocalJob>();
   const stopped = new AbortController();
@@ -273,7 +274,14 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger): Builder
         }
       }
     } catch (e) {
-      if (!isStopped()) logger.warn({ err: ConnectError.from(e).message }, "stream to the dispatcher ended");
+      const error = ConnectError.from(e);
+      // A refused token stays refused: say so loudly, but keep retrying, as
+      // the dispatcher may be given the token (or we a new one) meanwhile.
+      if (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied) {
+        logger.error({ err: error.message, code: Code[error.code] }, "the dispatcher refused this agent's credentials; check PKGFARM_AGENT_TOKEN and --id");
+      } else if (!isStopped()) {
+        logger.warn({ err: error.message, code: Code[error.code] }, "stream to the dispatcher ended");
+      }
     } finally {
       clearInterval(heartbeat);
       mine.close();

@@ -1,6 +1,6 @@
 import { arch, hostname, release, type } from "node:os";
 import { resolve } from "node:path";
-import { LOG_LEVELS, readConfig } from "../shared/index.js";
+import { CLIENT_TLS_FLAGS, LOG_LEVELS, readClientTls, readConfig, type ClientTls } from "../shared/index.js";
 
 /** AgentConfig is everything an agent reads from its command line and environment. */
 export interface AgentConfig {
@@ -25,6 +25,10 @@ export interface AgentConfig {
   readonly cacheDir: string;
   readonly jobTimeoutMs: number;
   readonly logLevel: string;
+  /** Trust and client certificate for an https:// dispatcher URL. */
+  readonly tls?: ClientTls;
+  /** Sent to the dispatcher as `authorization: Bearer`; absent: none. */
+  readonly token?: string;
 }
 
 /** OPSYS and MACHINE_ARCH as pkgsrc spells them, from Node's names. */
@@ -36,6 +40,7 @@ export function hostPlatform(): { os: string; osRelease: string; arch: string } 
 export function loadAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv): AgentConfig | { errors: string[] } {
   const read = readConfig(argv, env, [
     "dispatcher", "id", "slots", "os", "os-release", "arch", "platform", "labels", "tree", "build-command", "work-dir", "cache-dir", "job-timeout-seconds", "log-level",
+    ...CLIENT_TLS_FLAGS,
   ]);
   const host = hostPlatform();
   const dispatcherUrl = read.string("dispatcher", "PKGFARM_DISPATCHER_URL", "http://127.0.0.1:7402");
@@ -64,6 +69,8 @@ export function loadAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv)
     cacheDir: resolve(read.string("cache-dir", "PKGFARM_CACHE_DIR", `${workDir}/../cache`)),
     jobTimeoutMs: read.int("job-timeout-seconds", "PKGFARM_JOB_TIMEOUT_SECONDS", 4 * 3600, 1, 7 * 86400) * 1000,
     logLevel: read.oneOf("log-level", "PKGFARM_LOG_LEVEL", "info", LOG_LEVELS),
+    tls: readClientTls(read, dispatcherUrl, "--dispatcher (PKGFARM_DISPATCHER_URL)"),
+    token: read.secret("PKGFARM_AGENT_TOKEN"),
   };
   return read.errors.length > 0 ? { errors: read.errors } : config;
 }

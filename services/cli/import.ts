@@ -1,6 +1,6 @@
 import { parseArgs } from "node:util";
 import { createClient } from "@connectrpc/connect";
-import { createPkgfarmTransport } from "../shared/index.js";
+import { CLIENT_TLS_FLAGS, createPkgfarmTransport, readClientTls, readConfig } from "../shared/index.js";
 import { create } from "@bufbuild/protobuf";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { DepGraphService, ImportMode, ImportScanRequestSchema } from "../../gen/pkgfarm/v1/depgraph_pb.js";
@@ -23,22 +23,39 @@ async function* wholeLines(chunks: AsyncIterable<Buffer>): AsyncGenerator<string
   if (carry.length > 0) yield carry.toString("utf8");
 }
 
-/** runImport is `pkgfarm import FILE`: streams a pbulk-index file (gzip or plain) to depgraph. */
+const USAGE = "usage: pkgfarm import [--server URL] [--tls-ca PEM] [--tls-client-cert PEM --tls-client-key PEM] [--locations] FILE\n";
+
+/**
+ * runImport is `pkgfarm import FILE`: streams a pbulk-index file (gzip or
+ * plain) to depgraph, with the operator token (PKGFARM_OPERATOR_TOKEN or
+ * PKGFARM_OPERATOR_TOKEN_FILE) when one is set.
+ */
 export async function runImport(argv: readonly string[], out: NodeJS.WritableStream): Promise<number> {
   const { values, positionals } = parseArgs({
     args: [...argv],
     options: {
       server: { type: "string", default: process.env["PKGFARM_DEPGRAPH_URL"] ?? "http://127.0.0.1:7401" },
       locations: { type: "boolean", default: false },
+      ...Object.fromEntries(CLIENT_TLS_FLAGS.map((flag) => [flag, { type: "string" as const }])),
     },
     allowPositionals: true,
   });
   const path = positionals[0];
   if (path === undefined || positionals.length > 1) {
-    process.stderr.write("usage: pkgfarm import [--server URL] [--locations] FILE\n");
+    process.stderr.write(USAGE);
     return 2;
   }
-  const client = createClient(DepGraphService, createPkgfarmTransport(values.server!));
+  const server = values.server as string;
+  const given = values as Record<string, unknown>;
+  const tlsArgs = CLIENT_TLS_FLAGS.flatMap((flag) => typeof given[flag] === "string" ? [`--${flag}`, given[flag] as string] : []);
+  const read = readConfig(tlsArgs, process.env, CLIENT_TLS_FLAGS);
+  const tls = readClientTls(read, server, "--server (PKGFARM_DEPGRAPH_URL)");
+  const token = read.secret("PKGFARM_OPERATOR_TOKEN");
+  if (read.errors.length > 0) {
+    for (const line of read.errors) process.stderr.write(`pkgfarm import: ${line}\n`);
+    return 2;
+  }
+  const client = createClient(DepGraphService, createPkgfarmTransport(server, { tls, token }));
   const mode = values.locations ? ImportMode.REPLACE_LOCATIONS : ImportMode.REPLACE_TREE;
   async function* requests() {
     let first = true;

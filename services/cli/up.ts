@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -69,7 +70,12 @@ export async function runUp(argv: readonly string[], out: NodeJS.WritableStream)
   const logger: Logger = pino({ level: config.logLevel }, pino.destination({ dest: logFile, append: true, sync: false }));
   const say = (line: string) => out.write(`${line}\n`);
 
-  const depgraphConfig = loadDepGraphConfig(["--port", "0", "--tree", config.treeDir, "--scan-helper", JSON.stringify(config.scanHelper)], {});
+  // Fresh tokens for this run: the services check them exactly as in a real
+  // farm, and nothing else on the host can drive them meanwhile.
+  const operatorToken = randomBytes(32).toString("hex");
+  const agentToken = randomBytes(32).toString("hex");
+  const depgraphConfig = loadDepGraphConfig(["--port", "0", "--tree", config.treeDir, "--scan-helper", JSON.stringify(config.scanHelper)],
+    { PKGFARM_OPERATOR_TOKEN: operatorToken });
   if ("errors" in depgraphConfig) throw new Error(depgraphConfig.errors.join("; "));
   const depgraphServer = await startDepGraphServer(depgraphConfig, logger.child({ service: "depgraph" }));
   const dispatcher = await startDispatcherServer({
@@ -82,11 +88,13 @@ export async function runUp(argv: readonly string[], out: NodeJS.WritableStream)
     heartbeatTimeoutMs: 10_000,
     leaseMs: 120_000,
     logLevel: config.logLevel,
+    operatorToken,
+    agentToken,
   }, logger.child({ service: "dispatcher" }));
   const agents: BuilderAgent[] = [];
   const agentRuns: Promise<void>[] = [];
   try {
-    const depgraph = createClient(DepGraphService, createPkgfarmTransport(depgraphServer.url));
+    const depgraph = createClient(DepGraphService, createPkgfarmTransport(depgraphServer.url, { token: operatorToken }));
     say(`pkgfarm up: scanning ${config.treeDir}`);
     const scan = await promisify(execFile)(config.scanHelper[0]!, [...config.scanHelper.slice(1), "--all"], { cwd: config.treeDir, env: { ...process.env, PKGFARM_TREE: config.treeDir }, maxBuffer: 256 * 1024 * 1024 });
     const imported = await depgraph.importScan((async function* () {
@@ -110,6 +118,7 @@ export async function runUp(argv: readonly string[], out: NodeJS.WritableStream)
         cacheDir: join(config.dataDir, "agents", agentId, "cache"),
         jobTimeoutMs: 3600_000,
         logLevel: config.logLevel,
+        token: agentToken,
       }, logger.child({ service: "builder-agent", agentId }));
       agents.push(agent);
       agentRuns.push(agent.run());

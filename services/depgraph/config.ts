@@ -1,4 +1,4 @@
-import { LOG_LEVELS, readConfig } from "../shared/index.js";
+import { LOG_LEVELS, readConfig, readServerTls, readShutdownGraceMs, SERVER_TLS_FLAGS, SHUTDOWN_FLAGS, type ServerTls } from "../shared/index.js";
 import type { PolicyName } from "./core/priority.js";
 
 /** DepGraphConfig is everything depgraph reads from its command line and environment. */
@@ -32,6 +32,15 @@ export interface DepGraphConfig {
   readonly stateBucket: string;
   /** Port of the plain-HTTP Prometheus endpoint (GET /metrics) on host; undefined: off; 0 picks a free one. */
   readonly metricsPort?: number;
+  // Security and operations; each absent means off (the embedded default).
+  /** TLS for the gRPC port; absent: cleartext h2c. */
+  readonly tls?: ServerTls;
+  /** A plaintext port serving only grpc.health.v1, for the kubelet's probe. */
+  readonly healthPort?: number;
+  /** Required of callers of the state-changing RPCs (DEPGRAPH_OPERATOR_RPCS). */
+  readonly operatorToken?: string;
+  /** How long a SIGTERM shutdown may take before the process exits anyway. */
+  readonly shutdownGraceMs?: number;
 }
 
 const POLICIES: readonly PolicyName[] = ["critical-path", "pbulk-weight", "fifo"];
@@ -45,6 +54,7 @@ export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessE
   const read = readConfig(argv, env, [
     "host", "port", "packages-dir", "scan-helper", "scan-batch", "tree", "history", "import", "policy",
     "lease-seconds", "max-lease-seconds", "max-losses", "log-level", "nats", "state", "state-bucket", "metrics-port",
+    ...SERVER_TLS_FLAGS, "health-port", ...SHUTDOWN_FLAGS,
   ]);
   const config: DepGraphConfig = {
     host: read.string("host", "PKGFARM_HOST", "127.0.0.1"),
@@ -64,6 +74,10 @@ export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessE
     state: read.oneOf("state", "PKGFARM_STATE", "memory", ["memory", "nats-kv"] as const),
     stateBucket: read.string("state-bucket", "PKGFARM_STATE_BUCKET", "pkgfarm-depgraph"),
     metricsPort: read.optionalInt("metrics-port", "PKGFARM_METRICS_PORT", 0, 65535),
+    tls: readServerTls(read),
+    healthPort: read.optionalInt("health-port", "PKGFARM_HEALTH_PORT", 0, 65535),
+    operatorToken: read.secret("PKGFARM_OPERATOR_TOKEN"),
+    shutdownGraceMs: readShutdownGraceMs(read),
   };
   if (config.state === "nats-kv" && config.natsUrl === "") {
     read.errors.push("--state nats-kv (PKGFARM_STATE) keeps state in JetStream KV: it needs --nats (PKGFARM_NATS_URL)");

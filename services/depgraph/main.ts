@@ -1,12 +1,13 @@
 import type { Logger } from "pino";
 import { createLogger } from "../shared/logger.js";
+import { serveUntilSignal } from "../shared/index.js";
 import { loadDepGraphConfig } from "./config.js";
 import { startDepGraphServer } from "./server.js";
 
-/** SHUTDOWN_GRACE_MS is shorter than Kubernetes' default 30 s grace period. */
-const SHUTDOWN_GRACE_MS = 20_000;
-
-/** runDepGraph is `pkgfarm depgraph`: parse configuration, serve until SIGTERM or SIGINT. */
+/**
+ * runDepGraph is `pkgfarm depgraph`: parse configuration, serve until SIGTERM
+ * or SIGINT, then stop within the grace period (health NOT_SERVING first).
+ */
 export async function runDepGraph(argv: readonly string[]): Promise<number> {
   const config = loadDepGraphConfig(argv, process.env);
   if ("errors" in config) {
@@ -15,22 +16,11 @@ export async function runDepGraph(argv: readonly string[]): Promise<number> {
   }
   const logger: Logger = createLogger("depgraph", config.logLevel);
   const running = await startDepGraphServer(config, logger);
+  // Another depgraph taking the state over stops this one on its own: exit
+  // non-zero so a supervisor notices.
   let fenced = false;
-  void running.stopped.then(() => (fenced = true));
-  await new Promise<void>((resolve) => {
-    // Another depgraph took the state over: exit non-zero so a supervisor notices.
-    void running.stopped.then(resolve);
-    const stop = (signal: string) => {
-      logger.info({ signal }, "shutting down");
-      const hard = setTimeout(() => {
-        logger.error("shutdown took too long; exiting");
-        process.exit(1);
-      }, SHUTDOWN_GRACE_MS);
-      hard.unref();
-      void running.close().then(resolve);
-    };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
-  });
+  const fencing = running.stopped.then(() => (fenced = true));
+  await serveUntilSignal({ logger, graceMs: config.shutdownGraceMs ?? 20_000, close: (graceMs) => running.close(graceMs), until: fencing });
+  logger.info("depgraph stopped");
   return fenced ? 1 : 0;
 }

@@ -3,7 +3,8 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import { DepGraphService, file_pkgfarm_v1_depgraph } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { connect, type NatsConnection } from "nats";
-import { createRpcMetricsInterceptor, startGrpcService, startMetricsServer } from "../shared/index.js";
+import type { DescMethod } from "@bufbuild/protobuf";
+import { createAuthInterceptor, createRpcMetricsInterceptor, startGrpcService, startMetricsServer, type Guard } from "../shared/index.js";
 import { startJobEventPublisher, type JobEventPublisher } from "./job-events.js";
 import { startMetaConsumer, type AppliedChange } from "./meta-events.js";
 import { registerDepGraphMetrics, registerEventMetrics } from "./metrics.js";
@@ -24,18 +25,41 @@ const DURABLE_WAIT_MS = 2_000;
 
 export interface RunningDepGraph {
   readonly depgraph: DepGraph;
-  /** Base URL, e.g. http://127.0.0.1:7401. */
+  /** Base URL, e.g. http://127.0.0.1:7401 (https:// with TLS). */
   readonly url: string;
   readonly port: number;
   /** The Prometheus endpoint's base URL (metrics at /metrics), when --metrics-port is set. */
   readonly metricsUrl: string | undefined;
-  /** Stops taking calls, ends streams, and resolves once the port is closed. */
-  close(): Promise<void>;
+  /** The plaintext health-only port, when configured. */
+  readonly healthPort?: number;
+  /**
+   * Turns health NOT_SERVING, ends streams, and resolves once the ports are
+   * closed; calls still running after graceMs are cut off.
+   */
+  close(graceMs?: number): Promise<void>;
   /** Resolves once every state change so far is durable (at once without a durable store). */
   stateSettled(): Promise<void>;
   /** Resolves when the server has stopped on its own (another depgraph took over its state). */
   readonly stopped: Promise<void>;
 }
+
+/**
+ * The RPCs that change state need the operator token (when one is set):
+ * importing and rescanning the tree, starting and cancelling builds, and the
+ * lease calls only the dispatcher makes. Reads, reflection and health stay open.
+ */
+export const DEPGRAPH_OPERATOR_RPCS: ReadonlyMap<DescMethod, Guard> = new Map(
+  [
+    DepGraphService.method.importScan,
+    DepGraphService.method.scanLocations,
+    DepGraphService.method.createBuild,
+    DepGraphService.method.cancelBuild,
+    DepGraphService.method.nextReadyJob,
+    DepGraphService.method.markDone,
+    DepGraphService.method.renewLease,
+    DepGraphService.method.returnJob,
+  ].map((method) => [method, "operator"]),
+);
 
 /**
  * startDepGraphServer wires the core, the service, reflection and health onto
@@ -94,7 +118,13 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     files: [file_pkgfarm_v1_depgraph],
     host: config.host,
     port: config.port,
-    interceptors: metrics === undefined ? [] : [createRpcMetricsInterceptor(metrics.registry)],
+    tls: config.tls,
+    healthPort: config.healthPort,
+    // Metrics outermost, so refused calls are counted too.
+    interceptors: [
+      ...(metrics === undefined ? [] : [createRpcMetricsInterceptor(metrics.registry)]),
+      createAuthInterceptor(DEPGRAPH_OPERATOR_RPCS, { operatorToken: config.operatorToken }),
+    ],
   }).catch(async (e: unknown) => {
     await metrics?.close();
     throw e;
@@ -103,21 +133,23 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
   if (metrics !== undefined && nc !== undefined && events !== undefined) {
     registerEventMetrics(metrics.registry, { nc, publisher: events.jobEvents, logger: logger.child({ component: "metrics" }) });
   }
-  logger.info({ port: server.port, host: config.host, historyRows: historyRows.length, state: config.state, metricsPort: metrics?.port }, "depgraph listening");
+  logger.info({ port: server.port, host: config.host, tls: config.tls !== undefined, mutualTls: config.tls?.clientCa !== undefined,
+    healthPort: server.healthPort, operatorToken: Boolean(config.operatorToken), historyRows: historyRows.length, state: config.state,
+    metricsPort: metrics?.port }, "depgraph listening");
   let closing: Promise<void> | undefined;
-  const close = () => closing ??= server.shutdown(async () => {
+  const close = (graceMs?: number) => closing ??= server.shutdown(async () => {
     service.close();
     await events?.stop();
     await store?.close();
     await nc?.drain().catch(() => nc.close());
-  }).then(() => metrics?.close());
+  }, graceMs).then(() => metrics?.close());
   const stopped = new Promise<void>((resolve) => {
     fencedBy = (writer) => {
       logger.fatal({ writer }, "another depgraph owns the state now; stopping");
       void close().then(resolve);
     };
   });
-  return { depgraph, url: server.url, port: server.port, metricsUrl: metrics?.url, close, stopped, stateSettled: () => store?.settled() ?? Promise.resolve() };
+  return { depgraph, url: server.url, port: server.port, metricsUrl: metrics?.url, healthPort: server.healthPort, close, stopped, stateSettled: () => store?.settled() ?? Promise.resolve() };
 }
 
 /**

@@ -1,5 +1,9 @@
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { LOG_LEVELS, readConfig } from "../shared/index.js";
+import {
+  CLIENT_TLS_FLAGS, LOG_LEVELS, MIN_SECRET_LENGTH, parseAgentTokens, readClientTls, readConfig, readServerTls, readShutdownGraceMs,
+  SERVER_TLS_FLAGS, SHUTDOWN_FLAGS, type ClientTls, type ServerTls,
+} from "../shared/index.js";
 
 /** DispatcherConfig is everything the dispatcher reads from its command line and environment. */
 export interface DispatcherConfig {
@@ -21,10 +25,28 @@ export interface DispatcherConfig {
   readonly logLevel: string;
   /** Port of the plain-HTTP Prometheus endpoint (GET /metrics) on host; undefined: off; 0 picks a free one. */
   readonly metricsPort?: number;
+  // Security and operations; each absent means off (the embedded default).
+  /** TLS for the gRPC port; absent: cleartext h2c. */
+  readonly tls?: ServerTls;
+  /** A plaintext port serving only grpc.health.v1, for the kubelet's probe. */
+  readonly healthPort?: number;
+  /** Trust and client certificate for an https:// depgraph URL. */
+  readonly depgraphTls?: ClientTls;
+  /** Required of DrainAgent callers, and sent to depgraph. */
+  readonly operatorToken?: string;
+  /** One token any agent may use. */
+  readonly agentToken?: string;
+  /** Tokens each valid for one agent name only. */
+  readonly agentTokens?: ReadonlyMap<string, string>;
+  /** Agent streams served at once (waiting for their hello included); more get RESOURCE_EXHAUSTED. */
+  readonly maxAgents?: number;
+  /** How long a SIGTERM shutdown may take before the process exits anyway. */
+  readonly shutdownGraceMs?: number;
 }
 
 export function loadDispatcherConfig(argv: readonly string[], env: NodeJS.ProcessEnv): DispatcherConfig | { errors: string[] } {
-  const read = readConfig(argv, env, ["host", "port", "depgraph", "data-dir", "heartbeat-seconds", "heartbeat-timeout-seconds", "lease-seconds", "log-level", "metrics-port"]);
+  const read = readConfig(argv, env, ["host", "port", "depgraph", "data-dir", "heartbeat-seconds", "heartbeat-timeout-seconds", "lease-seconds", "log-level", "metrics-port",
+    "max-agents", "health-port", ...SERVER_TLS_FLAGS, ...CLIENT_TLS_FLAGS, ...SHUTDOWN_FLAGS]);
   const dataDir = read.string("data-dir", "PKGFARM_DATA_DIR", "var");
   const heartbeatIntervalMs = read.int("heartbeat-seconds", "PKGFARM_HEARTBEAT_SECONDS", 5, 1, 3600) * 1000;
   const heartbeatTimeoutMs = read.int("heartbeat-timeout-seconds", "PKGFARM_HEARTBEAT_TIMEOUT_SECONDS", 15, 1, 3600) * 1000;
@@ -44,6 +66,31 @@ export function loadDispatcherConfig(argv: readonly string[], env: NodeJS.Proces
     leaseMs: read.int("lease-seconds", "PKGFARM_LEASE_SECONDS", 120, 5, 86400) * 1000,
     logLevel: read.oneOf("log-level", "PKGFARM_LOG_LEVEL", "info", LOG_LEVELS),
     metricsPort: read.optionalInt("metrics-port", "PKGFARM_METRICS_PORT", 0, 65535),
+    tls: readServerTls(read),
+    healthPort: read.optionalInt("health-port", "PKGFARM_HEALTH_PORT", 0, 65535),
+    depgraphTls: readClientTls(read, depgraphUrl, "--depgraph (PKGFARM_DEPGRAPH_URL)"),
+    operatorToken: read.secret("PKGFARM_OPERATOR_TOKEN"),
+    agentToken: read.secret("PKGFARM_AGENT_TOKEN"),
+    agentTokens: readAgentTokensFile(env, read.errors),
+    maxAgents: read.int("max-agents", "PKGFARM_MAX_AGENTS", 1000, 1, 100_000),
+    shutdownGraceMs: readShutdownGraceMs(read),
   };
   return read.errors.length > 0 ? { errors: read.errors } : config;
+}
+
+/** PKGFARM_AGENT_TOKENS_FILE: `agent-name token` per line; each token is valid for its agent only. */
+function readAgentTokensFile(env: NodeJS.ProcessEnv, errors: string[]): ReadonlyMap<string, string> | undefined {
+  const path = env["PKGFARM_AGENT_TOKENS_FILE"];
+  if (path === undefined || path === "") return undefined;
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    errors.push(`PKGFARM_AGENT_TOKENS_FILE: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    return undefined;
+  }
+  const parsed = parseAgentTokens(text, `PKGFARM_AGENT_TOKENS_FILE (${path})`, MIN_SECRET_LENGTH);
+  errors.push(...parsed.errors);
+  if (parsed.errors.length === 0 && parsed.tokens.size === 0) errors.push(`PKGFARM_AGENT_TOKENS_FILE (${path}) names no agent; leave it unset to turn per-agent tokens off`);
+  return parsed.tokens;
 }

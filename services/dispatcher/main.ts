@@ -1,11 +1,13 @@
 import { createLogger } from "../shared/logger.js";
+import { serveUntilSignal } from "../shared/index.js";
 import { loadDispatcherConfig } from "./config.js";
 import { startDispatcherServer } from "./server.js";
 
-/** SHUTDOWN_GRACE_MS is shorter than Kubernetes' default 30 s grace period. */
-const SHUTDOWN_GRACE_MS = 20_000;
-
-/** runDispatcher is `pkgfarm dispatcher`: parse configuration, serve until SIGTERM or SIGINT. */
+/**
+ * runDispatcher is `pkgfarm dispatcher`: parse configuration, serve until
+ * SIGTERM or SIGINT, then stop within the grace period (health NOT_SERVING
+ * first; agents are told to reconnect and keep their jobs).
+ */
 export async function runDispatcher(argv: readonly string[]): Promise<number> {
   const config = loadDispatcherConfig(argv, process.env);
   if ("errors" in config) {
@@ -14,17 +16,7 @@ export async function runDispatcher(argv: readonly string[]): Promise<number> {
   }
   const logger = createLogger("dispatcher", config.logLevel);
   const running = await startDispatcherServer(config, logger);
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      logger.info({ signal }, "shutting down");
-      setTimeout(() => {
-        logger.error("shutdown took too long; exiting");
-        process.exit(1);
-      }, SHUTDOWN_GRACE_MS).unref();
-      void running.close().then(resolve);
-    };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
-  });
+  await serveUntilSignal({ logger, graceMs: config.shutdownGraceMs ?? 20_000, close: (graceMs) => running.close(graceMs) });
+  logger.info("dispatcher stopped");
   return 0;
 }

@@ -4,6 +4,7 @@ import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@conn
 import type { Logger } from "pino";
 import { BinaryPackageSchema, JobOutcome, ReturnReason, type Assignment } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import {
+  AgentHelloSchema,
   AgentSchema,
   AgentState,
   ConnectResponseSchema,
@@ -15,7 +16,7 @@ import {
   type JobFinished,
   type RunningJob,
 } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
-import { createChannel, type Channel } from "../shared/index.js";
+import { assertActsFor, createChannel, type Channel } from "../shared/index.js";
 import { AgentRegistry, jobKey, type AgentRecord, type HeldJob, type JobKey } from "./core/registry.js";
 import type { DepGraphLink } from "./depgraph-link.js";
 import type { DispatcherMetrics } from "./metrics.js";
@@ -32,6 +33,8 @@ export interface DispatcherServiceOptions {
   readonly heartbeatTimeoutMs: number;
   /** Renew running jobs' leases this often (well inside the lease length). */
   readonly renewEveryMs: number;
+  /** Connect streams served at once, those still waiting for their hello included; default 1000. */
+  readonly maxAgents?: number;
   readonly now?: () => number;
   /** Where job movements are counted; none when metrics are off. */
   readonly metrics?: DispatcherMetrics;
@@ -366,65 +369,91 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
     return session;
   };
 
+  // Streams counted against maxAgents, those still waiting for a hello included.
+  const maxAgents = options.maxAgents ?? 1000;
+  let openStreams = 0;
+
+  /** One agent's Connect stream, from its hello until either side ends it. */
+  async function* converse(requests: AsyncIterable<ConnectRequest>, ctx: HandlerContext): AsyncGenerator<ConnectResponse> {
+    const iterator = requests[Symbol.asyncIterator]();
+    // A stream that never says hello would hold one of the maxAgents places.
+    let helloTimer: NodeJS.Timeout | undefined;
+    const first = await Promise.race([
+      iterator.next(),
+      new Promise<never>((_, reject) => (helloTimer = setTimeout(
+        () => reject(new ConnectError(`no hello within ${Math.round(options.heartbeatTimeoutMs / 1000)} s of opening Connect`, Code.DeadlineExceeded)),
+        options.heartbeatTimeoutMs))),
+    ]).finally(() => clearTimeout(helloTimer));
+    if (first.done === true || first.value.message.case !== "hello") {
+      throw new ConnectError("the first message of Connect must be a hello", Code.InvalidArgument);
+    }
+    const hello = first.value.message.value;
+    assertActsFor(ctx, hello.agentId);
+    const session = await openSession(hello, ctx);
+    const reading = (async () => {
+      try {
+        for (;;) {
+          const next = await iterator.next();
+          if (next.done === true) break;
+          if (sessions.get(session.agent.id) !== session) break;
+          try {
+            await onMessage(session, next.value);
+          } catch (e) {
+            // One bad report does not end the agent's session: its other
+            // jobs are fine. It is logged and, for a job, cancelled there.
+            const error = toConnectError(e);
+            session.logger.warn({ err: error.message, code: Code[error.code], message: next.value.message.case }, "agent message refused");
+          }
+        }
+        dropSession(session, ReturnReason.AGENT_LOST, `agent ${session.agent.id} closed its stream`);
+        session.outbox.close();
+      } catch (e) {
+        dropSession(session, ReturnReason.AGENT_LOST, `agent ${session.agent.id}'s stream broke (${ConnectError.from(e).message})`);
+        session.outbox.close();
+      }
+    })();
+    ctx.signal.addEventListener("abort", () => {
+      dropSession(session, closed ? ReturnReason.DRAINING : ReturnReason.AGENT_LOST, closed ? "the dispatcher shut down" : `agent ${session.agent.id}'s stream was aborted`);
+      session.outbox.close();
+    }, { once: true });
+    // The reader ends on its own when the agent's side of the stream does.
+    void reading;
+    yield* session.outbox;
+  }
+
   const agentToWire = (agent: AgentRecord) =>
     create(AgentSchema, {
-      hello: sessions.get(agent.id)?.hello,
+      hello: redactHello(sessions.get(agent.id)?.hello),
       platform: agent.platform,
       state: agent.draining ? AgentState.DRAINING : AgentState.ACTIVE,
       connectedAt: timestampFromMs(agent.connectedAt),
       lastSeen: timestampFromMs(agent.lastSeen),
-      running: [...agent.jobs.values()].map(runningJob),
+      running: [...agent.jobs.values()].map((job) => runningJob({ ...job, leaseId: "" })),
       jobsDone: BigInt(agent.jobsDone),
     });
 
   const impl: ServiceImpl<typeof DispatcherService> = {
     async *connect(requests, ctx) {
       if (closed) throw new ConnectError("the dispatcher is shutting down; reconnect to another instance", Code.Unavailable);
-      const iterator = requests[Symbol.asyncIterator]();
-      const first = await iterator.next();
-      if (first.done === true || first.value.message.case !== "hello") {
-        throw new ConnectError("the first message of Connect must be a hello", Code.InvalidArgument);
+      if (openStreams >= maxAgents) {
+        throw new ConnectError(`the dispatcher serves at most ${maxAgents} agent streams and all are in use; retry later or raise --max-agents`, Code.ResourceExhausted);
       }
-      const hello = first.value.message.value;
-      const session = await openSession(hello, ctx);
-      const reading = (async () => {
-        try {
-          for (;;) {
-            const next = await iterator.next();
-            if (next.done === true) break;
-            if (sessions.get(session.agent.id) !== session) break;
-            try {
-              await onMessage(session, next.value);
-            } catch (e) {
-              // One bad report does not end the agent's session: its other
-              // jobs are fine. It is logged and, for a job, cancelled there.
-              const error = toConnectError(e);
-              session.logger.warn({ err: error.message, code: Code[error.code], message: next.value.message.case }, "agent message refused");
-            }
-          }
-          dropSession(session, ReturnReason.AGENT_LOST, `agent ${session.agent.id} closed its stream`);
-          session.outbox.close();
-        } catch (e) {
-          dropSession(session, ReturnReason.AGENT_LOST, `agent ${session.agent.id}'s stream broke (${ConnectError.from(e).message})`);
-          session.outbox.close();
-        }
-      })();
-      ctx.signal.addEventListener("abort", () => {
-        dropSession(session, closed ? ReturnReason.DRAINING : ReturnReason.AGENT_LOST, closed ? "the dispatcher shut down" : `agent ${session.agent.id}'s stream was aborted`);
-        session.outbox.close();
-      }, { once: true });
-      // The reader ends on its own when the agent's side of the stream does.
-      void reading;
-      yield* session.outbox;
+      openStreams++;
+      try {
+        yield* converse(requests, ctx);
+      } finally {
+        openStreams--;
+      }
     },
 
-    async uploadPackage(requests) {
+    async uploadPackage(requests, ctx) {
       const iterator = requests[Symbol.asyncIterator]();
       const first = await iterator.next();
       if (first.done === true || first.value.part.case !== "header") {
         throw new ConnectError("the first message of UploadPackage must be the header", Code.InvalidArgument);
       }
       const header = first.value.part.value;
+      assertActsFor(ctx, header.agentId);
       const session = sessions.get(header.agentId);
       if (session === undefined) throw new ConnectError(`agent "${header.agentId}" is not connected; open Connect first`, Code.FailedPrecondition);
       const held = (() => {
@@ -538,6 +567,15 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
 function refOf(job: RunningJob | undefined): { buildId: string; pkgname: string; leaseId: string } {
   if (job === undefined) throw new ConnectError("the message must name its job (build_id, pkgname, lease_id)", Code.InvalidArgument);
   return { buildId: job.buildId, pkgname: job.pkgname, leaseId: job.leaseId };
+}
+
+/**
+ * Lease ids stay out of ListAgents and DrainAgent answers: reports, uploads
+ * and give-backs are checked against the lease id, so it is what proves an
+ * agent holds a job, and only the agent it was assigned to may know it.
+ */
+function redactHello(hello: AgentHello | undefined): AgentHello | undefined {
+  return hello === undefined ? undefined : create(AgentHelloSchema, { ...hello, running: hello.running.map((job) => runningJob({ ...job, leaseId: "" })) });
 }
 
 function runningJob(job: { buildId: string; pkgname: string; leaseId: string }): RunningJob {

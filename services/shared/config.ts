@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -15,7 +16,18 @@ export interface ConfigReader {
   oneOf<T extends string>(flag: string, envName: string, fallback: T, allowed: readonly T[]): T;
   /** A command as a JSON argv array or a plain string split on spaces; never a shell string. */
   argv(flag: string, envName: string, fallback: readonly string[]): string[];
+  /** The contents of the file a flag (or variable) names; undefined when neither is set. */
+  file(flag: string, envName: string): Buffer | undefined;
+  /**
+   * A secret from the variable envName, or from the file its envName_FILE
+   * names (as Kubernetes mounts a Secret); "" when neither is set. Never a
+   * flag: command lines are visible to every user of the host.
+   */
+  secret(envName: string): string;
 }
+
+/** Shortest secret accepted: a guessable token is no token. */
+export const MIN_SECRET_LENGTH = 16;
 
 export function readConfig(argv: readonly string[], env: NodeJS.ProcessEnv, flags: readonly string[]): ConfigReader {
   const errors: string[] = [];
@@ -72,6 +84,46 @@ export function readConfig(argv: readonly string[], env: NodeJS.ProcessEnv, flag
         errors.push(`--${flag} (${envName}) must be a command or a JSON array of strings: ${(e as Error).message}`);
         return [...fallback];
       }
+    },
+    file(flag, envName) {
+      const path = values[flag] ?? env[envName];
+      if (path === undefined || path === "") return undefined;
+      try {
+        return readFileSync(path);
+      } catch (e) {
+        errors.push(`--${flag} (${envName}): cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        return undefined;
+      }
+    },
+    secret(envName) {
+      const fileVar = `${envName}_FILE`;
+      const direct = env[envName];
+      const path = env[fileVar];
+      if (direct !== undefined && direct !== "" && path !== undefined && path !== "") {
+        errors.push(`set ${envName} or ${fileVar}, not both`);
+        return "";
+      }
+      let value: string;
+      let source: string;
+      if (path !== undefined && path !== "") {
+        source = `${fileVar} (${path})`;
+        try {
+          value = readFileSync(path, "utf8").trim();
+        } catch (e) {
+          errors.push(`${fileVar}: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+          return "";
+        }
+      } else if (direct !== undefined && direct !== "") {
+        source = envName;
+        value = direct.trim();
+      } else {
+        return "";
+      }
+      if (value.length < MIN_SECRET_LENGTH || /\s/.test(value)) {
+        errors.push(`${source} must be at least ${MIN_SECRET_LENGTH} characters without white space (e.g. openssl rand -hex 32)`);
+        return "";
+      }
+      return value;
     },
   };
 }

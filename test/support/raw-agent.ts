@@ -6,7 +6,7 @@ import {
   type ConnectRequest,
   type ConnectResponse,
 } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
-import { createChannel, createPkgfarmTransport } from "../../services/shared/index.js";
+import { createChannel, createPkgfarmTransport, type ClientSecurity } from "../../services/shared/index.js";
 
 /**
  * RawAgent speaks DispatcherService/Connect message by message, so tests can
@@ -24,8 +24,8 @@ export interface RawAgent {
   close(): void;
 }
 
-export function connectRawAgent(url: string, hello: { agentId: string; platform: string; slots?: number }): RawAgent {
-  const client = createClient(DispatcherService, createPkgfarmTransport(url));
+export function connectRawAgent(url: string, hello: { agentId: string; platform: string; slots?: number }, security: ClientSecurity = {}): RawAgent {
+  const client = createClient(DispatcherService, createPkgfarmTransport(url, security));
   const outbox = createChannel<ConnectRequest>();
   const received: ConnectResponse[] = [];
   const waiters = new Set<() => void>();

@@ -857,7 +857,7 @@ export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE_
  */
 export type Agent = Message<"pkgfarm.v1.Agent"> & {
   /**
-   * What it said in its hello.
+   * What it said in its hello (lease ids left empty, as in running).
    *
    * @generated from field: pkgfarm.v1.AgentHello hello = 1;
    */
@@ -892,7 +892,8 @@ export type Agent = Message<"pkgfarm.v1.Agent"> & {
   lastSeen?: Timestamp | undefined;
 
   /**
-   * Jobs it holds.
+   * Jobs it holds. lease_id is left empty: a lease id is the holder's proof
+   * that it holds the job, so only the agent it was assigned to learns it.
    *
    * @generated from field: repeated pkgfarm.v1.RunningJob running = 6;
    */
