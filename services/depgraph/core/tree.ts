@@ -1,7 +1,7 @@
 import { findCycles } from "./cycles.js";
 import { InvalidScanRecord } from "./errors.js";
 import { InvalidPattern, matchPattern, patternPrefix, pickBestMatch } from "./pattern.js";
-import type { ScanRecord } from "./scan-record.js";
+import type { DependencyPattern, ScanRecord } from "./scan-record.js";
 
 /** TreePackage is a scanned package with its dependencies resolved to PKGNAMEs. */
 export interface TreePackage {
@@ -29,12 +29,42 @@ export interface TreeSummary {
   readonly cycles: readonly (readonly string[])[];
 }
 
+/**
+ * TreeChange is what one update did to the tree. An update that changed
+ * nothing keeps the revision and has three empty lists.
+ */
+export interface TreeChange {
+  /** The tree's revision after the update. */
+  readonly revision: number;
+  /** PKGNAMEs new to the tree, sorted. */
+  readonly added: readonly string[];
+  /** PKGNAMEs no longer in the tree, sorted. */
+  readonly removed: readonly string[];
+  /**
+   * PKGNAMEs in the tree before and after whose record (any field but the
+   * input line), resolved dependencies or unresolved patterns changed, sorted.
+   */
+  readonly changed: readonly string[];
+}
+
+/** TreeUpdate is the answer of applyLocations and applyTree. */
+export interface TreeUpdate {
+  /** Records refused (a PKGNAME given twice); the rest were applied. */
+  readonly problems: InvalidScanRecord[];
+  readonly change: TreeChange;
+}
+
 /** prefailReason says why a package cannot be built before any build starts; "" if it can. */
 export function prefailReason(pkg: TreePackage): string {
   if (pkg.record.failReason !== "") return pkg.record.failReason;
   if (pkg.record.skipReason !== "") return pkg.record.skipReason;
   return pkg.unresolved;
 }
+
+const NONE: readonly string[] = Object.freeze([]);
+const NO_UNRESOLVED: readonly UnresolvedDependency[] = Object.freeze([]);
+// Above this many added or removed PKGNAMEs one sort beats splicing each name.
+const RESORT_THRESHOLD = 256;
 
 /**
  * PackageTree holds the tree's packages and resolves their requirements the
@@ -43,16 +73,33 @@ export function prefailReason(pkg: TreePackage): string {
  * itself picks mpg123-nas for mpg123{,-nas}>=1 at audio/mpg123), and the best
  * match wins: highest version, then the greater name. MULTI_VERSION variants
  * are told apart by the pattern (py313-six-[0-9]* names one of them).
+ *
+ * Updates are incremental: each pattern's best match is kept across updates
+ * and recomputed only when a PKGNAME it matches comes or goes, and only the
+ * packages whose record changed or that use such a pattern are resolved
+ * again. A full import goes the same way from an empty tree, so there is one
+ * resolver to trust.
  */
 export class PackageTree {
   private packages = new Map<string, TreePackage>();
   private byLocation = new Map<string, string[]>();
-  private cycles: string[][] = [];
-  private unresolvedList: UnresolvedDependency[] = [];
-  private dependentsIndex: Map<string, string[]> | undefined;
+  /** Every PKGNAME in code-unit order, so a pattern's candidates are one slice. */
+  private sortedNames: string[] = [];
+  private matches = new BestMatches(() => this.sortedNames);
+  /** Who depends on each PKGNAME; built when first asked for, then kept up to date. */
+  private dependents: Map<string, string[]> | undefined;
+  private unresolvedOf = new Map<string, readonly UnresolvedDependency[]>();
+  private unresolvedList: readonly UnresolvedDependency[] | undefined = NO_UNRESOLVED;
+  private cycles: readonly (readonly string[])[] = [];
+  private cycleOf = new Map<string, readonly string[]>();
   private edgeCount = 0;
-  /** Bumped on every change, so builds and caches can tell the tree moved. */
-  revision = 0;
+  private prefailedCount = 0;
+  private currentRevision = 0;
+
+  /** Bumped on every update that changes something, so builds and caches can tell the tree moved. */
+  get revision(): number {
+    return this.currentRevision;
+  }
 
   /**
    * replace takes new records: all of the tree (scope "tree") or only the
@@ -60,99 +107,255 @@ export class PackageTree {
    * is replaced). A PKGNAME seen twice is refused for the second record.
    */
   replace(records: readonly ScanRecord[], scope: "tree" | "locations"): InvalidScanRecord[] {
-    const problems: InvalidScanRecord[] = [];
-    const incoming = new Map<string, ScanRecord>();
-    for (const record of records) {
-      const earlier = incoming.get(record.pkgname);
-      if (earlier !== undefined) {
-        problems.push(new InvalidScanRecord(record.line, record.location, record.pkgname,
-          `PKGNAME ${record.pkgname} was already given at line ${earlier.line} (${earlier.location})`));
-        continue;
-      }
-      incoming.set(record.pkgname, record);
-    }
-    const next = new Map<string, ScanRecord>();
-    if (scope === "locations") {
-      const replaced = new Set<string>();
-      for (const record of incoming.values()) replaced.add(record.location);
-      for (const [name, pkg] of this.packages) {
-        if (!replaced.has(pkg.record.location)) next.set(name, pkg.record);
-      }
-    }
-    for (const [name, record] of incoming) next.set(name, record);
-    this.resolve(next);
-    return problems;
+    return (scope === "tree" ? this.applyTree(records) : this.applyLocations(records, [])).problems;
   }
 
-  /** remove drops every package at these locations (a package deleted from the tree). */
+  /** removeLocations drops every package at these locations (a package deleted from the tree). */
   removeLocations(locations: Iterable<string>): void {
-    const gone = new Set(locations);
-    const next = new Map<string, ScanRecord>();
-    for (const [name, pkg] of this.packages) if (!gone.has(pkg.record.location)) next.set(name, pkg.record);
-    this.resolve(next);
+    this.applyLocations([], [...locations]);
   }
 
-  private resolve(records: Map<string, ScanRecord>): void {
-    const byLocation = new Map<string, string[]>();
-    for (const record of records.values()) {
-      const names = byLocation.get(record.location);
-      if (names === undefined) byLocation.set(record.location, [record.pkgname]);
-      else names.push(record.pkgname);
+  /**
+   * applyLocations makes each location named by a record hold exactly the
+   * records given for it, and drops every package at removedLocations (unless
+   * a record puts it back). A PKGNAME given again at another location moves
+   * there, as it would in a rescan of both. Repeating an update is a no-op.
+   */
+  applyLocations(records: readonly ScanRecord[], removedLocations: readonly string[]): TreeUpdate {
+    const { incoming, problems } = byPkgname(records);
+    const dropped = new Set<string>();
+    const touched = new Set(removedLocations);
+    for (const record of incoming.values()) touched.add(record.location);
+    for (const location of touched) for (const name of this.atLocation(location)) dropped.add(name);
+    return { problems, change: this.finish(this.apply(incoming, dropped)) };
+  }
+
+  /**
+   * applyTree makes the tree hold exactly these records: a full import,
+   * resolved from scratch, with its change against the tree it replaces.
+   */
+  applyTree(records: readonly ScanRecord[]): TreeUpdate {
+    const { incoming, problems } = byPkgname(records);
+    const before = this.packages;
+    const unresolvedBefore = this.unresolvedOf;
+    this.packages = new Map();
+    this.byLocation = new Map();
+    this.sortedNames = [];
+    this.matches = new BestMatches(() => this.sortedNames);
+    this.dependents = undefined;
+    this.unresolvedOf = new Map();
+    this.unresolvedList = undefined;
+    this.cycles = [];
+    this.cycleOf = new Map();
+    this.edgeCount = 0;
+    this.prefailedCount = 0;
+    this.apply(incoming, []);
+
+    const added: string[] = [];
+    const changed: string[] = [];
+    for (const [name, pkg] of this.packages) {
+      const old = before.get(name);
+      if (old === undefined) added.push(name);
+      else if (!sameRecord(old.record, pkg.record) || !sameStrings(old.dependencies, pkg.dependencies) ||
+        !sameUnresolved(unresolvedBefore.get(name) ?? [], this.unresolvedOf.get(name) ?? [])) changed.push(name);
     }
-    const sortedNames = [...records.keys()].sort();
-    // Many packages share the same patterns (gmake>=3.81 alone thousands of
-    // times), so each distinct pattern is matched once per resolution.
-    const best = new Map<string, string | null>();
-    const bestMatch = (pattern: string): string | null => {
-      let found = best.get(pattern);
-      if (found === undefined) {
-        found = pickBestMatch(pattern, namesStartingWith(sortedNames, patternPrefix(pattern))) ?? null;
-        best.set(pattern, found);
+    const removed = [...before.keys()].filter((name) => !this.packages.has(name));
+    return { problems, change: this.finish({ added, removed, changed }) };
+  }
+
+  private finish(change: { added: string[]; removed: string[]; changed: string[] }): TreeChange {
+    if (change.added.length + change.removed.length + change.changed.length === 0) {
+      return { revision: this.currentRevision, added: NONE, removed: NONE, changed: NONE };
+    }
+    this.currentRevision++;
+    return { revision: this.currentRevision, added: change.added.sort(), removed: change.removed.sort(), changed: change.changed.sort() };
+  }
+
+  /** apply puts incoming in the tree and drops the dropped names it does not give again. */
+  private apply(incoming: ReadonlyMap<string, ScanRecord>, dropped: Iterable<string>): { added: string[]; removed: string[]; changed: string[] } {
+    const removed: string[] = [];
+    for (const name of dropped) if (!incoming.has(name)) removed.push(name);
+    const added: string[] = [];
+    const rewritten: string[] = [];
+    for (const [name, record] of incoming) {
+      const old = this.packages.get(name);
+      if (old === undefined) added.push(name);
+      else if (!sameRecord(old.record, record)) rewritten.push(name);
+    }
+    if (removed.length + added.length + rewritten.length === 0) return { added, removed, changed: [] };
+
+    for (const name of removed) this.detach(name);
+    // A rewritten record whose patterns and location stayed keeps its resolution,
+    // unless a pattern's answer changes below.
+    const toResolve = new Set<string>(added);
+    for (const name of rewritten) {
+      const before = this.packages.get(name)!.record;
+      const after = incoming.get(name)!;
+      if (before.location !== after.location) {
+        this.unlinkLocation(before);
+        this.linkLocation(after);
+        toResolve.add(name);
       }
-      return found;
-    };
-    const packages = new Map<string, TreePackage>();
+      if (!sameDependencies(before, after)) {
+        this.matches.relink(name, before.dependencies, after.dependencies);
+        toResolve.add(name);
+      }
+    }
+    for (const name of added) {
+      const record = incoming.get(name)!;
+      this.linkLocation(record);
+      this.matches.relink(name, [], record.dependencies);
+    }
+    this.updateSortedNames(added, removed);
+
+    // Patterns whose best match a new or departed PKGNAME may change, and so
+    // every package that uses one of them, are resolved again.
+    for (const pattern of this.matches.refresh(added, removed)) {
+      for (const user of this.matches.usersOf(pattern)) toResolve.add(user);
+    }
+    // changed starts as the rewritten records; in the loop below a name is
+    // only added after its own record was chosen.
+    const changed = new Set(rewritten);
+    const edgesChanged: string[] = [];
+    for (const name of rewritten) {
+      if (toResolve.has(name)) continue;
+      const before = this.packages.get(name)!;
+      this.store(name, before, { ...before, record: incoming.get(name)! }, this.unresolvedOf.get(name) ?? NO_UNRESOLVED);
+    }
+    for (const name of toResolve) {
+      const before = this.packages.get(name);
+      // A package resolved again only for a pattern keeps its record object.
+      const record = before === undefined || changed.has(name) ? incoming.get(name)! : before.record;
+      const { pkg, unresolved } = this.resolveRecord(record);
+      const dependenciesChanged = before === undefined || !sameStrings(before.dependencies, pkg.dependencies);
+      if (dependenciesChanged) edgesChanged.push(name);
+      if (before !== undefined && (dependenciesChanged || !sameUnresolved(this.unresolvedOf.get(name) ?? [], unresolved))) {
+        changed.add(name);
+      }
+      this.store(name, before, pkg, unresolved);
+    }
+    this.updateCycles(edgesChanged, removed);
+    return { added, removed, changed: [...changed] };
+  }
+
+  /** detach forgets a package: its record, its edges and what it counted for. */
+  private detach(name: string): void {
+    const pkg = this.packages.get(name)!;
+    this.unlinkLocation(pkg.record);
+    this.matches.relink(name, pkg.record.dependencies, []);
+    if (this.dependents !== undefined) {
+      for (const dep of pkg.dependencies) removeFrom(this.dependents, dep, name);
+      // Every package that depended on it is resolved again and points elsewhere.
+      this.dependents.delete(name);
+    }
+    this.edgeCount -= pkg.dependencies.length;
+    if (prefailReason(pkg) !== "") this.prefailedCount--;
+    if (this.unresolvedOf.delete(name)) this.unresolvedList = undefined;
+    this.packages.delete(name);
+  }
+
+  private linkLocation(record: ScanRecord): void {
+    const names = this.byLocation.get(record.location);
+    if (names === undefined) this.byLocation.set(record.location, [record.pkgname]);
+    else names.push(record.pkgname);
+  }
+
+  private unlinkLocation(record: ScanRecord): void {
+    const names = this.byLocation.get(record.location)!;
+    names.splice(names.indexOf(record.pkgname), 1);
+    if (names.length === 0) this.byLocation.delete(record.location);
+  }
+
+  private updateSortedNames(added: readonly string[], removed: readonly string[]): void {
+    if (added.length + removed.length > RESORT_THRESHOLD) {
+      this.sortedNames = [...this.packages.keys(), ...added].sort();
+      return;
+    }
+    const sorted = this.sortedNames;
+    for (const name of removed) sorted.splice(lowerBound(sorted, name), 1);
+    for (const name of added) sorted.splice(lowerBound(sorted, name), 0, name);
+  }
+
+  private resolveRecord(record: ScanRecord): { pkg: TreePackage; unresolved: readonly UnresolvedDependency[] } {
+    const dependencies: string[] = [];
     const unresolved: UnresolvedDependency[] = [];
-    let edges = 0;
-    for (const record of records.values()) {
-      const dependencies: string[] = [];
-      let why = "";
-      for (const dep of record.dependencies) {
-        let found: string | null;
-        try {
-          // As pbulk's presolve: an earlier choice that already satisfies this
-          // pattern is kept, so qt5-qtbase>=5.9.1 and >=5.15.18 give one edge.
-          if (dependencies.some((d) => matchPattern(dep.pattern, d, "pbulk"))) continue;
-          found = bestMatch(dep.pattern);
-        } catch (e) {
-          if (!(e instanceof InvalidPattern)) throw e;
-          found = null;
-        }
-        if (found === null) {
-          unresolved.push({ pkgname: record.pkgname, location: record.location, pattern: dep.pattern, dependencyLocation: dep.location });
-          if (why === "") why = `could not resolve dependency "${dep.pattern}"`;
-        } else {
-          dependencies.push(found);
-        }
+    for (const dep of record.dependencies) {
+      let found: string | null;
+      try {
+        // As pbulk's presolve: an earlier choice that already satisfies this
+        // pattern is kept, so qt5-qtbase>=5.9.1 and >=5.15.18 give one edge.
+        if (dependencies.some((d) => matchPattern(dep.pattern, d, "pbulk"))) continue;
+        found = this.matches.best(dep.pattern);
+      } catch (e) {
+        if (!(e instanceof InvalidPattern)) throw e;
+        found = null;
       }
-      edges += dependencies.length;
-      packages.set(record.pkgname, { record, dependencies, unresolved: why });
+      if (found === null) {
+        unresolved.push({ pkgname: record.pkgname, location: record.location, pattern: dep.pattern, dependencyLocation: dep.location });
+      } else {
+        dependencies.push(found);
+      }
     }
-    this.packages = packages;
-    this.byLocation = byLocation;
-    this.unresolvedList = unresolved;
-    this.edgeCount = edges;
-    this.dependentsIndex = undefined;
-    this.cycles = this.findTreeCycles();
-    this.revision++;
+    const why = unresolved.length === 0 ? "" : `could not resolve dependency "${unresolved[0]!.pattern}"`;
+    return { pkg: { record, dependencies, unresolved: why }, unresolved: unresolved.length === 0 ? NO_UNRESOLVED : unresolved };
   }
 
-  private findTreeCycles(): string[][] {
-    const names = [...this.packages.keys()];
-    const indexOf = new Map<string, number>();
-    names.forEach((name, i) => indexOf.set(name, i));
-    const edges = names.map((name) => this.packages.get(name)!.dependencies.map((d) => indexOf.get(d)!));
-    return findCycles(edges).map((members) => members.map((i) => names[i]!));
+  /** store puts pkg in place of before, keeping every count and index in step. */
+  private store(name: string, before: TreePackage | undefined, pkg: TreePackage, unresolved: readonly UnresolvedDependency[]): void {
+    const dependenciesBefore = before?.dependencies ?? NONE;
+    if (this.dependents !== undefined && dependenciesBefore !== pkg.dependencies) {
+      for (const dep of dependenciesBefore) if (!pkg.dependencies.includes(dep)) removeFrom(this.dependents, dep, name);
+      for (const dep of pkg.dependencies) if (!dependenciesBefore.includes(dep)) addTo(this.dependents, dep, name);
+    }
+    this.edgeCount += pkg.dependencies.length - dependenciesBefore.length;
+    if (before !== undefined && prefailReason(before) !== "") this.prefailedCount--;
+    if (prefailReason(pkg) !== "") this.prefailedCount++;
+    const unresolvedBefore = this.unresolvedOf.get(name) ?? NO_UNRESOLVED;
+    if (unresolved !== unresolvedBefore) {
+      if (unresolved.length > 0) this.unresolvedOf.set(name, unresolved);
+      else this.unresolvedOf.delete(name);
+      this.unresolvedList = undefined;
+    }
+    this.packages.set(name, pkg);
+  }
+
+  /**
+   * updateCycles keeps the cycle list exact without looking at the whole
+   * graph. A cycle that is new, grew or broke has a member whose
+   * dependencies changed, so it lies among the packages reachable from those
+   * (a set closed under dependencies, where Tarjan's components are the
+   * graph's own). Old cycles outside that set kept every edge, and no new
+   * edge reaches them, so they stand as they were.
+   */
+  private updateCycles(edgesChanged: readonly string[], removed: readonly string[]): void {
+    if (edgesChanged.length === 0 && removed.length === 0) return;
+    const reach = new Map<string, number>();
+    let names: string[] = [];
+    if (edgesChanged.length * 2 > this.packages.size) {
+      // Most of the tree (an import): walking it first would cost more than it saves.
+      names = [...this.packages.keys()];
+      names.forEach((name, i) => reach.set(name, i));
+    } else {
+      const visit = (name: string): void => {
+        if (reach.has(name) || !this.packages.has(name)) return;
+        reach.set(name, names.length);
+        names.push(name);
+      };
+      for (const name of edgesChanged) visit(name);
+      for (let i = 0; i < names.length; i++) for (const dep of this.packages.get(names[i]!)!.dependencies) visit(dep);
+    }
+
+    const gone = new Set<readonly string[]>();
+    for (const name of [...removed, ...names]) {
+      const cycle = this.cycleOf.get(name);
+      if (cycle !== undefined) gone.add(cycle);
+    }
+    const edges = names.map((name) => this.packages.get(name)!.dependencies.map((d) => reach.get(d)!));
+    const found = findCycles(edges).map((members) => members.map((i) => names[i]!));
+    if (gone.size === 0 && found.length === 0) return;
+    for (const cycle of gone) for (const name of cycle) this.cycleOf.delete(name);
+    for (const cycle of found) for (const name of cycle) this.cycleOf.set(name, cycle);
+    this.cycles = [...this.cycles.filter((c) => !gone.has(c)), ...found];
   }
 
   get size(): number {
@@ -165,7 +368,7 @@ export class PackageTree {
 
   /** PKGNAMEs at a location: one, or one per MULTI_VERSION variant. */
   atLocation(location: string): readonly string[] {
-    return this.byLocation.get(location) ?? [];
+    return this.byLocation.get(location) ?? NONE;
   }
 
   /** All PKGNAMEs, in no particular order. */
@@ -177,20 +380,14 @@ export class PackageTree {
     return this.packages.values();
   }
 
-  /** Packages that depend on pkgname directly. */
+  /** Packages that depend on pkgname directly, in no particular order. */
   dependentsOf(pkgname: string): readonly string[] {
-    if (this.dependentsIndex === undefined) {
+    if (this.dependents === undefined) {
       const index = new Map<string, string[]>();
-      for (const [name, pkg] of this.packages) {
-        for (const dep of pkg.dependencies) {
-          const list = index.get(dep);
-          if (list === undefined) index.set(dep, [name]);
-          else list.push(name);
-        }
-      }
-      this.dependentsIndex = index;
+      for (const [name, pkg] of this.packages) for (const dep of pkg.dependencies) addTo(index, dep, name);
+      this.dependents = index;
     }
-    return this.dependentsIndex.get(pkgname) ?? [];
+    return this.dependents.get(pkgname) ?? NONE;
   }
 
   cyclesFound(): readonly (readonly string[])[] {
@@ -198,33 +395,197 @@ export class PackageTree {
   }
 
   unresolvedDependencies(): readonly UnresolvedDependency[] {
+    if (this.unresolvedList === undefined) {
+      const list: UnresolvedDependency[] = [];
+      for (const name of this.packages.keys()) {
+        const entries = this.unresolvedOf.get(name);
+        if (entries !== undefined) list.push(...entries);
+      }
+      this.unresolvedList = list;
+    }
     return this.unresolvedList;
   }
 
   summary(): TreeSummary {
-    let prefailed = 0;
-    for (const pkg of this.packages.values()) if (prefailReason(pkg) !== "") prefailed++;
     return {
       packages: this.packages.size,
       locations: this.byLocation.size,
       dependencyEdges: this.edgeCount,
-      prefailed,
+      prefailed: this.prefailedCount,
       cycles: this.cycles,
     };
   }
 }
 
-/** The slice of sorted names that start with prefix (every candidate a pattern with that prefix can match). */
-function namesStartingWith(sorted: readonly string[], prefix: string): readonly string[] {
-  if (prefix === "") return sorted;
+/**
+ * BestMatches keeps each pattern's best match among the tree's PKGNAMEs for
+ * as long as some package uses the pattern, indexed by the pattern's literal
+ * prefix so a PKGNAME finds the patterns it could match.
+ */
+class BestMatches {
+  private readonly bestOf = new Map<string, string | null>();
+  private readonly byPrefix = new Map<string, Set<string>>();
+  /** Packages using each pattern, once per use (a record may list a pattern twice). */
+  private readonly users = new Map<string, string[]>();
+
+  constructor(private readonly sortedNames: () => readonly string[]) {}
+
+  /** relink moves pkgname's uses from the patterns of before to those of after. */
+  relink(pkgname: string, before: readonly DependencyPattern[], after: readonly DependencyPattern[]): void {
+    if (before.length === 0) {
+      for (const dep of after) addTo(this.users, dep.pattern, pkgname);
+      return;
+    }
+    // Only the difference is touched: gmake>=3.81 has thousands of users.
+    const count = new Map<string, number>();
+    for (const dep of after) count.set(dep.pattern, (count.get(dep.pattern) ?? 0) + 1);
+    for (const dep of before) count.set(dep.pattern, (count.get(dep.pattern) ?? 0) - 1);
+    for (const [pattern, n] of count) {
+      for (let k = 0; k < n; k++) addTo(this.users, pattern, pkgname);
+      for (let k = 0; k < -n; k++) removeFrom(this.users, pattern, pkgname);
+      if (n < 0 && !this.users.has(pattern)) this.forget(pattern);
+    }
+  }
+
+  private forget(pattern: string): void {
+    if (!this.bestOf.delete(pattern)) return;
+    const prefix = patternPrefix(pattern);
+    const patterns = this.byPrefix.get(prefix);
+    if (patterns === undefined) return;
+    patterns.delete(pattern);
+    if (patterns.size === 0) this.byPrefix.delete(prefix);
+  }
+
+  usersOf(pattern: string): readonly string[] {
+    return this.users.get(pattern) ?? NONE;
+  }
+
+  /** best is the PKGNAME pbulk picks for pattern, or null: none matches, or the pattern is invalid. */
+  best(pattern: string): string | null {
+    let found = this.bestOf.get(pattern);
+    if (found === undefined) {
+      const prefix = patternPrefix(pattern);
+      try {
+        found = pickBestMatch(pattern, namesStartingWith(this.sortedNames(), prefix)) ?? null;
+      } catch (e) {
+        if (!(e instanceof InvalidPattern)) throw e;
+        // No PKGNAME ever matches it, so it is never looked at again.
+        this.bestOf.set(pattern, null);
+        return null;
+      }
+      this.bestOf.set(pattern, found);
+      const patterns = this.byPrefix.get(prefix);
+      if (patterns === undefined) this.byPrefix.set(prefix, new Set([pattern]));
+      else patterns.add(pattern);
+    }
+    return found;
+  }
+
+  /**
+   * refresh recomputes, against the current names, every kept pattern that
+   * an added or removed PKGNAME matches (only those can have a new answer),
+   * and returns the patterns whose answer changed.
+   */
+  refresh(added: readonly string[], removed: readonly string[]): Set<string> {
+    const changed = new Set<string>();
+    if (this.byPrefix.size === 0) return changed;
+    const stale = new Set<string>();
+    for (const names of [added, removed]) {
+      for (const name of names) {
+        for (let end = 0; end <= name.length; end++) {
+          const patterns = this.byPrefix.get(name.slice(0, end));
+          if (patterns === undefined) continue;
+          for (const pattern of patterns) if (matchPattern(pattern, name, "pbulk")) stale.add(pattern);
+        }
+      }
+    }
+    for (const pattern of stale) {
+      const found = this.compute(pattern);
+      if (found === this.bestOf.get(pattern)) continue;
+      this.bestOf.set(pattern, found);
+      changed.add(pattern);
+    }
+    return changed;
+  }
+
+  private compute(pattern: string): string | null {
+    return pickBestMatch(pattern, namesStartingWith(this.sortedNames(), patternPrefix(pattern))) ?? null;
+  }
+}
+
+function addTo(index: Map<string, string[]>, key: string, value: string): void {
+  const list = index.get(key);
+  if (list === undefined) index.set(key, [value]);
+  else list.push(value);
+}
+
+/** removeFrom drops one value from key's list, in no particular order. */
+function removeFrom(index: Map<string, string[]>, key: string, value: string): void {
+  const list = index.get(key);
+  if (list === undefined) return;
+  const at = list.lastIndexOf(value);
+  if (at < 0) return;
+  list[at] = list[list.length - 1]!;
+  list.pop();
+  if (list.length === 0) index.delete(key);
+}
+
+function byPkgname(records: readonly ScanRecord[]): { incoming: Map<string, ScanRecord>; problems: InvalidScanRecord[] } {
+  const problems: InvalidScanRecord[] = [];
+  const incoming = new Map<string, ScanRecord>();
+  for (const record of records) {
+    const earlier = incoming.get(record.pkgname);
+    if (earlier !== undefined) {
+      problems.push(new InvalidScanRecord(record.line, record.location, record.pkgname,
+        `PKGNAME ${record.pkgname} was already given at line ${earlier.line} (${earlier.location})`));
+      continue;
+    }
+    incoming.set(record.pkgname, record);
+  }
+  return { incoming, problems };
+}
+
+/** sameRecord compares what a record says; the input line it came from is not part of that. */
+function sameRecord(a: ScanRecord, b: ScanRecord): boolean {
+  if (a === b) return true;
+  return a.pkgname === b.pkgname && a.location === b.location && a.failReason === b.failReason &&
+    a.skipReason === b.skipReason && a.multiVersion === b.multiVersion && a.scanDepends === b.scanDepends &&
+    a.pbulkWeight === b.pbulkWeight && a.maintainer === b.maintainer && sameStrings(a.categories, b.categories) &&
+    (a.resolvedByPbulk === undefined ? b.resolvedByPbulk === undefined
+      : b.resolvedByPbulk !== undefined && sameStrings(a.resolvedByPbulk, b.resolvedByPbulk)) &&
+    sameDependencies(a, b);
+}
+
+function sameDependencies(a: ScanRecord, b: ScanRecord): boolean {
+  return a.dependencies.length === b.dependencies.length &&
+    a.dependencies.every((d, i) => d.pattern === b.dependencies[i]!.pattern && d.location === b.dependencies[i]!.location);
+}
+
+function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((s, i) => s === b[i]);
+}
+
+function sameUnresolved(a: readonly UnresolvedDependency[], b: readonly UnresolvedDependency[]): boolean {
+  return a.length === b.length && a.every((u, i) => u.pattern === b[i]!.pattern && u.dependencyLocation === b[i]!.dependencyLocation);
+}
+
+/** Index of the first name not below s. */
+function lowerBound(sorted: readonly string[], s: string): number {
   let lo = 0;
   let hi = sorted.length;
   while (lo < hi) {
     const mid = (lo + hi) >> 1;
-    if (sorted[mid]! < prefix) lo = mid + 1;
+    if (sorted[mid]! < s) lo = mid + 1;
     else hi = mid;
   }
-  let end = lo;
+  return lo;
+}
+
+/** The slice of sorted names that start with prefix (every candidate a pattern with that prefix can match). */
+function namesStartingWith(sorted: readonly string[], prefix: string): readonly string[] {
+  if (prefix === "") return sorted;
+  const start = lowerBound(sorted, prefix);
+  let end = start;
   while (end < sorted.length && sorted[end]!.startsWith(prefix)) end++;
-  return sorted.slice(lo, end);
+  return sorted.slice(start, end);
 }
