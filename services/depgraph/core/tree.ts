@@ -1,6 +1,6 @@
 import { findCycles } from "./cycles.js";
 import { InvalidScanRecord } from "./errors.js";
-import { InvalidPattern, matchPattern, patternPrefix, pickBestMatch } from "./pattern.js";
+import { compilePattern, InvalidPattern, patternPrefix, pickBestMatch, type Matcher } from "./pattern.js";
 import type { DependencyPattern, ScanRecord } from "./scan-record.js";
 
 /** TreePackage is a scanned package with its dependencies resolved to PKGNAMEs. */
@@ -284,7 +284,8 @@ export class PackageTree {
       try {
         // As pbulk's presolve: an earlier choice that already satisfies this
         // pattern is kept, so qt5-qtbase>=5.9.1 and >=5.15.18 give one edge.
-        if (dependencies.some((d) => matchPattern(dep.pattern, d, "pbulk"))) continue;
+        const matches = this.matches.matcher(dep.pattern);
+        if (dependencies.some((d) => matches(d))) continue;
         found = this.matches.best(dep.pattern);
       } catch (e) {
         if (!(e instanceof InvalidPattern)) throw e;
@@ -424,6 +425,8 @@ export class PackageTree {
  */
 class BestMatches {
   private readonly bestOf = new Map<string, string | null>();
+  // More patterns than pattern.ts's matcher cache holds, so each keeps its own.
+  private readonly matchers = new Map<string, Matcher>();
   private readonly byPrefix = new Map<string, Set<string>>();
   /** Packages using each pattern, once per use (a record may list a pattern twice). */
   private readonly users = new Map<string, string[]>();
@@ -448,12 +451,23 @@ class BestMatches {
   }
 
   private forget(pattern: string): void {
+    this.matchers.delete(pattern);
     if (!this.bestOf.delete(pattern)) return;
     const prefix = patternPrefix(pattern);
     const patterns = this.byPrefix.get(prefix);
     if (patterns === undefined) return;
     patterns.delete(pattern);
     if (patterns.size === 0) this.byPrefix.delete(prefix);
+  }
+
+  /** matcher is the pattern's pbulk pkg_match; throws InvalidPattern. */
+  matcher(pattern: string): Matcher {
+    let m = this.matchers.get(pattern);
+    if (m === undefined) {
+      m = compilePattern(pattern, "pbulk");
+      this.matchers.set(pattern, m);
+    }
+    return m;
   }
 
   usersOf(pattern: string): readonly string[] {
@@ -495,7 +509,7 @@ class BestMatches {
         for (let end = 0; end <= name.length; end++) {
           const patterns = this.byPrefix.get(name.slice(0, end));
           if (patterns === undefined) continue;
-          for (const pattern of patterns) if (matchPattern(pattern, name, "pbulk")) stale.add(pattern);
+          for (const pattern of patterns) if (this.matcher(pattern)(name)) stale.add(pattern);
         }
       }
     }
