@@ -87,7 +87,7 @@ export class PackageTree {
   private sortedNames: string[] = [];
   private matches = new BestMatches(() => this.sortedNames);
   /** Who depends on each PKGNAME; built when first asked for, then kept up to date. */
-  private dependents: Map<string, string[]> | undefined;
+  private dependents: Multimap | undefined;
   private unresolvedOf = new Map<string, readonly UnresolvedDependency[]>();
   private unresolvedList: readonly UnresolvedDependency[] | undefined = NO_UNRESOLVED;
   private cycles: readonly (readonly string[])[] = [];
@@ -217,6 +217,7 @@ export class PackageTree {
     // only added after its own record was chosen.
     const changed = new Set(rewritten);
     const edgesChanged: string[] = [];
+    const newEdges: NewEdges = { from: [], to: new Set() };
     for (const name of rewritten) {
       if (toResolve.has(name)) continue;
       const before = this.packages.get(name)!;
@@ -228,13 +229,22 @@ export class PackageTree {
       const record = before === undefined || changed.has(name) ? incoming.get(name)! : before.record;
       const { pkg, unresolved } = this.resolveRecord(record);
       const dependenciesChanged = before === undefined || !sameStrings(before.dependencies, pkg.dependencies);
-      if (dependenciesChanged) edgesChanged.push(name);
+      if (dependenciesChanged) {
+        edgesChanged.push(name);
+        let gained = false;
+        for (const dep of pkg.dependencies) {
+          if (before !== undefined && before.dependencies.includes(dep)) continue;
+          gained = true;
+          newEdges.to.add(dep);
+        }
+        if (gained) newEdges.from.push(name);
+      }
       if (before !== undefined && (dependenciesChanged || !sameUnresolved(this.unresolvedOf.get(name) ?? [], unresolved))) {
         changed.add(name);
       }
       this.store(name, before, pkg, unresolved);
     }
-    this.updateCycles(edgesChanged, removed);
+    this.updateCycles(edgesChanged, newEdges, removed);
     return { added, removed, changed: [...changed] };
   }
 
@@ -244,9 +254,9 @@ export class PackageTree {
     this.unlinkLocation(pkg.record);
     this.matches.relink(name, pkg.record.dependencies, []);
     if (this.dependents !== undefined) {
-      for (const dep of pkg.dependencies) removeFrom(this.dependents, dep, name);
+      for (const dep of pkg.dependencies) this.dependents.delete(dep, name);
       // Every package that depended on it is resolved again and points elsewhere.
-      this.dependents.delete(name);
+      this.dependents.deleteKey(name);
     }
     this.edgeCount -= pkg.dependencies.length;
     if (prefailReason(pkg) !== "") this.prefailedCount--;
@@ -305,8 +315,8 @@ export class PackageTree {
   private store(name: string, before: TreePackage | undefined, pkg: TreePackage, unresolved: readonly UnresolvedDependency[]): void {
     const dependenciesBefore = before?.dependencies ?? NONE;
     if (this.dependents !== undefined && dependenciesBefore !== pkg.dependencies) {
-      for (const dep of dependenciesBefore) if (!pkg.dependencies.includes(dep)) removeFrom(this.dependents, dep, name);
-      for (const dep of pkg.dependencies) if (!dependenciesBefore.includes(dep)) addTo(this.dependents, dep, name);
+      for (const dep of dependenciesBefore) if (!pkg.dependencies.includes(dep)) this.dependents.delete(dep, name);
+      for (const dep of pkg.dependencies) if (!dependenciesBefore.includes(dep)) this.dependents.add(dep, name);
     }
     this.edgeCount += pkg.dependencies.length - dependenciesBefore.length;
     if (before !== undefined && prefailReason(before) !== "") this.prefailedCount--;
@@ -322,36 +332,47 @@ export class PackageTree {
 
   /**
    * updateCycles keeps the cycle list exact without looking at the whole
-   * graph. A cycle that is new, grew or broke has a member whose
-   * dependencies changed, so it lies among the packages reachable from those
-   * (a set closed under dependencies, where Tarjan's components are the
-   * graph's own). Old cycles outside that set kept every edge, and no new
-   * edge reaches them, so they stand as they were.
+   * graph. A cycle is new or grew only through a new edge u -> v, so its
+   * members are reachable from v and reach u; a cycle broke only where a
+   * member's dependencies changed. Tarjan over those packages (a set that
+   * holds each of its members' whole component) finds their components as
+   * the whole graph would; every other cycle kept its edges and gained none.
    */
-  private updateCycles(edgesChanged: readonly string[], removed: readonly string[]): void {
+  private updateCycles(edgesChanged: readonly string[], newEdges: NewEdges, removed: readonly string[]): void {
     if (edgesChanged.length === 0 && removed.length === 0) return;
-    const reach = new Map<string, number>();
-    let names: string[] = [];
-    if (edgesChanged.length * 2 > this.packages.size) {
-      // Most of the tree (an import): walking it first would cost more than it saves.
-      names = [...this.packages.keys()];
-      names.forEach((name, i) => reach.set(name, i));
-    } else {
-      const visit = (name: string): void => {
-        if (reach.has(name) || !this.packages.has(name)) return;
-        reach.set(name, names.length);
-        names.push(name);
-      };
-      for (const name of edgesChanged) visit(name);
-      for (let i = 0; i < names.length; i++) for (const dep of this.packages.get(names[i]!)!.dependencies) visit(dep);
-    }
-
     const gone = new Set<readonly string[]>();
-    for (const name of [...removed, ...names]) {
+    for (const name of [...removed, ...edgesChanged]) {
       const cycle = this.cycleOf.get(name);
       if (cycle !== undefined) gone.add(cycle);
     }
-    const edges = names.map((name) => this.packages.get(name)!.dependencies.map((d) => reach.get(d)!));
+    let names: string[];
+    if (edgesChanged.length * 2 > this.packages.size) {
+      // Most of the tree (an import): narrowing it down would cost more than it saves.
+      names = [...this.packages.keys()];
+    } else {
+      const dependents = this.dependentsIndex();
+      const onNewCycles = meetingPoints(
+        newEdges.to, newEdges.from,
+        (name) => this.packages.get(name)?.dependencies ?? NONE,
+        (name) => dependents.values(name),
+      );
+      for (const cycle of gone) for (const name of cycle) if (this.packages.has(name)) onNewCycles.add(name);
+      names = [...onNewCycles];
+    }
+    const at = new Map<string, number>();
+    names.forEach((name, i) => at.set(name, i));
+    for (const name of names) {
+      const cycle = this.cycleOf.get(name);
+      if (cycle !== undefined) gone.add(cycle);
+    }
+    const edges = names.map((name) => {
+      const out: number[] = [];
+      for (const dep of this.packages.get(name)!.dependencies) {
+        const i = at.get(dep);
+        if (i !== undefined) out.push(i);
+      }
+      return out;
+    });
     const found = findCycles(edges).map((members) => members.map((i) => names[i]!));
     if (gone.size === 0 && found.length === 0) return;
     for (const cycle of gone) for (const name of cycle) this.cycleOf.delete(name);
@@ -383,12 +404,17 @@ export class PackageTree {
 
   /** Packages that depend on pkgname directly, in no particular order. */
   dependentsOf(pkgname: string): readonly string[] {
+    return this.dependentsIndex().distinct(pkgname);
+  }
+
+  /** An import does without it; the first question or incremental update builds it. */
+  private dependentsIndex(): Multimap {
     if (this.dependents === undefined) {
-      const index = new Map<string, string[]>();
-      for (const [name, pkg] of this.packages) for (const dep of pkg.dependencies) addTo(index, dep, name);
+      const index = new Multimap();
+      for (const [name, pkg] of this.packages) for (const dep of pkg.dependencies) index.add(dep, name);
       this.dependents = index;
     }
-    return this.dependents.get(pkgname) ?? NONE;
+    return this.dependents;
   }
 
   cyclesFound(): readonly (readonly string[])[] {
@@ -429,14 +455,14 @@ class BestMatches {
   private readonly matchers = new Map<string, Matcher>();
   private readonly byPrefix = new Map<string, Set<string>>();
   /** Packages using each pattern, once per use (a record may list a pattern twice). */
-  private readonly users = new Map<string, string[]>();
+  private readonly users = new Multimap();
 
   constructor(private readonly sortedNames: () => readonly string[]) {}
 
   /** relink moves pkgname's uses from the patterns of before to those of after. */
   relink(pkgname: string, before: readonly DependencyPattern[], after: readonly DependencyPattern[]): void {
     if (before.length === 0) {
-      for (const dep of after) addTo(this.users, dep.pattern, pkgname);
+      for (const dep of after) this.users.add(dep.pattern, pkgname);
       return;
     }
     // Only the difference is touched: gmake>=3.81 has thousands of users.
@@ -444,8 +470,8 @@ class BestMatches {
     for (const dep of after) count.set(dep.pattern, (count.get(dep.pattern) ?? 0) + 1);
     for (const dep of before) count.set(dep.pattern, (count.get(dep.pattern) ?? 0) - 1);
     for (const [pattern, n] of count) {
-      for (let k = 0; k < n; k++) addTo(this.users, pattern, pkgname);
-      for (let k = 0; k < -n; k++) removeFrom(this.users, pattern, pkgname);
+      for (let k = 0; k < n; k++) this.users.add(pattern, pkgname);
+      for (let k = 0; k < -n; k++) this.users.delete(pattern, pkgname);
       if (n < 0 && !this.users.has(pattern)) this.forget(pattern);
     }
   }
@@ -470,8 +496,8 @@ class BestMatches {
     return m;
   }
 
-  usersOf(pattern: string): readonly string[] {
-    return this.users.get(pattern) ?? NONE;
+  usersOf(pattern: string): Iterable<string> {
+    return this.users.values(pattern);
   }
 
   /** best is the PKGNAME pbulk picks for pattern, or null: none matches, or the pattern is invalid. */
@@ -527,21 +553,134 @@ class BestMatches {
   }
 }
 
-function addTo(index: Map<string, string[]>, key: string, value: string): void {
-  const list = index.get(key);
-  if (list === undefined) index.set(key, [value]);
-  else list.push(value);
+/** New dependency edges of one update: the packages that gained one, and what they point at. */
+interface NewEdges {
+  readonly from: string[];
+  readonly to: Set<string>;
 }
 
-/** removeFrom drops one value from key's list, in no particular order. */
-function removeFrom(index: Map<string, string[]>, key: string, value: string): void {
-  const list = index.get(key);
-  if (list === undefined) return;
-  const at = list.lastIndexOf(value);
-  if (at < 0) return;
-  list[at] = list[list.length - 1]!;
-  list.pop();
-  if (list.length === 0) index.delete(key);
+/**
+ * meetingPoints is the set of nodes reachable from starts (along forward)
+ * that also reach goals (along backward). Both walks advance in turn until
+ * one is done, and the other then walks only inside its result, so the cost
+ * follows the smaller side: a changed leaf has a deep closure but few
+ * dependents, a changed library the opposite.
+ */
+function meetingPoints(
+  starts: Iterable<string>, goals: Iterable<string>,
+  forward: (name: string) => Iterable<string>, backward: (name: string) => Iterable<string>,
+): Set<string> {
+  const ahead = new Walk([...starts], forward);
+  const behind = new Walk([...goals], backward);
+  for (;;) {
+    if (!ahead.advance()) return Walk.inside(behind.starts, backward, ahead.seen);
+    if (!behind.advance()) return Walk.inside(ahead.starts, forward, behind.seen);
+  }
+}
+
+/** Walk is a breadth-first walk taken one node at a time. */
+class Walk {
+  readonly seen: Set<string>;
+  private readonly queue: string[];
+  private next = 0;
+
+  constructor(readonly starts: readonly string[], private readonly step: (name: string) => Iterable<string>) {
+    this.seen = new Set(starts);
+    this.queue = [...this.seen];
+  }
+
+  /** The nodes a walk from starts reaches without leaving within. */
+  static inside(starts: readonly string[], step: (name: string) => Iterable<string>, within: ReadonlySet<string>): Set<string> {
+    const walk = new Walk(starts.filter((n) => within.has(n)), step);
+    while (walk.advance(within));
+    return walk.seen;
+  }
+
+  /** advance takes the next node's neighbours; false when there is none left. */
+  advance(within?: ReadonlySet<string>): boolean {
+    if (this.next === this.queue.length) return false;
+    for (const n of this.step(this.queue[this.next++]!)) {
+      if (this.seen.has(n) || (within !== undefined && !within.has(n))) continue;
+      this.seen.add(n);
+      this.queue.push(n);
+    }
+    return true;
+  }
+}
+
+// A key with more values than this keeps them counted in a Map, not a list.
+const LARGE_KEY = 64;
+
+/**
+ * Multimap maps keys to values, repeats allowed. Most keys have a handful of
+ * values, kept in an array; the few with thousands (gmake>=3.81, gmake
+ * itself) move to a counted Map, so taking one value out stays cheap.
+ */
+class Multimap {
+  private readonly small = new Map<string, string[]>();
+  private readonly large = new Map<string, Map<string, number>>();
+
+  add(key: string, value: string): void {
+    const counted = this.large.get(key);
+    if (counted !== undefined) {
+      counted.set(value, (counted.get(value) ?? 0) + 1);
+      return;
+    }
+    const list = this.small.get(key);
+    if (list === undefined) {
+      this.small.set(key, [value]);
+      return;
+    }
+    list.push(value);
+    if (list.length > LARGE_KEY) {
+      const many = new Map<string, number>();
+      for (const v of list) many.set(v, (many.get(v) ?? 0) + 1);
+      this.large.set(key, many);
+      this.small.delete(key);
+    }
+  }
+
+  /** delete takes one occurrence of value out, if there is one. */
+  delete(key: string, value: string): void {
+    const counted = this.large.get(key);
+    if (counted !== undefined) {
+      const n = counted.get(value);
+      if (n === undefined) return;
+      if (n > 1) counted.set(value, n - 1);
+      else if (counted.delete(value) && counted.size === 0) this.large.delete(key);
+      return;
+    }
+    const list = this.small.get(key);
+    if (list === undefined) return;
+    const at = list.lastIndexOf(value);
+    if (at < 0) return;
+    list[at] = list[list.length - 1]!;
+    list.pop();
+    if (list.length === 0) this.small.delete(key);
+  }
+
+  deleteKey(key: string): void {
+    this.small.delete(key);
+    this.large.delete(key);
+  }
+
+  has(key: string): boolean {
+    return this.small.has(key) || this.large.has(key);
+  }
+
+  /** The values of key, each once, in no particular order. */
+  distinct(key: string): readonly string[] {
+    const counted = this.large.get(key);
+    if (counted !== undefined) return [...counted.keys()];
+    const list = this.small.get(key);
+    if (list === undefined) return NONE;
+    return new Set(list).size === list.length ? list : [...new Set(list)];
+  }
+
+  /** The values of key, repeats included, to be read at once. */
+  values(key: string): Iterable<string> {
+    return this.large.get(key)?.keys() ?? this.small.get(key) ?? NONE;
+  }
 }
 
 function byPkgname(records: readonly ScanRecord[]): { incoming: Map<string, ScanRecord>; problems: InvalidScanRecord[] } {
