@@ -214,19 +214,20 @@ test("applyTree and replace: a full import reports its change against the tree i
   const first = t.applyTree([GMAKE, APP].map(record));
   assert.deepEqual(lists(first.change), { added: ["app-1.0", "gmake-4.4.1"], removed: [], changed: [] });
   assert.equal(first.change.revision, 1);
+  // An import always makes a revision, even one that changes nothing.
   const again = t.applyTree([GMAKE, APP].map(record));
   assert.deepEqual(lists(again.change), { added: [], removed: [], changed: [] });
-  assert.equal(t.revision, 1);
+  assert.equal(t.revision, 2);
   const next = t.applyTree([{ ...GMAKE, pkgname: "gmake-4.5" }, APP, { pkgname: "new-1.0", location: "misc/new" }].map(record));
   assert.deepEqual(lists(next.change), { added: ["gmake-4.5", "new-1.0"], removed: ["gmake-4.4.1"], changed: ["app-1.0"] });
-  assert.equal(t.revision, 2);
+  assert.equal(t.revision, 3);
 
   // The old entry points take the same path.
   assert.deepEqual(t.replace([record({ pkgname: "gmake-4.6", location: "devel/gmake" })], "locations"), []);
   assert.deepEqual(t.get("app-1.0")!.dependencies, ["gmake-4.6"]);
   t.removeLocations(["misc/new"]);
   assert.equal(t.get("new-1.0"), undefined);
-  assert.equal(t.revision, 4);
+  assert.equal(t.revision, 5);
 });
 
 // --- the real pkgsrc scan ----------------------------------------------------

@@ -133,6 +133,8 @@ export class PackageTree {
   /**
    * applyTree makes the tree hold exactly these records: a full import,
    * resolved from scratch, with its change against the tree it replaces.
+   * Unlike applyLocations it always makes a new revision, even when nothing
+   * differs, so whoever follows revisions sees that an import happened.
    */
   applyTree(records: readonly ScanRecord[]): TreeUpdate {
     const { incoming, problems } = byPkgname(records);
@@ -160,11 +162,11 @@ export class PackageTree {
         !sameUnresolved(unresolvedBefore.get(name) ?? [], this.unresolvedOf.get(name) ?? [])) changed.push(name);
     }
     const removed = [...before.keys()].filter((name) => !this.packages.has(name));
-    return { problems, change: this.finish({ added, removed, changed }) };
+    return { problems, change: this.finish({ added, removed, changed }, true) };
   }
 
-  private finish(change: { added: string[]; removed: string[]; changed: string[] }): TreeChange {
-    if (change.added.length + change.removed.length + change.changed.length === 0) {
+  private finish(change: { added: string[]; removed: string[]; changed: string[] }, always = false): TreeChange {
+    if (!always && change.added.length + change.removed.length + change.changed.length === 0) {
       return { revision: this.currentRevision, added: NONE, removed: NONE, changed: NONE };
     }
     this.currentRevision++;
