@@ -48,6 +48,10 @@ for (let i = 0; i < FULL_IMPORTS; i++) {
   imports.push(timed(() => tree.applyTree(records)).ms);
 }
 
+// The first update after an import builds the indexes an import does without.
+const firstUpdate = timed(() => tree.applyLocations(byLocation.get("devel/gmake")!.map(touched), []));
+tree.applyLocations(byLocation.get("devel/gmake")!, []);
+
 const random = seededRandom(20260401);
 const locations = [...byLocation.keys()];
 const picks = Array.from({ length: SINGLE_CHANGES }, () => locations[Math.floor(random() * locations.length)]!);
@@ -71,6 +75,13 @@ const zlibRecords = zlibLocations.flatMap((l) => byLocation.get(l)!);
 const zlibApply = timed(() => tree.applyLocations(zlibRecords.map(touched), []));
 const zlibRepeat = timed(() => tree.applyLocations(zlibRecords.map(touched), []));
 const zlibRestore = timed(() => tree.applyLocations(zlibRecords, []));
+// What a zlib ABI bump would send: every includer asks for a newer zlib (still satisfied).
+const includes = (r: ScanRecord) => r.scanDepends.includes("../../devel/zlib/buildlink3.mk");
+const asking = zlibRecords.map((r) => includes(r)
+  ? { ...r, dependencies: [...r.dependencies.filter((d) => !d.pattern.startsWith("zlib>=")), { pattern: "zlib>=1.3.1", location: "devel/zlib" }] }
+  : r);
+const zlibAbi = timed(() => tree.applyLocations(asking, []));
+const zlibAbiRestore = timed(() => tree.applyLocations(zlibRecords, []));
 const zlib = byLocation.get("devel/zlib")!;
 const zlibBump = timed(() => tree.applyLocations(zlib.map(bumped), []));
 
@@ -78,6 +89,7 @@ process.stdout.write(JSON.stringify({
   records: records.length,
   locations: locations.length,
   fullImportMs: imports.map(round),
+  firstUpdateAfterImportMs: round(firstUpdate.ms),
   singleLocation: {
     touched: percentiles(single.touched),
     repeatedNoOp: percentiles(single.repeated),
@@ -91,6 +103,9 @@ process.stdout.write(JSON.stringify({
     changed: zlibApply.result.change.changed.length,
     repeatedNoOpMs: round(zlibRepeat.ms),
     restoredMs: round(zlibRestore.ms),
+    newDependencyPatternMs: round(zlibAbi.ms),
+    newDependencyPatternChanged: zlibAbi.result.change.changed.length,
+    newDependencyPatternRestoredMs: round(zlibAbiRestore.ms),
     zlibVersionBumpedMs: round(zlibBump.ms),
     zlibVersionBumpChanged: zlibBump.result.change.changed.length,
   },

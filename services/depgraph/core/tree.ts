@@ -86,7 +86,7 @@ export class PackageTree {
   /** Every PKGNAME in code-unit order, so a pattern's candidates are one slice. */
   private sortedNames: string[] = [];
   private matches = new BestMatches(() => this.sortedNames);
-  /** Who depends on each PKGNAME; built when first asked for, then kept up to date. */
+  /** Who depends on each PKGNAME, kept up to date once built. */
   private dependents: Multimap | undefined;
   private unresolvedOf = new Map<string, readonly UnresolvedDependency[]>();
   private unresolvedList: readonly UnresolvedDependency[] | undefined = NO_UNRESOLVED;
@@ -127,6 +127,9 @@ export class PackageTree {
     const touched = new Set(removedLocations);
     for (const record of incoming.values()) touched.add(record.location);
     for (const location of touched) for (const name of this.atLocation(location)) dropped.add(name);
+    // A tree never imported has no indexes yet; they must describe it before anything moves.
+    this.matches.indexUsers(this.packages.values());
+    this.dependentsIndex();
     return { problems, change: this.finish(this.apply(incoming, dropped)) };
   }
 
@@ -152,6 +155,10 @@ export class PackageTree {
     this.edgeCount = 0;
     this.prefailedCount = 0;
     this.apply(incoming, []);
+    // Built after the import rather than along it, which is cheaper, and
+    // before the first incremental update, which should not wait for them.
+    this.matches.indexUsers(this.packages.values());
+    this.dependentsIndex();
 
     const added: string[] = [];
     const changed: string[] = [];
@@ -409,7 +416,7 @@ export class PackageTree {
     return this.dependentsIndex().distinct(pkgname);
   }
 
-  /** An import does without it; the first question or incremental update builds it. */
+  /** Left out while an import resolves, built once it is done. */
   private dependentsIndex(): Multimap {
     if (this.dependents === undefined) {
       const index = new Multimap();
@@ -457,12 +464,23 @@ class BestMatches {
   private readonly matchers = new Map<string, Matcher>();
   private readonly byPrefix = new Map<string, Set<string>>();
   /** Packages using each pattern, once per use (a record may list a pattern twice). */
-  private readonly users = new Multimap();
+  /**
+   * Packages using each pattern, once per use (a record may list a pattern
+   * twice). Left out while an import resolves, built once it is done.
+   */
+  private users: Multimap | undefined;
 
   constructor(private readonly sortedNames: () => readonly string[]) {}
 
+  indexUsers(packages: Iterable<TreePackage>): void {
+    if (this.users !== undefined) return;
+    this.users = new Multimap();
+    for (const pkg of packages) for (const dep of pkg.record.dependencies) this.users.add(dep.pattern, pkg.record.pkgname);
+  }
+
   /** relink moves pkgname's uses from the patterns of before to those of after. */
   relink(pkgname: string, before: readonly DependencyPattern[], after: readonly DependencyPattern[]): void {
+    if (this.users === undefined) return;
     if (before.length === 0) {
       for (const dep of after) this.users.add(dep.pattern, pkgname);
       return;
@@ -499,7 +517,7 @@ class BestMatches {
   }
 
   usersOf(pattern: string): Iterable<string> {
-    return this.users.values(pattern);
+    return this.users?.values(pattern) ?? NONE;
   }
 
   /** best is the PKGNAME pbulk picks for pattern, or null: none matches, or the pattern is invalid. */
