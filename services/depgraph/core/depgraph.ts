@@ -7,7 +7,7 @@ import type { DurationHistory } from "./history.js";
 import { upToDatePackages, type BinaryPackageFile } from "./incremental.js";
 import { policies, type PolicyName } from "./priority.js";
 import { isValidLocation, isValidPkgname } from "./scan-record.js";
-import { PackageTree, prefailReason, type TreePackage } from "./tree.js";
+import { PackageTree, prefailReason, type TreeChange } from "./tree.js";
 
 export interface DepGraphOptions {
   /** Milliseconds since the epoch; read once per operation. */
@@ -137,19 +137,16 @@ export class DepGraph {
   replaceTree(records: readonly ScanRecord[], scope: "tree" | "locations"): InvalidScanRecord[] {
     const touched = new Set(records.map((r) => r.location));
     if (scope === "tree") for (const pkg of this.tree.values()) touched.add(pkg.record.location);
-    const before = this.snapshotTree();
-    const problems = this.tree.replace(records, scope);
-    this.takeTreeChange(before, touched);
-    return problems;
+    const update = scope === "tree" ? this.tree.applyTree(records) : this.tree.applyLocations(records, []);
+    this.takeTreeChange(update.change, touched);
+    return update.problems;
   }
 
   /** applyLocations replaces the locations records name and drops removedLocations. */
   applyLocations(records: readonly ScanRecord[], removedLocations: readonly string[]): InvalidScanRecord[] {
-    const before = this.snapshotTree();
-    if (removedLocations.length > 0) this.tree.removeLocations(removedLocations);
-    const problems = records.length > 0 ? this.tree.replace(records, "locations") : [];
-    this.takeTreeChange(before, new Set([...removedLocations, ...records.map((r) => r.location)]));
-    return problems;
+    const update = this.tree.applyLocations(records, removedLocations);
+    this.takeTreeChange(update.change, new Set([...removedLocations, ...records.map((r) => r.location)]));
+    return update.problems;
   }
 
   /** restoreChangeTimes brings back when packages last changed (from a durable store). */
@@ -157,17 +154,12 @@ export class DepGraph {
     for (const [pkgname, time] of times) this.changedAt.set(pkgname, time);
   }
 
-  private snapshotTree(): { revision: number; packages: Map<string, TreePackage> } {
-    return { revision: this.tree.revision, packages: new Map([...this.tree.values()].map((p) => [p.record.pkgname, p])) };
-  }
-
   /**
    * takeTreeChange carries a change of the tree into every running build and
    * remembers which packages changed, then tells the listeners.
    */
-  private takeTreeChange(before: { revision: number; packages: Map<string, TreePackage> }, locations: ReadonlySet<string>): void {
-    if (this.tree.revision === before.revision) return;
-    const packages = diffPackages(before.packages, this.tree);
+  private takeTreeChange(packages: TreeChange, locations: ReadonlySet<string>): void {
+    if (packages.added.length === 0 && packages.removed.length === 0 && packages.changed.length === 0 && locations.size === 0) return;
     const now = this.options.now();
     // Only a package that was there before can have a binary package made
     // from older metadata; one new to the tree has none, or one made from
@@ -487,24 +479,4 @@ export class DepGraph {
   private shedStaleDeadlines(): void {
     if (this.leaseDeadlines.size > 4 * this.leasesHeld + 1024) this.leaseDeadlines.retain((e) => this.isLive(e));
   }
-}
-
-/** diffPackages compares the tree with what it held before a change. */
-function diffPackages(before: ReadonlyMap<string, TreePackage>, tree: PackageTree): PackageChanges {
-  const added: string[] = [];
-  const changed: string[] = [];
-  for (const pkg of tree.values()) {
-    const name = pkg.record.pkgname;
-    const old = before.get(name);
-    if (old === undefined) added.push(name);
-    else if (old.record !== pkg.record && formatKey(old) !== formatKey(pkg)) changed.push(name);
-    else if (old.unresolved !== pkg.unresolved || old.dependencies.length !== pkg.dependencies.length || old.dependencies.some((d, i) => d !== pkg.dependencies[i])) changed.push(name);
-  }
-  const removed = [...before.keys()].filter((name) => tree.get(name) === undefined);
-  return { added, removed, changed };
-}
-
-function formatKey(pkg: TreePackage): string {
-  const { line: _line, ...content } = pkg.record;
-  return JSON.stringify(content);
 }
