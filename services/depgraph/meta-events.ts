@@ -148,10 +148,11 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
       // helper run must not delete packages.
       const failed = new Set(outcome.problems.map((p) => p.location));
       const rescanned = locations.filter((l) => !failed.has(l));
-      const pbulkIndex = outcome.records.filter((r) => !failed.has(r.location)).map(formatScanRecord).join("");
-      // Published as a records event, so the change itself is in the stream
+      const texts = new Map<string, string[]>(rescanned.map((l) => [l, []]));
+      for (const r of outcome.records) texts.get(r.location)?.push(formatScanRecord(r));
+      // Published as records events, so the change itself is in the stream
       // (replayable, visible to others) and applied by one code path.
-      await publishMetaEvent(nc, RECORDS_SUBJECT, { locations: rescanned, pbulkIndex });
+      for (const event of recordsEvents(texts)) await publishMetaEvent(nc, RECORDS_SUBJECT, event);
       logger.info({ seq: m.seq, files: event.files.length, locations: rescanned.length }, "changed files rescanned");
       return rescanned;
     }
@@ -201,6 +202,35 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
       await running;
     },
   };
+}
+
+/**
+ * Most bytes of pbulk-index text one records event carries. NATS refuses
+ * messages over its max_payload (1 MiB by default); a SCAN_DEPENDS-heavy
+ * rescan of thousands of locations is tens of megabytes.
+ */
+const MAX_EVENT_TEXT = 512 * 1024;
+
+/** recordsEvents splits rescanned locations (with their records' text) into events of whole locations. */
+export function recordsEvents(texts: ReadonlyMap<string, readonly string[]>): RecordsEvent[] {
+  const events: RecordsEvent[] = [];
+  let locations: string[] = [];
+  let parts: string[] = [];
+  let size = 0;
+  for (const [location, records] of texts) {
+    const bytes = records.reduce((n, t) => n + t.length, 0);
+    if (locations.length > 0 && size + bytes > MAX_EVENT_TEXT) {
+      events.push({ locations, pbulkIndex: parts.join("") });
+      locations = [];
+      parts = [];
+      size = 0;
+    }
+    locations.push(location);
+    parts.push(...records);
+    size += bytes;
+  }
+  if (locations.length > 0) events.push({ locations, pbulkIndex: parts.join("") });
+  return events;
 }
 
 /** The category/package directory a changed file lies in, if it has that shape. */

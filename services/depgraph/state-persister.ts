@@ -12,6 +12,7 @@ import type { StateStore } from "./state-store.js";
 export async function restoreState(store: StateStore, depgraph: DepGraph, history: DurationHistory, logger: Logger): Promise<{ locations: number; builds: number; keys: number; ms: number }> {
   const started = performance.now();
   const entries = await store.load();
+  const loadMs = Math.round(performance.now() - started);
   const state = decodeState(entries);
   for (const problem of state.problems.slice(0, 20)) logger.warn({ problem }, "state key skipped");
   if (state.pbulkIndex !== "") {
@@ -21,11 +22,12 @@ export async function restoreState(store: StateStore, depgraph: DepGraph, histor
     parser.end();
     depgraph.tree.replace(records, "tree");
   }
+  const treeMs = Math.round(performance.now() - started) - loadMs;
   for (const row of state.history) history.record(row.pkgname, row.location, row.durationMs);
   depgraph.restoreChangeTimes(state.changedAt);
   for (const build of state.builds) depgraph.restoreBuild(build);
   const ms = Math.round(performance.now() - started);
-  logger.info({ keys: entries.size, locations: state.locations, builds: state.builds.length, ms }, "state restored");
+  logger.info({ keys: entries.size, locations: state.locations, builds: state.builds.length, ms, loadMs, treeMs }, "state restored");
   return { locations: state.locations, builds: state.builds.length, keys: entries.size, ms };
 }
 

@@ -253,7 +253,9 @@ const MAX_OVERLAY_LOCATIONS = 2_000;
  */
 export class LiveScanDependsIndex implements ScanDependsIndex {
   private base: ScanDependsIndex | undefined;
-  private overlay: ScanDependsIndex = buildScanDependsIndex([]);
+  // Built when asked, not per update: a rescan of thousands of locations
+  // arrives as dozens of updates.
+  private overlay: ScanDependsIndex | undefined;
   private readonly overlaid = new Map<string, readonly { location: string; scanDepends: string }[]>();
 
   /** all reads every package of the tree, for when the full index must be built. */
@@ -263,19 +265,18 @@ export class LiveScanDependsIndex implements ScanDependsIndex {
   update(changed: ReadonlyMap<string, readonly { location: string; scanDepends: string }[]>): void {
     if (this.base === undefined) return;
     for (const [location, records] of changed) this.overlaid.set(location, records);
+    this.overlay = undefined;
     if (this.overlaid.size > MAX_OVERLAY_LOCATIONS) {
       this.base = undefined;
       this.overlaid.clear();
-      this.overlay = buildScanDependsIndex([]);
-      return;
     }
-    this.overlay = buildScanDependsIndex([...this.overlaid.values()].flat());
   }
 
   locationsNeeding(treeFile: string): readonly string[] {
     this.base ??= buildScanDependsIndex(this.all());
     const fromBase = this.base.locationsNeeding(treeFile);
     if (this.overlaid.size === 0) return fromBase;
+    this.overlay ??= buildScanDependsIndex([...this.overlaid.values()].flat());
     const merged = new Set(fromBase.filter((location) => !this.overlaid.has(location)));
     for (const location of this.overlay.locationsNeeding(treeFile)) merged.add(location);
     return [...merged].sort();
