@@ -96,6 +96,14 @@ test("the base's pods, run on loopback exactly as the manifests say, bulk-build 
   const dispatcherPod = plan.get("dispatcher-loopback-0")![0]!;
   const dataDir = dispatcherPod.mounts.get("/var/lib/pkgfarm")!;
   assert.equal(readdirSync(join(dataDir, "packages", platform, "All")).filter((f) => f.endsWith(".tgz")).length, 29);
+  // Prometheus finds each service's metrics where the pod's scrape annotations say.
+  for (const workload of objects.filter((o) => o.kind === "Deployment" && (o as any).spec.template.metadata.annotations?.["prometheus.io/scrape"] === "true") as any[]) {
+    const annotations = workload.spec.template.metadata.annotations;
+    const container = plan.get(`${workload.metadata.name}-loopback-0`)![0]!;
+    const response = await fetch(`http://127.0.0.1:${container.ports.get(Number(annotations["prometheus.io/port"]))}${annotations["prometheus.io/path"]}`);
+    assert.equal(response.status, 200, workload.metadata.name);
+    assert.match(await response.text(), /^pkgfarm_rpc_duration_seconds_count\{/m, workload.metadata.name);
+  }
   // Both agents took work.
   const agentIds = new Set<string>();
   for (const pod of ["builder-agent-loopback-0", "builder-agent-loopback-1"]) {
