@@ -25,20 +25,10 @@ after(async () => {
 const SECRETS = { "pkgfarm-tokens": { "operator-token": "operator-test-token", "agent-token": "agent-test-token" } };
 const NATS_SERVER = existsSync("/usr/sbin/nats-server") ? "/usr/sbin/nats-server" : "nats-server";
 
-/**
- * knowsOption says whether `pkgfarm SERVICE` accepts a flag. The manifests probe the
- * plaintext health port (--health-port, issue 5); until a service has it, its
- * probes are run against its gRPC port instead, and the test says so.
- */
-async function knowsOption(service: string, flag: string): Promise<boolean> {
-  const result = await promisify(execFile)(process.execPath, [join(ROOT, "dist", "services", "cli", "main.js"), service, flag, "0", "--port", "-1"]).catch((e: { stderr: string }) => e);
-  return !result.stderr.includes(`Unknown option '${flag}'`);
-}
-
 const configValue = (objects: readonly K8sObject[], configMap: string, key: string): string =>
   ((objects.find((o) => o.kind === "ConfigMap" && o.metadata.name === configMap) as any).data as Record<string, string>)[key]!;
 
-test("the base's pods, run on loopback exactly as the manifests say, bulk-build the example tree", { timeout: 240_000 }, async (t) => {
+test("the base's pods, run on loopback exactly as the manifests say, bulk-build the example tree", { timeout: 240_000 }, async () => {
   const objects = await renderKustomization(join(ROOT, "deploy", "k8s", "base"));
   const plan = await planLoopbackPods(objects, {
     image: imageConfig(readDockerStages(join(ROOT, "Dockerfile"))),
@@ -51,13 +41,7 @@ test("the base's pods, run on loopback exactly as the manifests say, bulk-build 
   for (const pod of ["nats-0", "depgraph-loopback-0", "dispatcher-loopback-0", "builder-agent-loopback-0", "builder-agent-loopback-1"]) {
     const containers = plan.get(pod);
     assert.ok(containers !== undefined, `the manifests define pod ${pod}`);
-    for (const planned of containers) {
-      const service = planned.argv.at(-1)!;
-      let c = planned;
-      if (planned.readinessProbe?.grpc !== undefined && !(await knowsOption(service, "--health-port"))) {
-        t.diagnostic(`pkgfarm ${service} has no --health-port yet: probing its gRPC port instead`);
-        c = { ...planned, readinessProbe: { grpc: { port: "grpc" } } };
-      }
+    for (const c of containers) {
       const r = startContainer(c);
       running.push(r);
       await waitReady(r);
