@@ -54,6 +54,9 @@ export interface DepGraphServiceOptions {
   readonly durable?: () => Promise<unknown>;
 }
 
+/** Calls that change state answer only once the change is durable (see DepGraphServiceOptions.durable). */
+const STATE_CHANGING: ReadonlySet<string> = new Set(["ImportScan", "ScanLocations", "CreateBuild", "CancelBuild", "NextReadyJob", "MarkDone", "ReturnJob"]);
+
 const DEFAULT_PAGE_SIZE = 1000;
 const MAX_PAGE_SIZE = 10000;
 
@@ -73,7 +76,6 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
   });
   const leaseTimer = createLeaseTimer(depgraph, logger, options.now);
 
-  const STATE_CHANGING = new Set(["ImportScan", "ScanLocations", "CreateBuild", "CancelBuild", "NextReadyJob", "MarkDone", "ReturnJob"]);
   const guard = async <T>(method: string, run: () => Promise<T> | T): Promise<T> => {
     try {
       const result = await run();
