@@ -127,7 +127,9 @@ async function main(): Promise<void> {
 
     // devel/zlib/buildlink3.mk changed: depgraph maps it to every location
     // whose SCAN_DEPENDS lists it, rescans them (from the shared records),
-    // republishes their records and applies them.
+    // applies and stores the new records, acks the files event (appliedMs),
+    // and republishes them as records events, which it then takes again as
+    // no-ops (republishedEventsProcessedMs).
     phase("zlib buildlink3.mk change");
     const zlibRevision = server.depgraph.tree.revision;
     // The rescan is republished as records events of a few hundred kB
@@ -144,6 +146,7 @@ async function main(): Promise<void> {
     started = performance.now();
     await publishMetaEvent(nc, FILES_SUBJECT, { files: [ZLIB_FILE] });
     const zlib = await rescanned;
+    const zlibAppliedMs = performance.now() - started;
     while (!zlib.locations.every((l) => seenLocations.has(l))) await new Promise((r) => setTimeout(r, 1));
     listeners.delete(counting);
     const zlibMs = performance.now() - started;
@@ -196,7 +199,7 @@ async function main(): Promise<void> {
       startAndImportMs: round(firstStartMs),
       importPersistedToKvMs: round(importPersistedMs),
       singleChange: { events: SINGLE_CHANGES, p50Ms: round(percentile(single, 50)), p99Ms: round(percentile(single, 99)), maxMs: round(single[single.length - 1]!), targetP99Ms: 50 },
-      zlibBuildlink3: { locations: zlib.locations.length, recordsEvents: zlibEvents, ms: round(zlibMs), treeRevisionAfter: zlibRevisionAfter, treeRevisionBefore: zlibRevision, targetMs: 2000 },
+      zlibBuildlink3: { locations: zlib.locations.length, appliedMs: round(zlibAppliedMs), recordsEvents: zlibEvents, republishedEventsProcessedMs: round(zlibMs), treeRevisionAfter: zlibRevisionAfter, treeRevisionBefore: zlibRevision, targetMs: 2000 },
       burst: { events: BURST, publishMs: round(publishedMs), appliedMs: round(burstMs), eventsPerSecond: Math.round(BURST / (burstMs / 1000)) },
       restart: { jobs: restored.jobs.length, succeeded: finished, leased, restartAndResumeMs: round(restartMs), countsMatch: countsBefore === countsAfter, targetMs: 5000 },
     }, null, 2));

@@ -149,9 +149,13 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
       const failed = new Set(outcome.problems.map((p) => p.location));
       const rescanned = locations.filter((l) => !failed.has(l));
       const texts = new Map<string, string[]>(rescanned.map((l) => [l, []]));
-      for (const r of outcome.records) texts.get(r.location)?.push(formatScanRecord(r));
-      // Published as records events, so the change itself is in the stream
-      // (replayable, visible to others) and applied by one code path.
+      const records = outcome.records.filter((r) => texts.has(r.location));
+      for (const r of records) texts.get(r.location)!.push(formatScanRecord(r));
+      // Applied here as one change (a rescan of thousands of locations would
+      // otherwise wait for dozens of events one after the other), and also
+      // published as records events, so the change itself is in the stream:
+      // replayable and visible to others. Applying them again here is a no-op.
+      depgraph.applyLocations(records, rescanned.filter((l) => texts.get(l)!.length === 0));
       for (const event of recordsEvents(texts)) await publishMetaEvent(nc, RECORDS_SUBJECT, event);
       logger.info({ seq: m.seq, files: event.files.length, locations: rescanned.length }, "changed files rescanned");
       return rescanned;
