@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import { AckPolicy, type JsMsg, type NatsConnection } from "nats";
 import type { Logger } from "pino";
 import { LiveScanDependsIndex, locationsToRescan } from "./core/changed-files.js";
@@ -89,6 +90,12 @@ export interface MetaConsumer {
   stop(): Promise<void>;
 }
 
+/** How long NATS waits before it delivers again an event whose handling hit NATS trouble. */
+const REDELIVER_AFTER_MS = 5_000;
+
+/** How long after start, or after a big change, the SCAN_DEPENDS index is built ahead of need: long enough for the rest of a big change to arrive. */
+const WARM_DELAY_MS = 200;
+
 /**
  * startMetaConsumer applies package-metadata change events to the tree with a
  * durable JetStream consumer. A message is acked only after the tree has
@@ -102,10 +109,26 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
   const durable = options.durableName ?? META_CONSUMER;
   let stopped = false;
   let current: { stop(): void } | undefined;
+  // Wakes a retry wait at once when stop() is called.
+  const stopping = new AbortController();
   const scanDependsIndex = new LiveScanDependsIndex(() => [...tree.values()].map((p) => p.record));
+  // Indexing the whole tree's SCAN_DEPENDS takes about half a second on a
+  // full scan: done ahead, not while a files event waits for it. Later
+  // changes go to the index's small overlay, until a big one drops it.
+  let warming: NodeJS.Timeout | undefined;
+  const warmSoon = () => {
+    if (warming !== undefined) return;
+    warming = setTimeout(() => {
+      warming = undefined;
+      if (!stopped) scanDependsIndex.warm();
+    }, WARM_DELAY_MS);
+    warming.unref();
+  };
   const offTreeChange = depgraph.onTreeChange((notice) => {
     scanDependsIndex.update(new Map(notice.locations.map((location) => [location, tree.atLocation(location).map((name) => tree.get(name)!.record)])));
+    if (options.scanHelper !== undefined && scanDependsIndex.cold) warmSoon();
   });
+  if (options.scanHelper !== undefined) warmSoon();
 
   const applyRecords = (event: RecordsEvent): readonly string[] => {
     const records: ScanRecord[] = [];
@@ -120,13 +143,15 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
     return [...new Set([...event.locations, ...scanned])];
   };
 
-  const handle = async (m: JsMsg): Promise<readonly string[]> => {
+  // What a handled event changed, and its own publishes still in flight,
+  // which the ack waits for along with the state store.
+  const handle = async (m: JsMsg): Promise<{ locations: readonly string[]; publishing?: Promise<unknown> }> => {
     const event: unknown = JSON.parse(m.string());
     if (m.subject === RECORDS_SUBJECT) {
       if (!isRecordsEvent(event)) throw new Error("a records event needs locations (array of strings) and pbulkIndex (string)");
       const locations = applyRecords(event);
       logger.info({ seq: m.seq, locations: locations.length }, "metadata change applied");
-      return locations;
+      return { locations };
     }
     if (m.subject === FILES_SUBJECT) {
       if (!isFilesEvent(event)) throw new Error("a files event needs files (array of strings)");
@@ -139,10 +164,10 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
       const categories = new Set([...known].map((l) => l.slice(0, l.indexOf("/"))));
       const fresh = ignored.map(newPackageDirectory).filter((l): l is string => l !== undefined && categories.has(l.slice(0, l.indexOf("/"))));
       const locations = [...new Set([...affected, ...fresh])].sort();
-      if (locations.length === 0) {
-        return locations;
-      }
+      if (locations.length === 0) return { locations };
+      const started = performance.now();
       const outcome = await runScanHelper(options.scanHelper, locations);
+      const scanMs = Math.round(performance.now() - started);
       for (const p of outcome.problems.slice(0, 20)) logger.warn({ location: p.location }, `rescan problem: ${p.problem}`);
       // Locations whose rescan failed keep their old records: a broken
       // helper run must not delete packages.
@@ -156,9 +181,13 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
       // published as records events, so the change itself is in the stream:
       // replayable and visible to others. Applying them again here is a no-op.
       depgraph.applyLocations(records, rescanned.filter((l) => texts.get(l)!.length === 0));
-      for (const event of recordsEvents(texts)) await publishMetaEvent(nc, RECORDS_SUBJECT, event);
-      logger.info({ seq: m.seq, files: event.files.length, locations: rescanned.length }, "changed files rescanned");
-      return rescanned;
+      const applyMs = Math.round(performance.now() - started) - scanMs;
+      // Distinct locations per event, so their order does not matter and
+      // their publishes can all be in flight at once, and with the writes
+      // of the state store.
+      const publishing = Promise.all(recordsEvents(texts).map((e) => publishMetaEvent(nc, RECORDS_SUBJECT, e)));
+      logger.info({ seq: m.seq, files: event.files.length, locations: rescanned.length, scanMs, applyMs }, "changed files rescanned");
+      return { locations: rescanned, publishing };
     }
     throw new Error(`unknown subject ${m.subject}`);
   };
@@ -173,18 +202,35 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
         const consumer = await nc.jetstream().consumers.get(META_STREAM, durable);
         const messages = await consumer.consume({ max_messages: 256 });
         current = messages;
+        // stop() may have come while the consumer was being set up.
+        if (stopped) {
+          messages.stop();
+          break;
+        }
         failures = 0;
         for await (const m of messages) {
+          let handled: Awaited<ReturnType<typeof handle>>;
           try {
-            const locations = await handle(m);
-            await options.durable?.();
-            m.ack();
-            options.onApplied?.({ subject: m.subject, seq: m.seq, locations });
+            handled = await handle(m);
           } catch (e) {
             // A malformed event would fail forever: drop it, loudly.
             logger.error({ err: e, subject: m.subject, seq: m.seq }, "metadata change event refused; dropping it");
             m.term();
+            if (stopped) break;
+            continue;
           }
+          try {
+            await Promise.all([options.durable?.(), handled.publishing]);
+          } catch (e) {
+            // NATS trouble, not a bad event: the change is applied, and
+            // taking the event again later republishes what did not go out.
+            logger.warn({ err: e instanceof Error ? e.message : String(e), subject: m.subject, seq: m.seq }, "republishing a rescan failed; the event will be redelivered");
+            m.nak(REDELIVER_AFTER_MS);
+            if (stopped) break;
+            continue;
+          }
+          m.ack();
+          options.onApplied?.({ subject: m.subject, seq: m.seq, locations: handled.locations });
           if (stopped) break;
         }
       } catch (e) {
@@ -192,7 +238,7 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
         failures++;
         const delay = Math.min(10_000, 200 * 2 ** Math.min(failures, 6));
         logger.warn({ err: e instanceof Error ? e.message : String(e), retryInMs: delay }, "metadata change consumer interrupted; retrying");
-        await new Promise((r) => setTimeout(r, delay));
+        await sleep(delay, undefined, { signal: stopping.signal }).catch(() => {});
       }
     }
   };
@@ -201,6 +247,8 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
   return {
     async stop() {
       stopped = true;
+      stopping.abort();
+      clearTimeout(warming);
       offTreeChange();
       current?.stop();
       await running;

@@ -10,7 +10,10 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { connect } from "nats";
 import { DepGraphService } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import type { RunningDepGraph } from "../../services/depgraph/server.js";
-import { FILES_SUBJECT, publishMetaEvent } from "../../services/depgraph/meta-events.js";
+import { FILES_SUBJECT, publishMetaEvent, startMetaConsumer } from "../../services/depgraph/meta-events.js";
+import { DepGraph } from "../../services/depgraph/core/depgraph.js";
+import { testDepGraphOptions } from "../support/records.js";
+import { pino } from "pino";
 import { createPkgfarmTransport } from "../../services/shared/index.js";
 import { startTestDepGraph } from "../support/depgraph-server.js";
 import { startNatsServer, type TestNatsServer } from "../support/nats-server.js";
@@ -57,6 +60,18 @@ describe("package-metadata change events over NATS JetStream", () => {
     await server.close();
     await nats.stop();
     rmSync(treeDir, { recursive: true, force: true });
+  });
+
+  test("a consumer stopped while it is still being set up stops, and its connection can drain", { timeout: 10_000 }, async () => {
+    // First in this file, so the stream holds no event that would wake it.
+    const nc = await connect({ servers: nats.url });
+    const depgraph = new DepGraph(testDepGraphOptions({}));
+    // Stopped before its first consume() is set up: it used to wait for a
+    // message that never came, so a depgraph closed right after starting kept
+    // its NATS connection (and the process) alive.
+    const consumer = startMetaConsumer({ nc, depgraph, logger: pino({ level: "silent" }), scanHelper: undefined, durableName: "stop-at-start" });
+    await consumer.stop();
+    await nc.drain();
   });
 
   test("a records event adds a package; publishing it again is a duplicate and changes nothing", async () => {

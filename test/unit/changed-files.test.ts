@@ -171,3 +171,23 @@ test("the live index follows rescans without indexing the tree again", () => {
   assert.deepEqual(index.locationsNeeding("mk/bsd.pkg.mk"), []);
   assert.equal(fullBuilds, 1);
 });
+
+test("a warmed live index answers without indexing the tree again, and a big change makes it cold", () => {
+  let fullBuilds = 0;
+  const tree = Array.from({ length: 2_500 }, (_, i) => ({ location: `misc/p${i}`, scanDepends: "../../devel/zlib/buildlink3.mk" }));
+  const index = new LiveScanDependsIndex(() => {
+    fullBuilds++;
+    return tree;
+  });
+  assert.equal(index.cold, true);
+  index.warm();
+  index.warm();
+  assert.equal(index.cold, false);
+  assert.equal(index.locationsNeeding("devel/zlib/buildlink3.mk").length, 2_500);
+  assert.equal(fullBuilds, 1);
+  // Past the overlay's limit the full index is dropped, to be built again.
+  index.update(new Map(tree.map((p) => [p.location, [p]])));
+  assert.equal(index.cold, true);
+  assert.equal(index.locationsNeeding("devel/zlib/buildlink3.mk").length, 2_500);
+  assert.equal(fullBuilds, 2);
+});
