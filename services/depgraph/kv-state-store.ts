@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { KV, NatsConnection } from "nats";
 import type { Logger } from "pino";
+import type { StoredValue } from "./core/state-codec.js";
 import type { StateStore } from "./state-store.js";
 
 export const DEFAULT_STATE_BUCKET = "pkgfarm-depgraph";
@@ -126,8 +127,8 @@ export async function openKvStateStore(options: KvStateStoreOptions): Promise<St
     }
   };
 
-  const load = async (): Promise<Map<string, string>> => {
-    const entries = new Map<string, string>();
+  const load = async (): Promise<Map<string, StoredValue>> => {
+    const entries = new Map<string, StoredValue>();
     let initialized!: () => void;
     const ready = new Promise<void>((resolve) => (initialized = resolve));
     const watch = await kv.watch({ key: ">", initializedFn: () => initialized() });
@@ -135,9 +136,10 @@ export async function openKvStateStore(options: KvStateStoreOptions): Promise<St
       for await (const entry of watch) {
         revisions.set(entry.key, entry.revision);
         if (entry.key === WRITER_KEY) continue;
-        const value = entry.operation === "PUT" ? entry.string() : "";
+        // Kept as bytes: most of it is scan text, which is parsed as bytes.
+        const value = entry.operation === "PUT" ? entry.value : EMPTY;
         stored.set(entry.key, digest(value));
-        if (value !== "") entries.set(entry.key, value);
+        if (value.length > 0) entries.set(entry.key, value);
         else entries.delete(entry.key);
       }
     })();
@@ -189,7 +191,10 @@ export async function openKvStateStore(options: KvStateStoreOptions): Promise<St
   };
 }
 
-function digest(value: string): string {
+const EMPTY = new Uint8Array(0);
+
+/** digest is the same for a text and its UTF-8 bytes. */
+function digest(value: StoredValue): string {
   return createHash("sha1").update(value).digest("base64");
 }
 

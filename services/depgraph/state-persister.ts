@@ -15,10 +15,10 @@ export async function restoreState(store: StateStore, depgraph: DepGraph, histor
   const loadMs = Math.round(performance.now() - started);
   const state = decodeState(entries);
   for (const problem of state.problems.slice(0, 20)) logger.warn({ problem }, "state key skipped");
-  if (state.pbulkIndex !== "") {
+  if (state.pbulkIndex.length > 0) {
     const records: ScanRecord[] = [];
     const parser = createScanRecordParser((r) => records.push(r), (p) => logger.warn({ location: p.location }, `stored record skipped: ${p.problem}`));
-    parser.push(state.pbulkIndex);
+    for (const chunk of state.pbulkIndex) parser.push(chunk);
     parser.end();
     depgraph.tree.replace(records, "tree");
   }

@@ -1,3 +1,5 @@
+import type { StoredValue } from "./core/state-codec.js";
+
 /**
  * StateStore keeps depgraph's durable state as flat string keys (see
  * core/state-codec.ts). depgraph reads it once at start and then only
@@ -6,8 +8,8 @@
  * (MarkDone, an acked change event) await settled().
  */
 export interface StateStore {
-  /** Every key with its value; an empty value is a deleted key. */
-  load(): Promise<Map<string, string>>;
+  /** Every key with its value, as text or UTF-8 bytes; an empty value is a deleted key. */
+  load(): Promise<Map<string, StoredValue>>;
   /** Queues a write; null deletes. A later write to the same key replaces a queued one. */
   set(key: string, value: string | null): void;
   /** Resolves once every write queued before the call is durable. */

@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import type { Build, BuildOptions, Job, RestoredJob } from "./build.js";
 import type { RestoredBuild } from "./depgraph.js";
 import type { BuildHistoryRow } from "./history.js";
@@ -97,8 +98,8 @@ export function encodeHistory(location: string, durationMs: number): string {
 
 /** DecodedState is everything a store held, ready for the core to take back. */
 export interface DecodedState {
-  /** pbulk-index text of every location, to parse in one go. */
-  readonly pbulkIndex: string;
+  /** pbulk-index text of every location, one chunk per location, each ending in a newline. */
+  readonly pbulkIndex: readonly (string | Uint8Array)[];
   readonly locations: number;
   readonly builds: RestoredBuild[];
   readonly history: BuildHistoryRow[];
@@ -113,19 +114,27 @@ export interface DecodedState {
  * scan records. An empty value is a deleted key. Jobs of a build the store
  * does not hold are dropped (a build's own key is written first).
  */
-export function decodeState(entries: Iterable<readonly [string, string]>): DecodedState {
-  const chunks: string[] = [];
+export function decodeState(entries: Iterable<readonly [string, StoredValue]>): DecodedState {
+  const chunks: (string | Uint8Array)[] = [];
   const builds = new Map<string, { doc: BuildDoc; jobs: Map<string, RestoredJob> }>();
   const jobs: [string, string, RestoredJob][] = [];
   const history: BuildHistoryRow[] = [];
   const changedAt: [string, number][] = [];
   const problems: string[] = [];
-  for (const [key, value] of entries) {
-    if (value === "") continue;
+  let locations = 0;
+  for (const [key, stored] of entries) {
+    if (stored.length === 0) continue;
     try {
       if (key.startsWith(TREE)) {
-        chunks.push(value.endsWith("\n") ? value : value + "\n");
-      } else if (key.startsWith(BUILD)) {
+        // Left as stored: the scan parser reads bytes, and a whole tree
+        // decoded to text and back costs a restart about a third of a second.
+        chunks.push(stored);
+        locations++;
+        if (!endsWithNewline(stored)) chunks.push("\n");
+        continue;
+      }
+      const value = typeof stored === "string" ? stored : utf8(stored);
+      if (key.startsWith(BUILD)) {
         const doc = JSON.parse(value) as BuildDoc;
         if (!isBuildDoc(doc)) throw new Error("not a build");
         builds.set(doc.options.id, { doc, jobs: new Map() });
@@ -149,8 +158,8 @@ export function decodeState(entries: Iterable<readonly [string, string]>): Decod
   }
   for (const [buildId, pkgname, doc] of jobs) builds.get(buildId)?.jobs.set(pkgname, doc);
   return {
-    pbulkIndex: chunks.join(""),
-    locations: chunks.length,
+    pbulkIndex: chunks,
+    locations,
     builds: [...builds.values()]
       .sort((a, b) => a.doc.options.createdAt - b.doc.options.createdAt)
       .map(({ doc, jobs }) => ({ options: doc.options, cancelled: doc.cancelled, finishedAt: doc.finishedAt ?? undefined, jobs })),
@@ -158,6 +167,17 @@ export function decodeState(entries: Iterable<readonly [string, string]>): Decod
     changedAt,
     problems,
   };
+}
+
+/** StoredValue is a value as a store holds it: text, or its UTF-8 bytes. */
+export type StoredValue = string | Uint8Array;
+
+function endsWithNewline(value: StoredValue): boolean {
+  return typeof value === "string" ? value.endsWith("\n") : value[value.length - 1] === 0x0a;
+}
+
+function utf8(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8");
 }
 
 function isBuildDoc(doc: BuildDoc): boolean {
