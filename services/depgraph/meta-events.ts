@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { setTimeout as sleep } from "node:timers/promises";
+import { setImmediate, setTimeout as sleep } from "node:timers/promises";
 import { AckPolicy, type JsMsg, type NatsConnection } from "nats";
 import type { Logger } from "pino";
 import { LiveScanDependsIndex, locationsToRescan } from "./core/changed-files.js";
@@ -90,6 +90,15 @@ export interface MetaConsumer {
   stop(): Promise<void>;
 }
 
+/** What a handled event changed, and its own publishes still in flight, which its ack waits for along with the state store. */
+interface Handled {
+  readonly locations: readonly string[];
+  readonly publishing?: Promise<unknown>;
+}
+
+/** Most events applied before one wait for the store and their acks. */
+const MAX_BATCH = 256;
+
 /** How long NATS waits before it delivers again an event whose handling hit NATS trouble. */
 const REDELIVER_AFTER_MS = 5_000;
 
@@ -143,9 +152,7 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
     return [...new Set([...event.locations, ...scanned])];
   };
 
-  // What a handled event changed, and its own publishes still in flight,
-  // which the ack waits for along with the state store.
-  const handle = async (m: JsMsg): Promise<{ locations: readonly string[]; publishing?: Promise<unknown> }> => {
+  const handle = async (m: JsMsg): Promise<Handled> => {
     const event: unknown = JSON.parse(m.string());
     if (m.subject === RECORDS_SUBJECT) {
       if (!isRecordsEvent(event)) throw new Error("a records event needs locations (array of strings) and pbulkIndex (string)");
@@ -208,29 +215,47 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
           break;
         }
         failures = 0;
-        for await (const m of messages) {
-          let handled: Awaited<ReturnType<typeof handle>>;
+        // Events already delivered are applied one by one but share one
+        // wait for the store before they are acked: a burst is stored in
+        // batches, not an event at a time.
+        const batch: { m: JsMsg; handled: Handled }[] = [];
+        const settleBatch = async () => {
+          const taken = batch.splice(0);
+          const stored = options.durable?.();
+          const published = await Promise.allSettled(taken.map(({ handled }) => handled.publishing));
+          await stored;
+          taken.forEach(({ m, handled }, i) => {
+            const outcome = published[i]!;
+            if (outcome.status === "rejected") {
+              // NATS trouble, not a bad event: the change is applied, and
+              // taking the event again later republishes what did not go out.
+              logger.warn({ err: String(outcome.reason), subject: m.subject, seq: m.seq }, "republishing a rescan failed; the event will be redelivered");
+              m.nak(REDELIVER_AFTER_MS);
+              return;
+            }
+            m.ack();
+            options.onApplied?.({ subject: m.subject, seq: m.seq, locations: handled.locations });
+          });
+        };
+        const iterator = messages[Symbol.asyncIterator]();
+        let next = iterator.next();
+        for (;;) {
+          const result = await next;
+          if (result.done === true) break;
+          const m = result.value;
           try {
-            handled = await handle(m);
+            batch.push({ m, handled: await handle(m) });
           } catch (e) {
             // A malformed event would fail forever: drop it, loudly.
             logger.error({ err: e, subject: m.subject, seq: m.seq }, "metadata change event refused; dropping it");
             m.term();
-            if (stopped) break;
-            continue;
           }
-          try {
-            await Promise.all([options.durable?.(), handled.publishing]);
-          } catch (e) {
-            // NATS trouble, not a bad event: the change is applied, and
-            // taking the event again later republishes what did not go out.
-            logger.warn({ err: e instanceof Error ? e.message : String(e), subject: m.subject, seq: m.seq }, "republishing a rescan failed; the event will be redelivered");
-            m.nak(REDELIVER_AFTER_MS);
-            if (stopped) break;
-            continue;
-          }
-          m.ack();
-          options.onApplied?.({ subject: m.subject, seq: m.seq, locations: handled.locations });
+          // An event already delivered comes within the same turn of the
+          // event loop; when none does, the batch is complete.
+          next = iterator.next();
+          next.catch(() => {});
+          const more = await Promise.race([next.then(() => true, () => false), setImmediate(false)]);
+          if (batch.length > 0 && (stopped || batch.length >= MAX_BATCH || !more)) await settleBatch();
           if (stopped) break;
         }
       } catch (e) {

@@ -10,7 +10,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { connect } from "nats";
 import { DepGraphService } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import type { RunningDepGraph } from "../../services/depgraph/server.js";
-import { FILES_SUBJECT, publishMetaEvent, startMetaConsumer } from "../../services/depgraph/meta-events.js";
+import { FILES_SUBJECT, RECORDS_SUBJECT, metaConsumerLag, publishMetaEvent, startMetaConsumer } from "../../services/depgraph/meta-events.js";
 import { DepGraph } from "../../services/depgraph/core/depgraph.js";
 import { testDepGraphOptions } from "../support/records.js";
 import { pino } from "pino";
@@ -129,6 +129,20 @@ describe("package-metadata change events over NATS JetStream", () => {
     sub.unsubscribe();
     await nc.drain();
     await client.cancelBuild({ buildId: build!.id });
+  });
+
+  test("a burst of events is applied in full and every event is acked", async () => {
+    const nc = await connect({ servers: nats.url });
+    try {
+      const events = Array.from({ length: 300 }, (_, i) => ({ locations: ["misc/burst"], pbulkIndex: NEW_RECORD(`3.${i}`).replaceAll("newpkg", "burst") }));
+      await Promise.all(events.map((e) => publishMetaEvent(nc, RECORDS_SUBJECT, e)));
+      // Events are taken in stream order, so the last one's version stays.
+      await eventually("the burst's last version", async () => (await client.getPackage({ pkgname: "burst-3.299" })).package);
+      await eventually("no event left unacked", async () => ((await metaConsumerLag(nc, 2_000)) === 0 ? true : undefined));
+      assert.equal((await client.listPackages({ location: "misc/burst" })).packages.length, 1);
+    } finally {
+      await nc.drain();
+    }
   });
 
   test("with NATS down depgraph keeps serving; a change published after it returns is applied", async () => {
