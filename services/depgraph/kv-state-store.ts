@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import type { KV, NatsConnection } from "nats";
 import type { Logger } from "pino";
-import type { StoredValue } from "./core/state-codec.js";
+import { isLocationKey, type StoredValue } from "./core/state-codec.js";
 import type { StateStore } from "./state-store.js";
 
 export const DEFAULT_STATE_BUCKET = "pkgfarm-depgraph";
@@ -38,8 +38,10 @@ export async function openKvStateStore(options: KvStateStoreOptions): Promise<St
   const kv: KV = await options.nc.jetstream().views.kv(options.bucket ?? DEFAULT_STATE_BUCKET, { history: 1 });
   const writerId = randomUUID();
   const revisions = new Map<string, number>();
-  // Digests of what each key holds, so rewriting an unchanged value (a
-  // re-import of the same tree) costs no write.
+  // Digests of what each tree key holds, so rewriting an unchanged location
+  // (a re-import of the same tree) costs no write. Jobs and durations are
+  // written when they change; hashing them would only slow restarts and
+  // MarkDone.
   const stored = new Map<string, string>();
   const pending = new Map<string, string>();
   const inFlight = new Set<string>();
@@ -82,7 +84,7 @@ export async function openKvStateStore(options: KvStateStoreOptions): Promise<St
       // and the next fenced write to the key needs one.
       const revision = await kv.put(key, value, { previousSeq: revisions.get(key) ?? 0 });
       revisions.set(key, revision);
-      stored.set(key, digest(value));
+      if (isLocationKey(key)) stored.set(key, digest(value));
       failures = 0;
       inFlight.delete(key);
       if (!pending.has(key)) done(key);
@@ -138,7 +140,7 @@ export async function openKvStateStore(options: KvStateStoreOptions): Promise<St
         if (entry.key === WRITER_KEY) continue;
         // Kept as bytes: most of it is scan text, which is parsed as bytes.
         const value = entry.operation === "PUT" ? entry.value : EMPTY;
-        stored.set(entry.key, digest(value));
+        if (isLocationKey(entry.key)) stored.set(entry.key, digest(value));
         if (value.length > 0) entries.set(entry.key, value);
         else entries.delete(entry.key);
       }
@@ -171,7 +173,7 @@ export async function openKvStateStore(options: KvStateStoreOptions): Promise<St
     set(key, value) {
       if (fenced || closed) return;
       const text = value ?? "";
-      if (!pending.has(key) && !inFlight.has(key) && stored.get(key) === digest(text)) return;
+      if (isLocationKey(key) && !pending.has(key) && !inFlight.has(key) && stored.get(key) === digest(text)) return;
       if (text === "" && !revisions.has(key)) return;
       pending.set(key, text);
       scheduleFlush();

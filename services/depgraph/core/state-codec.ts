@@ -24,6 +24,11 @@ function untoken(t: string): string {
   return Buffer.from(t, "base64url").toString("utf8");
 }
 
+/** isLocationKey tells a tree location's key from the others. */
+export function isLocationKey(key: string): boolean {
+  return key.startsWith(TREE);
+}
+
 export function locationKey(location: string): string {
   return TREE + token(location);
 }
