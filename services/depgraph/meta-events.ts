@@ -102,8 +102,9 @@ const MAX_BATCH = 256;
 /** How long NATS waits before it delivers again an event whose handling hit NATS trouble. */
 const REDELIVER_AFTER_MS = 5_000;
 
-/** How long after start, or after a big change, the SCAN_DEPENDS index is built ahead of need: long enough for the rest of a big change to arrive. */
-const WARM_DELAY_MS = 200;
+/** When the SCAN_DEPENDS index is built ahead of need: this long after start, and after a big change once the tree has not changed for this long. */
+const WARM_AT_START_MS = 200;
+const WARM_AFTER_QUIET_MS = 2_000;
 
 /**
  * startMetaConsumer applies package-metadata change events to the tree with a
@@ -123,21 +124,26 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
   const scanDependsIndex = new LiveScanDependsIndex(() => [...tree.values()].map((p) => p.record));
   // Indexing the whole tree's SCAN_DEPENDS takes about half a second on a
   // full scan: done ahead, not while a files event waits for it. Later
-  // changes go to the index's small overlay, until a big one drops it.
+  // changes go to the index's small overlay, until a big one drops it; then
+  // it is built again once changes have stopped for a while, so it does not
+  // hold up the storing and acking of that big change.
   let warming: NodeJS.Timeout | undefined;
-  const warmSoon = () => {
-    if (warming !== undefined) return;
+  const warmAfter = (ms: number) => {
+    if (warming !== undefined) {
+      warming.refresh();
+      return;
+    }
     warming = setTimeout(() => {
       warming = undefined;
       if (!stopped) scanDependsIndex.warm();
-    }, WARM_DELAY_MS);
+    }, ms);
     warming.unref();
   };
   const offTreeChange = depgraph.onTreeChange((notice) => {
     scanDependsIndex.update(new Map(notice.locations.map((location) => [location, tree.atLocation(location).map((name) => tree.get(name)!.record)])));
-    if (options.scanHelper !== undefined && scanDependsIndex.cold) warmSoon();
+    if (options.scanHelper !== undefined && scanDependsIndex.cold) warmAfter(WARM_AFTER_QUIET_MS);
   });
-  if (options.scanHelper !== undefined) warmSoon();
+  if (options.scanHelper !== undefined) warmAfter(WARM_AT_START_MS);
 
   const applyRecords = (event: RecordsEvent): readonly string[] => {
     const records: ScanRecord[] = [];
