@@ -1,4 +1,6 @@
 import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { setImmediate, setTimeout as sleep } from "node:timers/promises";
 import { AckPolicy, type JsMsg, type NatsConnection } from "nats";
 import type { Logger } from "pino";
@@ -183,8 +185,10 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
       const scanMs = Math.round(performance.now() - started);
       for (const p of outcome.problems.slice(0, 20)) logger.warn({ location: p.location }, `rescan problem: ${p.problem}`);
       // Locations whose rescan failed keep their old records: a broken
-      // helper run must not delete packages.
-      const failed = new Set(outcome.problems.map((p) => p.location));
+      // helper run must not delete packages. A package directory that is
+      // gone from the tree, though, is a package removed.
+      const scanHelper = options.scanHelper;
+      const failed = new Set(outcome.problems.map((p) => p.location).filter((l) => existsSync(join(scanHelper.treeDir, l))));
       const rescanned = locations.filter((l) => !failed.has(l));
       const texts = new Map<string, string[]>(rescanned.map((l) => [l, []]));
       const records = outcome.records.filter((r) => texts.has(r.location));

@@ -118,6 +118,24 @@ describe("package-metadata change events over NATS JetStream", () => {
     assert.deepEqual(pkg.dependencies, ["gmake-4.4.1"]);
   });
 
+  test("a package directory deleted from the tree removes its package; one whose scan fails stays", async () => {
+    // git diff --name-only of a deleted package lists its files.
+    rmSync(join(treeDir, "misc", "frittata"), { recursive: true });
+    // cowsay's Makefile is broken, not gone: its rescan fails and it keeps its records.
+    const cowsay = join(treeDir, "misc", "cowsay", "Makefile");
+    const cowsayText = readFileSync(cowsay, "utf8");
+    writeFileSync(cowsay, "this is not a Makefile\n");
+    const nc = await connect({ servers: nats.url });
+    try {
+      await publishMetaEvent(nc, FILES_SUBJECT, { files: ["misc/frittata/Makefile", "misc/cowsay/Makefile"] });
+      await eventually("frittata removed", async () => ((await client.listPackages({ location: "misc/frittata" })).packages.length === 0 ? true : undefined));
+      assert.equal((await client.listPackages({ location: "misc/cowsay" })).packages.length, 1);
+    } finally {
+      await nc.drain();
+      writeFileSync(cowsay, cowsayText);
+    }
+  });
+
   test("job transitions of a build arrive on pkgfarm.build.<id>.job.<state>", async () => {
     const nc = await connect({ servers: nats.url });
     const subjects: string[] = [];
