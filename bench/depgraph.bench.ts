@@ -126,7 +126,7 @@ async function grpcFigures(records: readonly ScanRecord[]) {
   const logger = pino({ level: "silent" });
   const server = await startDepGraphServer({
     host: "127.0.0.1", port: 0, packagesDir: "", scanHelper: [], scanBatch: 1, treeDir: ".", historyFile: "", importFile: "",
-    defaultPolicy: "critical-path", defaultLeaseMs: 600_000, maxLeaseMs: 600_000, maxLosses: 3, logLevel: "silent", natsUrl: "",
+    defaultPolicy: "critical-path", defaultLeaseMs: 600_000, maxLeaseMs: 600_000, maxLosses: 3, keepFinishedBuilds: 20, logLevel: "silent", natsUrl: "",
       state: "memory",
       stateBucket: "pkgfarm-depgraph",
   }, logger);

@@ -179,7 +179,7 @@ interface Stack {
 async function startStack(heartbeatIntervalMs: number, heartbeatTimeoutMs: number): Promise<Stack> {
   const depgraph = await startDepGraphServer({
     host: "127.0.0.1", port: 0, packagesDir: "", scanHelper: [], scanBatch: 1, treeDir: ".", historyFile: "", importFile: PRESOLVE,
-    defaultPolicy: "critical-path", defaultLeaseMs: 600_000, maxLeaseMs: 600_000, maxLosses: 3, logLevel: "silent", natsUrl: "",
+    defaultPolicy: "critical-path", defaultLeaseMs: 600_000, maxLeaseMs: 600_000, maxLosses: 3, keepFinishedBuilds: 20, logLevel: "silent", natsUrl: "",
       state: "memory",
       stateBucket: "pkgfarm-depgraph",
   }, silent);

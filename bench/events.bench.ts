@@ -71,7 +71,7 @@ function recordRanges(scan: Buffer): Record<string, [number, number][]> {
 function config(natsUrl: string, workDir: string, importFile: string): DepGraphConfig {
   return {
     host: "127.0.0.1", port: 0, packagesDir: "", scanHelper: [process.execPath, SCAN_FROM_FILE], scanBatch: 2500, treeDir: workDir,
-    historyFile: "", importFile, defaultPolicy: "critical-path", defaultLeaseMs: 600_000, maxLeaseMs: 86_400_000, maxLosses: 3,
+    historyFile: "", importFile, defaultPolicy: "critical-path", defaultLeaseMs: 600_000, maxLeaseMs: 86_400_000, maxLosses: 3, keepFinishedBuilds: 20,
     logLevel: "silent", natsUrl, state: "nats-kv", stateBucket: "bench", metricsPort: undefined,
   };
 }

@@ -1,4 +1,5 @@
 import { LOG_LEVELS, readConfig, readServerTls, readShutdownGraceMs, SERVER_TLS_FLAGS, SHUTDOWN_FLAGS, type ServerTls } from "../shared/index.js";
+import { DEFAULT_KEEP_FINISHED_BUILDS } from "./core/depgraph.js";
 import type { PolicyName } from "./core/priority.js";
 
 /** DepGraphConfig is everything depgraph reads from its command line and environment. */
@@ -23,6 +24,8 @@ export interface DepGraphConfig {
   readonly defaultLeaseMs: number;
   readonly maxLeaseMs: number;
   readonly maxLosses: number;
+  /** Finished and cancelled builds kept; older ones are forgotten as new ones start. */
+  readonly keepFinishedBuilds: number;
   readonly logLevel: string;
   /** NATS server for change events and job events; "" runs without (the embedded default). */
   readonly natsUrl: string;
@@ -53,7 +56,7 @@ const POLICIES: readonly PolicyName[] = ["critical-path", "pbulk-weight", "fifo"
 export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessEnv): DepGraphConfig | { errors: string[] } {
   const read = readConfig(argv, env, [
     "host", "port", "packages-dir", "scan-helper", "scan-batch", "tree", "history", "import", "policy",
-    "lease-seconds", "max-lease-seconds", "max-losses", "log-level", "nats", "state", "state-bucket", "metrics-port",
+    "lease-seconds", "max-lease-seconds", "max-losses", "keep-finished-builds", "log-level", "nats", "state", "state-bucket", "metrics-port",
     ...SERVER_TLS_FLAGS, "health-port", ...SHUTDOWN_FLAGS,
   ]);
   const config: DepGraphConfig = {
@@ -69,6 +72,7 @@ export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessE
     defaultLeaseMs: read.int("lease-seconds", "PKGFARM_LEASE_SECONDS", 600, 1, 86400) * 1000,
     maxLeaseMs: read.int("max-lease-seconds", "PKGFARM_MAX_LEASE_SECONDS", 86400, 1, 7 * 86400) * 1000,
     maxLosses: read.int("max-losses", "PKGFARM_MAX_LOSSES", 3, 1, 100),
+    keepFinishedBuilds: read.int("keep-finished-builds", "PKGFARM_KEEP_FINISHED_BUILDS", DEFAULT_KEEP_FINISHED_BUILDS, 0, 10_000),
     logLevel: read.oneOf("log-level", "PKGFARM_LOG_LEVEL", "info", LOG_LEVELS),
     natsUrl: read.string("nats", "PKGFARM_NATS_URL", ""),
     state: read.oneOf("state", "PKGFARM_STATE", "memory", ["memory", "nats-kv"] as const),

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from "node:crypto";
 import type { KV, NatsConnection } from "nats";
 import type { Logger } from "pino";
 import { isLocationKey, type StoredValue } from "./core/state-codec.js";
-import type { StateStore } from "./state-store.js";
+import { matchesKeyPattern, type StateStore } from "./state-store.js";
 
 export const DEFAULT_STATE_BUCKET = "pkgfarm-depgraph";
 const WRITER_KEY = "writer";
@@ -35,7 +35,8 @@ export class FencedError extends Error {
  */
 export async function openKvStateStore(options: KvStateStoreOptions): Promise<StateStore & { readonly writerId: string }> {
   const { logger } = options;
-  const kv: KV = await options.nc.jetstream().views.kv(options.bucket ?? DEFAULT_STATE_BUCKET, { history: 1 });
+  const bucket = options.bucket ?? DEFAULT_STATE_BUCKET;
+  const kv: KV = await options.nc.jetstream().views.kv(bucket, { history: 1 });
   const writerId = randomUUID();
   const revisions = new Map<string, number>();
   // Digests of what each tree key holds, so rewriting an unchanged location
@@ -52,6 +53,7 @@ export async function openKvStateStore(options: KvStateStoreOptions): Promise<St
   let retryTimer: NodeJS.Timeout | undefined;
   let failures = 0;
   let writerWatch: { stop(): void } | undefined;
+  let forgetting = Promise.resolve();
 
   const fence = (writer: string) => {
     if (fenced) return;
@@ -161,15 +163,47 @@ export async function openKvStateStore(options: KvStateStoreOptions): Promise<St
     return entries;
   };
 
-  const settled = (): Promise<void> => {
+  const writesSettled = (): Promise<void> => {
     const remaining = new Set([...pending.keys(), ...inFlight]);
     if (remaining.size === 0 || fenced) return Promise.resolve();
     return new Promise((resolve) => waiters.push({ remaining, resolve }));
+  };
+  const settled = async (): Promise<void> => {
+    const forgotten = forgetting;
+    await writesSettled();
+    await forgotten;
+  };
+
+  const forget = (patterns: readonly string[]) => {
+    if (fenced || closed) return;
+    for (const key of [...pending.keys()]) {
+      if (!matchesKeyPattern(patterns, key)) continue;
+      pending.delete(key);
+      done(key);
+    }
+    forgetting = forgetting.then(async () => {
+      // A write still in flight would bring a key back after the purge.
+      await writesSettled();
+      if (fenced) return;
+      // A purge by subject leaves no delete markers, which a restart would
+      // still have to read.
+      const jsm = await options.nc.jetstreamManager();
+      for (const pattern of patterns) await jsm.streams.purge(`KV_${bucket}`, { filter: `$KV.${bucket}.${pattern}` });
+      for (const key of [...revisions.keys()]) {
+        if (!matchesKeyPattern(patterns, key)) continue;
+        revisions.delete(key);
+        stored.delete(key);
+      }
+    }).catch((e: unknown) => {
+      // The keys stay; the next start restores the build and forgets it again.
+      logger.warn({ err: e instanceof Error ? e.message : String(e), patterns }, "forgetting state keys failed");
+    });
   };
 
   return {
     writerId,
     load,
+    forget,
     set(key, value) {
       if (fenced || closed) return;
       const text = value ?? "";

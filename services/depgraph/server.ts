@@ -83,6 +83,7 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     defaultLeaseMs: config.defaultLeaseMs,
     maxLeaseMs: config.maxLeaseMs,
     maxLosses: config.maxLosses,
+    keepFinishedBuilds: config.keepFinishedBuilds,
     fallbackDurationMs: 60_000,
   });
   const nc = config.natsUrl === "" ? undefined : await connectNats(config.natsUrl, logger);
@@ -92,6 +93,8 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     store = await openKvStateStore({ nc: nc!, logger: logger.child({ component: "state" }), bucket: config.stateBucket, onFenced: (writer) => fencedBy?.(writer) });
     await restoreState(store, depgraph, history, logger);
     persistState(store, depgraph);
+    // A smaller --keep-finished-builds, or a forget that failed last time.
+    depgraph.forgetOldBuilds();
   }
   if (config.importFile !== "") await importFile(depgraph, config.importFile, logger);
 

@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { DepGraph } from "./core/depgraph.js";
 import type { DurationHistory } from "./core/history.js";
 import { createScanRecordParser, formatScanRecord, type ScanRecord } from "./core/scan-record.js";
-import { buildKey, changedKey, decodeState, encodeBuild, encodeHistory, encodeJob, historyKey, jobKey, locationKey } from "./core/state-codec.js";
+import { buildKey, changedKey, decodeState, encodeBuild, encodeHistory, encodeJob, historyKey, jobKey, jobKeysOf, locationKey } from "./core/state-codec.js";
 import type { StateStore } from "./state-store.js";
 
 /**
@@ -59,10 +59,12 @@ export function persistState(store: StateStore, depgraph: DepGraph): () => void 
     if (doc !== undefined) store.set(jobKey(t.buildId, t.pkgname), doc);
     if (t.to === "succeeded") store.set(historyKey(t.pkgname), encodeHistory(t.location, job.durationMs));
   });
+  const offForgotten = depgraph.onBuildForgotten((build) => store.forget([buildKey(build.id), jobKeysOf(build.id)]));
   return () => {
     offTree();
     offBuild();
     offJobs();
+    offForgotten();
   };
 }
 

@@ -12,6 +12,12 @@ export interface StateStore {
   load(): Promise<Map<string, StoredValue>>;
   /** Queues a write; null deletes. A later write to the same key replaces a queued one. */
   set(key: string, value: string | null): void;
+  /**
+   * Removes keys for good, with no trace left for a restart to read: each
+   * pattern is a key, or "<prefix>.>" for every key under the prefix. For
+   * keys that are never written again (a forgotten build's).
+   */
+  forget(patterns: readonly string[]): void;
   /** Resolves once every write queued before the call is durable. */
   settled(): Promise<void>;
   /** Writes still queued or in flight. */
@@ -35,8 +41,16 @@ export function createMemoryStateStore(initial: ReadonlyMap<string, string> = ne
       if (value === null) entries.delete(key);
       else entries.set(key, value);
     },
+    forget(patterns) {
+      for (const key of [...entries.keys()]) if (matchesKeyPattern(patterns, key)) entries.delete(key);
+    },
     async settled() {},
     backlog: 0,
     async close() {},
   };
+}
+
+/** matchesKeyPattern tells whether key is one of patterns, or under one ending in ".>" (as NATS subjects match). */
+export function matchesKeyPattern(patterns: readonly string[], key: string): boolean {
+  return patterns.some((p) => (p.endsWith(".>") ? key.startsWith(p.slice(0, -1)) : key === p));
 }

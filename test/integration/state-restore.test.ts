@@ -16,6 +16,7 @@ import {
   MarkDoneRequestSchema,
   type Assignment,
 } from "../../gen/pkgfarm/v1/depgraph_pb.js";
+import { connect } from "nats";
 import { createPkgfarmTransport } from "../../services/shared/index.js";
 import { freePort, startNatsServer, type TestNatsServer } from "../support/nats-server.js";
 
@@ -25,6 +26,16 @@ const SCAN_ONE = join(ROOT, "examples", "bin", "scan-one.mjs");
 const PLATFORM = "NetBSD-10.0-x86_64";
 const SHA = "cd".repeat(32);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(25);
+  }
+}
 
 function done(a: Assignment) {
   return create(MarkDoneRequestSchema, {
@@ -144,6 +155,46 @@ describe("depgraph state in JetStream KV", () => {
       assert.equal(job.attempts, 1, `${job.pkgname} was leased ${job.attempts} times`);
     }
     await second.stop();
+  });
+
+  test("builds past --keep-finished-builds are forgotten, leaving no key for a restart to read", { timeout: 60_000 }, async () => {
+    const bucket = "forget";
+    const first = new DepGraphProcess(await freePort(), nats.url, bucket);
+    await first.start(["--import", scanFile, "--keep-finished-builds", "1"]);
+    let client = first.client();
+    const startAndCancel = async () => {
+      const { build } = await client.createBuild({ platform: PLATFORM, limitTo: ["pkgtools/cwrappers"] });
+      // A leased job, so the build has job keys as well as its own.
+      assert.equal((await client.nextReadyJob({ platform: PLATFORM, agentId: "agent-1", maxJobs: 1 })).assignments.length, 1);
+      await client.cancelBuild({ buildId: build!.id });
+      return build!.id;
+    };
+    const oldest = await startAndCancel();
+    const kept = await startAndCancel();
+    // Builds are forgotten as a new one starts.
+    const { build: newest } = await client.createBuild({ platform: PLATFORM });
+    const nc = await connect({ servers: nats.url });
+    try {
+      // Purged, not deleted: not even a delete marker is left in the stream.
+      const jsm = await nc.jetstreamManager();
+      const subjectsOf = async (buildId: string) => {
+        const stream = await jsm.streams.info(`KV_${bucket}`, { subjects_filter: ">" });
+        const token = Buffer.from(buildId).toString("base64url");
+        return Object.keys(stream.state.subjects ?? {}).filter((subject) => subject.includes(token));
+      };
+      await eventually("the oldest build's keys gone", async () => ((await subjectsOf(oldest)).length === 0 ? true : undefined));
+      assert.ok((await subjectsOf(kept)).length >= 2, "the kept build has its build key and a job key");
+      await assert.rejects(client.getBuild({ buildId: oldest }), (e) => ConnectError.from(e).code === Code.NotFound);
+
+      await first.stop();
+      const second = new DepGraphProcess(first["port"], nats.url, bucket);
+      await second.start(["--keep-finished-builds", "1"]);
+      client = second.client();
+      assert.deepEqual((await client.listBuilds({})).builds.map((b) => b.id), [newest!.id, kept]);
+      await second.stop();
+    } finally {
+      await nc.drain();
+    }
   });
 
   test("a second depgraph on the same bucket takes over, and the first one stops", async () => {

@@ -18,6 +18,7 @@ export function startTestDepGraph(overrides: Partial<DepGraphConfig> = {}): Prom
       defaultLeaseMs: 60_000,
       maxLeaseMs: 3_600_000,
       maxLosses: 3,
+      keepFinishedBuilds: 20,
       logLevel: "silent",
       natsUrl: "",
       state: "memory",

@@ -275,3 +275,25 @@ test("cancelling a build ends every open job and refuses its leases", () => {
   assert.throws(() => depgraph.markDone([{ buildId: build.id, pkgname: a!.job.pkgname, leaseId: a!.lease.id, ...SUCCESS, succeeded: true }]), StaleLease);
   assert.deepEqual(depgraph.nextReadyJobs(PLATFORM, "agent-1", 1, undefined), []);
 });
+
+test("finished builds past keepFinishedBuilds are forgotten, oldest first, when a build starts; running ones never", () => {
+  const { depgraph } = newDepGraph({ keepFinishedBuilds: 2 });
+  const forgotten: string[] = [];
+  depgraph.onBuildForgotten((b) => forgotten.push(b.id));
+  const create = () => depgraph.createBuild({ platform: PLATFORM, mode: "full", policy: undefined, limitTo: ["pkgtools/cwrappers"], packagesDir: "", binaryPackages: new Map() });
+  const finishedFirst = create();
+  buildAll(depgraph);
+  assert.equal(finishedFirst.state, "finished");
+  const cancelled = create();
+  depgraph.cancelBuild(cancelled.id);
+  const running = depgraph.createBuild({ platform: "Other-1.0-x86_64", mode: "full", policy: undefined, limitTo: ["pkgtools/cwrappers"], packagesDir: "", binaryPackages: new Map() });
+  assert.deepEqual(forgotten, [], "two ended builds are kept");
+  const third = create();
+  depgraph.cancelBuild(third.id);
+  const newest = create();
+  // Three ended builds now: the oldest goes; the running one on the other platform stays.
+  assert.deepEqual(forgotten, [finishedFirst.id]);
+  assert.throws(() => depgraph.getBuild(finishedFirst.id), UnknownBuild);
+  assert.deepEqual(depgraph.listBuilds().map((b) => b.id), [newest.id, third.id, running.id, cancelled.id]);
+  assert.equal(running.state, "running");
+});

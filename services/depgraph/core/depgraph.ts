@@ -24,7 +24,15 @@ export interface DepGraphOptions {
   readonly fallbackDurationMs: number;
   /** A tree to start from (benchmarks share one resolved tree); a new empty one otherwise. */
   readonly tree?: PackageTree;
+  /**
+   * Finished and cancelled builds kept, newest first; older ones are
+   * forgotten when a build starts. Without a bound every whole-tree build
+   * would stay in memory and in the durable store for good.
+   */
+  readonly keepFinishedBuilds?: number;
 }
+
+export const DEFAULT_KEEP_FINISHED_BUILDS = 20;
 
 export interface CreateBuildRequest {
   readonly platform: string;
@@ -97,6 +105,7 @@ export class DepGraph {
   private readonly transitionListeners = new Set<(t: JobTransition) => void>();
   private readonly readyListeners = new Set<() => void>();
   private readonly buildListeners = new Set<(build: Build) => void>();
+  private readonly forgetListeners = new Set<(build: Build) => void>();
   private readonly treeListeners = new Set<(notice: TreeChangeNotice) => void>();
   /** When each package's metadata last changed; its binary packages from before are out of date. */
   private readonly changedAt = new Map<string, number>();
@@ -121,6 +130,12 @@ export class DepGraph {
   onBuildChange(listener: (build: Build) => void): () => void {
     this.buildListeners.add(listener);
     return () => this.buildListeners.delete(listener);
+  }
+
+  /** Calls listener when an old finished build is forgotten. */
+  onBuildForgotten(listener: (build: Build) => void): () => void {
+    this.forgetListeners.add(listener);
+    return () => this.forgetListeners.delete(listener);
   }
 
   /** Calls listener after every change of the tree, with the locations it touched. */
@@ -207,7 +222,24 @@ export class DepGraph {
     };
     const build = this.startBuild(options, request.mode === "incremental" ? request.binaryPackages : undefined, new Map());
     for (const listener of this.buildListeners) listener(build);
+    this.forgetOldBuilds();
     return build;
+  }
+
+  /**
+   * forgetOldBuilds drops the finished and cancelled builds past the newest
+   * keepFinishedBuilds, oldest first. Running builds are never forgotten.
+   */
+  forgetOldBuilds(): Build[] {
+    const keep = this.options.keepFinishedBuilds ?? DEFAULT_KEEP_FINISHED_BUILDS;
+    // Builds are kept in the order they started.
+    const ended = [...this.builds.values()].filter((b) => b.state !== "running");
+    const forgotten = ended.slice(0, Math.max(0, ended.length - keep));
+    for (const build of forgotten) {
+      this.builds.delete(build.options.id);
+      for (const listener of this.forgetListeners) listener(build);
+    }
+    return forgotten;
   }
 
   /**

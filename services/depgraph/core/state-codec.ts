@@ -41,6 +41,11 @@ export function jobKey(buildId: string, pkgname: string): string {
   return `${JOB}${token(buildId)}.${token(pkgname)}`;
 }
 
+/** jobKeysOf matches every job key of a build (see StateStore.forget). */
+export function jobKeysOf(buildId: string): string {
+  return `${JOB}${token(buildId)}.>`;
+}
+
 export function historyKey(pkgname: string): string {
   return HISTORY + token(pkgname);
 }
