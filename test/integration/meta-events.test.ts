@@ -16,22 +16,13 @@ import { testDepGraphOptions } from "../support/records.js";
 import { pino } from "pino";
 import { createPkgfarmTransport } from "../../services/shared/index.js";
 import { startTestDepGraph } from "../support/depgraph-server.js";
+import { eventually } from "../support/eventually.js";
 import { startNatsServer, type TestNatsServer } from "../support/nats-server.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const CLI = join(ROOT, "dist", "services", "cli", "main.js");
 const SCAN_ONE = join(ROOT, "examples", "bin", "scan-one.mjs");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 const NEW_RECORD = (version: string) => `PKGNAME=newpkg-${version}
 PKG_LOCATION=misc/newpkg

@@ -18,6 +18,7 @@ import {
 } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { connect } from "nats";
 import { createPkgfarmTransport } from "../../services/shared/index.js";
+import { eventually } from "../support/eventually.js";
 import { freePort, startNatsServer, type TestNatsServer } from "../support/nats-server.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -26,16 +27,6 @@ const SCAN_ONE = join(ROOT, "examples", "bin", "scan-one.mjs");
 const PLATFORM = "NetBSD-10.0-x86_64";
 const SHA = "cd".repeat(32);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
 
 function done(a: Assignment) {
   return create(MarkDoneRequestSchema, {
