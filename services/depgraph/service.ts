@@ -294,6 +294,19 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
       });
     },
 
+    startScan() {
+      throw new ConnectError("StartScan is not implemented yet", Code.Unimplemented);
+    },
+    getScan() {
+      throw new ConnectError("GetScan is not implemented yet", Code.Unimplemented);
+    },
+    listScans() {
+      throw new ConnectError("ListScans is not implemented yet", Code.Unimplemented);
+    },
+    listPlatforms() {
+      throw new ConnectError("ListPlatforms is not implemented yet", Code.Unimplemented);
+    },
+
     async *watchJobs(request, ctx) {
       if (request.buildId !== "") {
         try {

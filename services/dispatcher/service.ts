@@ -250,6 +250,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
     const result: Parameters<DepGraphLink["markDone"]>[0] = {
       buildId: held.buildId, pkgname: held.pkgname, leaseId: held.leaseId, outcome: finished.outcome,
       duration: durationFromMs(durationMsValue), logRef: logs.logRef(held.buildId, held.pkgname), failureReason: "",
+      failedPhase: finished.failedPhase, decision: finished.decision,
     };
     if (finished.outcome === JobOutcome.SUCCEEDED) {
       const stored = uploads.get(jobKey(held.buildId, held.pkgname));
@@ -494,7 +495,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
           // A corrupt package fails the job: a retry elsewhere may succeed.
           cancelJob(held, `upload refused: ${error.rawMessage}`);
           void depgraph.markDone({ buildId: held.buildId, pkgname: held.pkgname, leaseId: held.leaseId, outcome: JobOutcome.FAILED,
-            logRef: logs.logRef(held.buildId, held.pkgname), failureReason: `uploaded package is corrupt: ${error.rawMessage}` })
+            logRef: logs.logRef(held.buildId, held.pkgname), failureReason: `uploaded package is corrupt: ${error.rawMessage}`, failedPhase: "upload", decision: "" })
             .catch((err) => session.logger.warn({ err }, "depgraph refused the failure"));
         }
         throw error;

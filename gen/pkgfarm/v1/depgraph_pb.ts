@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pkgfarm/v1/depgraph.proto.
  */
 export const file_pkgfarm_v1_depgraph: GenFile = /*@__PURE__*/
-  fileDesc("Chlwa2dmYXJtL3YxL2RlcGdyYXBoLnByb3RvEgpwa2dmYXJtLnYxIk4KEUltcG9ydFNjYW5SZXF1ZXN0EhMKC3BidWxrX2luZGV4GAEgASgJEiQKBG1vZGUYAiABKA4yFi5wa2dmYXJtLnYxLkltcG9ydE1vZGUiTwoLU2NhblByb2JsZW0SDAoEbGluZRgBIAEoDRIQCghsb2NhdGlvbhgCIAEoCRIPCgdwa2duYW1lGAMgASgJEg8KB21lc3NhZ2UYBCABKAkijAEKC1RyZWVTdW1tYXJ5EhAKCHBhY2thZ2VzGAEgASgNEhEKCWxvY2F0aW9ucxgCIAEoDRIYChBkZXBlbmRlbmN5X2VkZ2VzGAMgASgNEhEKCXByZWZhaWxlZBgEIAEoDRIrCgZjeWNsZXMYBSADKAsyGy5wa2dmYXJtLnYxLkRlcGVuZGVuY3lDeWNsZSIjCg9EZXBlbmRlbmN5Q3ljbGUSEAoIcGtnbmFtZXMYASADKAkirAEKEkltcG9ydFNjYW5SZXNwb25zZRIYChByZWNvcmRzX2ltcG9ydGVkGAEgASgNEikKCHByb2JsZW1zGAIgAygLMhcucGtnZmFybS52MS5TY2FuUHJvYmxlbRIlCgR0cmVlGAMgASgLMhcucGtnZmFybS52MS5UcmVlU3VtbWFyeRIqCgdlbGFwc2VkGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIikKFFNjYW5Mb2NhdGlvbnNSZXF1ZXN0EhEKCWxvY2F0aW9ucxgBIAMoCSKDAQoVU2NhbkxvY2F0aW9uc1Jlc3BvbnNlEhgKEHJlY29yZHNfaW1wb3J0ZWQYASABKA0SKQoIcHJvYmxlbXMYAiADKAsyFy5wa2dmYXJtLnYxLlNjYW5Qcm9ibGVtEiUKBHRyZWUYAyABKAsyFy5wa2dmYXJtLnYxLlRyZWVTdW1tYXJ5IsUCCgdQYWNrYWdlEg8KB3BrZ25hbWUYASABKAkSEAoIbG9jYXRpb24YAiABKAkSFQoNbXVsdGlfdmVyc2lvbhgDIAEoCRIbChNkZXBlbmRlbmN5X3BhdHRlcm5zGAQgAygJEhQKDGRlcGVuZGVuY2llcxgFIAMoCRITCgtmYWlsX3JlYXNvbhgGIAEoCRITCgtza2lwX3JlYXNvbhgHIAEoCRIUCgxzY2FuX2RlcGVuZHMYCCADKAkSFAoMcGJ1bGtfd2VpZ2h0GAkgASgNEjQKEWV4cGVjdGVkX2R1cmF0aW9uGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCmNhdGVnb3JpZXMYCyADKAkSEgoKbWFpbnRhaW5lchgMIAEoCRIZChFkaXJlY3RfZGVwZW5kZW50cxgNIAEoDSIkChFHZXRQYWNrYWdlUmVxdWVzdBIPCgdwa2duYW1lGAEgASgJIjoKEkdldFBhY2thZ2VSZXNwb25zZRIkCgdwYWNrYWdlGAEgASgLMhMucGtnZmFybS52MS5QYWNrYWdlIk4KE0xpc3RQYWNrYWdlc1JlcXVlc3QSEAoIbG9jYXRpb24YASABKAkSEQoJcGFnZV9zaXplGAIgASgNEhIKCnBhZ2VfdG9rZW4YAyABKAkiVgoUTGlzdFBhY2thZ2VzUmVzcG9uc2USJQoIcGFja2FnZXMYASADKAsyEy5wa2dmYXJtLnYxLlBhY2thZ2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIqUDCgVCdWlsZBIKCgJpZBgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCRIjCgRtb2RlGAMgASgOMhUucGtnZmFybS52MS5CdWlsZE1vZGUSLAoGcG9saWN5GAQgASgOMhwucGtnZmFybS52MS5TY2hlZHVsaW5nUG9saWN5EiUKBXN0YXRlGAUgASgOMhYucGtnZmFybS52MS5CdWlsZFN0YXRlEhAKCGxpbWl0X3RvGAYgAygJEjQKCmpvYl9jb3VudHMYByADKAsyIC5wa2dmYXJtLnYxLkJ1aWxkLkpvYkNvdW50c0VudHJ5EhIKCnRvdGFsX2pvYnMYCCABKA0SLwoLY3JlYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaF90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxwYWNrYWdlc19kaXIYCyABKAkaMAoOSm9iQ291bnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgNOgI4ASKhAQoSQ3JlYXRlQnVpbGRSZXF1ZXN0EhAKCHBsYXRmb3JtGAEgASgJEiMKBG1vZGUYAiABKA4yFS5wa2dmYXJtLnYxLkJ1aWxkTW9kZRIsCgZwb2xpY3kYAyABKA4yHC5wa2dmYXJtLnYxLlNjaGVkdWxpbmdQb2xpY3kSEAoIbGltaXRfdG8YBCADKAkSFAoMcGFja2FnZXNfZGlyGAUgASgJIjcKE0NyZWF0ZUJ1aWxkUmVzcG9uc2USIAoFYnVpbGQYASABKAsyES5wa2dmYXJtLnYxLkJ1aWxkIiMKD0dldEJ1aWxkUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCSI0ChBHZXRCdWlsZFJlc3BvbnNlEiAKBWJ1aWxkGAEgASgLMhEucGtnZmFybS52MS5CdWlsZCIlChFMaXN0QnVpbGRzUmVxdWVzdBIQCghwbGF0Zm9ybRgBIAEoCSI3ChJMaXN0QnVpbGRzUmVzcG9uc2USIQoGYnVpbGRzGAEgAygLMhEucGtnZmFybS52MS5CdWlsZCImChJDYW5jZWxCdWlsZFJlcXVlc3QSEAoIYnVpbGRfaWQYASABKAkiNwoTQ2FuY2VsQnVpbGRSZXNwb25zZRIgCgVidWlsZBgBIAEoCzIRLnBrZ2Zhcm0udjEuQnVpbGQiRgoNQmluYXJ5UGFja2FnZRIRCglmaWxlX25hbWUYASABKAkSDgoGc2hhMjU2GAIgASgJEhIKCnNpemVfYnl0ZXMYAyABKAQihAMKA0pvYhIQCghidWlsZF9pZBgBIAEoCRIPCgdwa2duYW1lGAIgASgJEhAKCGxvY2F0aW9uGAMgASgJEiMKBXN0YXRlGAQgASgOMhQucGtnZmFybS52MS5Kb2JTdGF0ZRIOCgZyZWFzb24YBSABKAkSEgoKYmxvY2tlZF9ieRgGIAEoCRINCgVjeWNsZRgHIAMoCRIQCghhdHRlbXB0cxgIIAEoDRIQCghhZ2VudF9pZBgJIAEoCRIyCg5sZWFzZV9kZWFkbGluZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoIZHVyYXRpb24YCyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOYmluYXJ5X3BhY2thZ2UYDCABKAsyGS5wa2dmYXJtLnYxLkJpbmFyeVBhY2thZ2USDwoHbG9nX3JlZhgNIAEoCRIQCghwcmlvcml0eRgOIAEoARIVCg1tdWx0aV92ZXJzaW9uGA8gASgJInAKD0xpc3RKb2JzUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCRIkCgZzdGF0ZXMYAiADKA4yFC5wa2dmYXJtLnYxLkpvYlN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIkoKEExpc3RKb2JzUmVzcG9uc2USHQoEam9icxgBIAMoCzIPLnBrZ2Zhcm0udjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKnAQoTTmV4dFJlYWR5Sm9iUmVxdWVzdBIQCghwbGF0Zm9ybRgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRIQCghtYXhfam9icxgDIAEoDRInCgR3YWl0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDmxlYXNlX2R1cmF0aW9uGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uItMBCgpBc3NpZ25tZW50EhAKCGJ1aWxkX2lkGAEgASgJEhAKCGxlYXNlX2lkGAIgASgJEiQKB3BhY2thZ2UYAyABKAsyEy5wa2dmYXJtLnYxLlBhY2thZ2USMgoObGVhc2VfZGVhZGxpbmUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBSABKA0SNgoTZGVwZW5kZW5jeV9wYWNrYWdlcxgGIAMoCzIZLnBrZ2Zhcm0udjEuQmluYXJ5UGFja2FnZSJDChROZXh0UmVhZHlKb2JSZXNwb25zZRIrCgthc3NpZ25tZW50cxgBIAMoCzIWLnBrZ2Zhcm0udjEuQXNzaWdubWVudCLyAQoJSm9iUmVzdWx0EhAKCGJ1aWxkX2lkGAEgASgJEg8KB3BrZ25hbWUYAiABKAkSEAoIbGVhc2VfaWQYAyABKAkSJwoHb3V0Y29tZRgEIAEoDjIWLnBrZ2Zhcm0udjEuSm9iT3V0Y29tZRIrCghkdXJhdGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg5iaW5hcnlfcGFja2FnZRgGIAEoCzIZLnBrZ2Zhcm0udjEuQmluYXJ5UGFja2FnZRIPCgdsb2dfcmVmGAcgASgJEhYKDmZhaWx1cmVfcmVhc29uGAggASgJIjkKD01hcmtEb25lUmVxdWVzdBImCgdyZXN1bHRzGAEgAygLMhUucGtnZmFybS52MS5Kb2JSZXN1bHQiPgoQTWFya0RvbmVSZXNwb25zZRITCgtuZXdseV9yZWFkeRgBIAEoDRIVCg1uZXdseV9ibG9ja2VkGAIgASgNIj8KCExlYXNlUmVmEhAKCGJ1aWxkX2lkGAEgASgJEg8KB3BrZ25hbWUYAiABKAkSEAoIbGVhc2VfaWQYAyABKAkibAoRUmVuZXdMZWFzZVJlcXVlc3QSJAoGbGVhc2VzGAEgAygLMhQucGtnZmFybS52MS5MZWFzZVJlZhIxCg5sZWFzZV9kdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKNAQoSUmVuZXdMZWFzZVJlc3BvbnNlEiUKB3JlbmV3ZWQYASADKAsyFC5wa2dmYXJtLnYxLkxlYXNlUmVmEiIKBGxvc3QYAiADKAsyFC5wa2dmYXJtLnYxLkxlYXNlUmVmEiwKCGRlYWRsaW5lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJzChBSZXR1cm5Kb2JSZXF1ZXN0EiQKBmxlYXNlcxgBIAMoCzIULnBrZ2Zhcm0udjEuTGVhc2VSZWYSKAoGcmVhc29uGAIgASgOMhgucGtnZmFybS52MS5SZXR1cm5SZWFzb24SDwoHbWVzc2FnZRgDIAEoCSI1ChFSZXR1cm5Kb2JSZXNwb25zZRIQCghyZXF1ZXVlZBgBIAEoDRIOCgZmYWlsZWQYAiABKA0iJAoQV2F0Y2hKb2JzUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCSLmAQoRV2F0Y2hKb2JzUmVzcG9uc2USEAoIYnVpbGRfaWQYASABKAkSDwoHcGtnbmFtZRgCIAEoCRIQCghsb2NhdGlvbhgDIAEoCRIoCgpmcm9tX3N0YXRlGAQgASgOMhQucGtnZmFybS52MS5Kb2JTdGF0ZRImCgh0b19zdGF0ZRgFIAEoDjIULnBrZ2Zhcm0udjEuSm9iU3RhdGUSDgoGcmVhc29uGAYgASgJEigKBHRpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFnZW50X2lkGAggASgJKmoKCkltcG9ydE1vZGUSGwoXSU1QT1JUX01PREVfVU5TUEVDSUZJRUQQABIcChhJTVBPUlRfTU9ERV9SRVBMQUNFX1RSRUUQARIhCh1JTVBPUlRfTU9ERV9SRVBMQUNFX0xPQ0FUSU9OUxACKlgKCUJ1aWxkTW9kZRIaChZCVUlMRF9NT0RFX1VOU1BFQ0lGSUVEEAASEwoPQlVJTERfTU9ERV9GVUxMEAESGgoWQlVJTERfTU9ERV9JTkNSRU1FTlRBTBACKpoBChBTY2hlZHVsaW5nUG9saWN5EiEKHVNDSEVEVUxJTkdfUE9MSUNZX1VOU1BFQ0lGSUVEEAASIwofU0NIRURVTElOR19QT0xJQ1lfQ1JJVElDQUxfUEFUSBABEiIKHlNDSEVEVUxJTkdfUE9MSUNZX1BCVUxLX1dFSUdIVBACEhoKFlNDSEVEVUxJTkdfUE9MSUNZX0ZJRk8QAyp3CgpCdWlsZFN0YXRlEhsKF0JVSUxEX1NUQVRFX1VOU1BFQ0lGSUVEEAASFwoTQlVJTERfU1RBVEVfUlVOTklORxABEhgKFEJVSUxEX1NUQVRFX0ZJTklTSEVEEAISGQoVQlVJTERfU1RBVEVfQ0FOQ0VMTEVEEAMqlgIKCEpvYlN0YXRlEhkKFUpPQl9TVEFURV9VTlNQRUNJRklFRBAAEhUKEUpPQl9TVEFURV9QRU5ESU5HEAESEwoPSk9CX1NUQVRFX1JFQURZEAISFAoQSk9CX1NUQVRFX0xFQVNFRBADEhcKE0pPQl9TVEFURV9TVUNDRUVERUQQBBIUChBKT0JfU1RBVEVfRkFJTEVEEAUSFwoTSk9CX1NUQVRFX1BSRUZBSUxFRBAGEh0KGUpPQl9TVEFURV9JTkRJUkVDVF9GQUlMRUQQBxITCg9KT0JfU1RBVEVfQ1lDTEUQCBIYChRKT0JfU1RBVEVfVVBfVE9fREFURRAJEhcKE0pPQl9TVEFURV9DQU5DRUxMRUQQCipcCgpKb2JPdXRjb21lEhsKF0pPQl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGQoVSk9CX09VVENPTUVfU1VDQ0VFREVEEAESFgoSSk9CX09VVENPTUVfRkFJTEVEEAIqZwoMUmV0dXJuUmVhc29uEh0KGVJFVFVSTl9SRUFTT05fVU5TUEVDSUZJRUQQABIcChhSRVRVUk5fUkVBU09OX0FHRU5UX0xPU1QQARIaChZSRVRVUk5fUkVBU09OX0RSQUlOSU5HEAIyzggKD0RlcEdyYXBoU2VydmljZRJNCgpJbXBvcnRTY2FuEh0ucGtnZmFybS52MS5JbXBvcnRTY2FuUmVxdWVzdBoeLnBrZ2Zhcm0udjEuSW1wb3J0U2NhblJlc3BvbnNlKAESVAoNU2NhbkxvY2F0aW9ucxIgLnBrZ2Zhcm0udjEuU2NhbkxvY2F0aW9uc1JlcXVlc3QaIS5wa2dmYXJtLnYxLlNjYW5Mb2NhdGlvbnNSZXNwb25zZRJLCgpHZXRQYWNrYWdlEh0ucGtnZmFybS52MS5HZXRQYWNrYWdlUmVxdWVzdBoeLnBrZ2Zhcm0udjEuR2V0UGFja2FnZVJlc3BvbnNlElEKDExpc3RQYWNrYWdlcxIfLnBrZ2Zhcm0udjEuTGlzdFBhY2thZ2VzUmVxdWVzdBogLnBrZ2Zhcm0udjEuTGlzdFBhY2thZ2VzUmVzcG9uc2USTgoLQ3JlYXRlQnVpbGQSHi5wa2dmYXJtLnYxLkNyZWF0ZUJ1aWxkUmVxdWVzdBofLnBrZ2Zhcm0udjEuQ3JlYXRlQnVpbGRSZXNwb25zZRJFCghHZXRCdWlsZBIbLnBrZ2Zhcm0udjEuR2V0QnVpbGRSZXF1ZXN0GhwucGtnZmFybS52MS5HZXRCdWlsZFJlc3BvbnNlEksKCkxpc3RCdWlsZHMSHS5wa2dmYXJtLnYxLkxpc3RCdWlsZHNSZXF1ZXN0Gh4ucGtnZmFybS52MS5MaXN0QnVpbGRzUmVzcG9uc2USTgoLQ2FuY2VsQnVpbGQSHi5wa2dmYXJtLnYxLkNhbmNlbEJ1aWxkUmVxdWVzdBofLnBrZ2Zhcm0udjEuQ2FuY2VsQnVpbGRSZXNwb25zZRJFCghMaXN0Sm9icxIbLnBrZ2Zhcm0udjEuTGlzdEpvYnNSZXF1ZXN0GhwucGtnZmFybS52MS5MaXN0Sm9ic1Jlc3BvbnNlElEKDE5leHRSZWFkeUpvYhIfLnBrZ2Zhcm0udjEuTmV4dFJlYWR5Sm9iUmVxdWVzdBogLnBrZ2Zhcm0udjEuTmV4dFJlYWR5Sm9iUmVzcG9uc2USRQoITWFya0RvbmUSGy5wa2dmYXJtLnYxLk1hcmtEb25lUmVxdWVzdBocLnBrZ2Zhcm0udjEuTWFya0RvbmVSZXNwb25zZRJLCgpSZW5ld0xlYXNlEh0ucGtnZmFybS52MS5SZW5ld0xlYXNlUmVxdWVzdBoeLnBrZ2Zhcm0udjEuUmVuZXdMZWFzZVJlc3BvbnNlEkgKCVJldHVybkpvYhIcLnBrZ2Zhcm0udjEuUmV0dXJuSm9iUmVxdWVzdBodLnBrZ2Zhcm0udjEuUmV0dXJuSm9iUmVzcG9uc2USSgoJV2F0Y2hKb2JzEhwucGtnZmFybS52MS5XYXRjaEpvYnNSZXF1ZXN0Gh0ucGtnZmFybS52MS5XYXRjaEpvYnNSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chlwa2dmYXJtL3YxL2RlcGdyYXBoLnByb3RvEgpwa2dmYXJtLnYxInsKEUltcG9ydFNjYW5SZXF1ZXN0EhMKC3BidWxrX2luZGV4GAEgASgJEiQKBG1vZGUYAiABKA4yFi5wa2dmYXJtLnYxLkltcG9ydE1vZGUSEAoIcGxhdGZvcm0YAyABKAkSGQoRbWF4X3JlbW92ZWRfc2hhcmUYBCABKAEiTwoLU2NhblByb2JsZW0SDAoEbGluZRgBIAEoDRIQCghsb2NhdGlvbhgCIAEoCRIPCgdwa2duYW1lGAMgASgJEg8KB21lc3NhZ2UYBCABKAkijAEKC1RyZWVTdW1tYXJ5EhAKCHBhY2thZ2VzGAEgASgNEhEKCWxvY2F0aW9ucxgCIAEoDRIYChBkZXBlbmRlbmN5X2VkZ2VzGAMgASgNEhEKCXByZWZhaWxlZBgEIAEoDRIrCgZjeWNsZXMYBSADKAsyGy5wa2dmYXJtLnYxLkRlcGVuZGVuY3lDeWNsZSIjCg9EZXBlbmRlbmN5Q3ljbGUSEAoIcGtnbmFtZXMYASADKAkirAEKEkltcG9ydFNjYW5SZXNwb25zZRIYChByZWNvcmRzX2ltcG9ydGVkGAEgASgNEikKCHByb2JsZW1zGAIgAygLMhcucGtnZmFybS52MS5TY2FuUHJvYmxlbRIlCgR0cmVlGAMgASgLMhcucGtnZmFybS52MS5UcmVlU3VtbWFyeRIqCgdlbGFwc2VkGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjsKFFNjYW5Mb2NhdGlvbnNSZXF1ZXN0EhEKCWxvY2F0aW9ucxgBIAMoCRIQCghwbGF0Zm9ybRgCIAEoCSKDAQoVU2NhbkxvY2F0aW9uc1Jlc3BvbnNlEhgKEHJlY29yZHNfaW1wb3J0ZWQYASABKA0SKQoIcHJvYmxlbXMYAiADKAsyFy5wa2dmYXJtLnYxLlNjYW5Qcm9ibGVtEiUKBHRyZWUYAyABKAsyFy5wa2dmYXJtLnYxLlRyZWVTdW1tYXJ5Ir4DCgdQYWNrYWdlEg8KB3BrZ25hbWUYASABKAkSEAoIbG9jYXRpb24YAiABKAkSFQoNbXVsdGlfdmVyc2lvbhgDIAEoCRIbChNkZXBlbmRlbmN5X3BhdHRlcm5zGAQgAygJEhQKDGRlcGVuZGVuY2llcxgFIAMoCRITCgtmYWlsX3JlYXNvbhgGIAEoCRITCgtza2lwX3JlYXNvbhgHIAEoCRIUCgxzY2FuX2RlcGVuZHMYCCADKAkSFAoMcGJ1bGtfd2VpZ2h0GAkgASgNEjQKEWV4cGVjdGVkX2R1cmF0aW9uGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCmNhdGVnb3JpZXMYCyADKAkSEgoKbWFpbnRhaW5lchgMIAEoCRIZChFkaXJlY3RfZGVwZW5kZW50cxgNIAEoDRI0CglzY2FuX3ZhcnMYDiADKAsyIS5wa2dmYXJtLnYxLlBhY2thZ2UuU2NhblZhcnNFbnRyeRIQCghwbGF0Zm9ybRgPIAEoCRovCg1TY2FuVmFyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiNgoRR2V0UGFja2FnZVJlcXVlc3QSDwoHcGtnbmFtZRgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCSI6ChJHZXRQYWNrYWdlUmVzcG9uc2USJAoHcGFja2FnZRgBIAEoCzITLnBrZ2Zhcm0udjEuUGFja2FnZSJ+ChNMaXN0UGFja2FnZXNSZXF1ZXN0EhAKCGxvY2F0aW9uGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJEhAKCHBsYXRmb3JtGAQgASgJEhwKFGluY2x1ZGVfc2Nhbl9kZXBlbmRzGAUgASgIIlYKFExpc3RQYWNrYWdlc1Jlc3BvbnNlEiUKCHBhY2thZ2VzGAEgAygLMhMucGtnZmFybS52MS5QYWNrYWdlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLHAwoFQnVpbGQSCgoCaWQYASABKAkSEAoIcGxhdGZvcm0YAiABKAkSIwoEbW9kZRgDIAEoDjIVLnBrZ2Zhcm0udjEuQnVpbGRNb2RlEiwKBnBvbGljeRgEIAEoDjIcLnBrZ2Zhcm0udjEuU2NoZWR1bGluZ1BvbGljeRIlCgVzdGF0ZRgFIAEoDjIWLnBrZ2Zhcm0udjEuQnVpbGRTdGF0ZRIQCghsaW1pdF90bxgGIAMoCRI0Cgpqb2JfY291bnRzGAcgAygLMiAucGtnZmFybS52MS5CdWlsZC5Kb2JDb3VudHNFbnRyeRISCgp0b3RhbF9qb2JzGAggASgNEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcGFja2FnZXNfZGlyGAsgASgJEg8KB3NjYW5faWQYDCABKAkSDwoHcHJvYmxlbRgNIAEoCRowCg5Kb2JDb3VudHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBIqEBChJDcmVhdGVCdWlsZFJlcXVlc3QSEAoIcGxhdGZvcm0YASABKAkSIwoEbW9kZRgCIAEoDjIVLnBrZ2Zhcm0udjEuQnVpbGRNb2RlEiwKBnBvbGljeRgDIAEoDjIcLnBrZ2Zhcm0udjEuU2NoZWR1bGluZ1BvbGljeRIQCghsaW1pdF90bxgEIAMoCRIUCgxwYWNrYWdlc19kaXIYBSABKAkiNwoTQ3JlYXRlQnVpbGRSZXNwb25zZRIgCgVidWlsZBgBIAEoCzIRLnBrZ2Zhcm0udjEuQnVpbGQiIwoPR2V0QnVpbGRSZXF1ZXN0EhAKCGJ1aWxkX2lkGAEgASgJIjQKEEdldEJ1aWxkUmVzcG9uc2USIAoFYnVpbGQYASABKAsyES5wa2dmYXJtLnYxLkJ1aWxkIiUKEUxpc3RCdWlsZHNSZXF1ZXN0EhAKCHBsYXRmb3JtGAEgASgJIjcKEkxpc3RCdWlsZHNSZXNwb25zZRIhCgZidWlsZHMYASADKAsyES5wa2dmYXJtLnYxLkJ1aWxkIiYKEkNhbmNlbEJ1aWxkUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCSI3ChNDYW5jZWxCdWlsZFJlc3BvbnNlEiAKBWJ1aWxkGAEgASgLMhEucGtnZmFybS52MS5CdWlsZCJGCg1CaW5hcnlQYWNrYWdlEhEKCWZpbGVfbmFtZRgBIAEoCRIOCgZzaGEyNTYYAiABKAkSEgoKc2l6ZV9ieXRlcxgDIAEoBCKsAwoDSm9iEhAKCGJ1aWxkX2lkGAEgASgJEg8KB3BrZ25hbWUYAiABKAkSEAoIbG9jYXRpb24YAyABKAkSIwoFc3RhdGUYBCABKA4yFC5wa2dmYXJtLnYxLkpvYlN0YXRlEg4KBnJlYXNvbhgFIAEoCRISCgpibG9ja2VkX2J5GAYgASgJEg0KBWN5Y2xlGAcgAygJEhAKCGF0dGVtcHRzGAggASgNEhAKCGFnZW50X2lkGAkgASgJEjIKDmxlYXNlX2RlYWRsaW5lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg5iaW5hcnlfcGFja2FnZRgMIAEoCzIZLnBrZ2Zhcm0udjEuQmluYXJ5UGFja2FnZRIPCgdsb2dfcmVmGA0gASgJEhAKCHByaW9yaXR5GA4gASgBEhUKDW11bHRpX3ZlcnNpb24YDyABKAkSFAoMZmFpbGVkX3BoYXNlGBAgASgJEhAKCGRlY2lzaW9uGBEgASgJInAKD0xpc3RKb2JzUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCRIkCgZzdGF0ZXMYAiADKA4yFC5wa2dmYXJtLnYxLkpvYlN0YXRlEhEKCXBhZ2Vfc2l6ZRgDIAEoDRISCgpwYWdlX3Rva2VuGAQgASgJIkoKEExpc3RKb2JzUmVzcG9uc2USHQoEam9icxgBIAMoCzIPLnBrZ2Zhcm0udjEuSm9iEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLCAQoTTmV4dFJlYWR5Sm9iUmVxdWVzdBIQCghwbGF0Zm9ybRgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRIQCghtYXhfam9icxgDIAEoDRInCgR3YWl0GAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDmxlYXNlX2R1cmF0aW9uGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhkKEWluY2x1ZGVfc2Nhbl9qb2JzGAYgASgIIroCCgpBc3NpZ25tZW50EhAKCGJ1aWxkX2lkGAEgASgJEhAKCGxlYXNlX2lkGAIgASgJEiQKB3BhY2thZ2UYAyABKAsyEy5wa2dmYXJtLnYxLlBhY2thZ2USMgoObGVhc2VfZGVhZGxpbmUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBSABKA0SNgoTZGVwZW5kZW5jeV9wYWNrYWdlcxgGIAMoCzIZLnBrZ2Zhcm0udjEuQmluYXJ5UGFja2FnZRIiCgRzY2FuGAcgASgLMhQucGtnZmFybS52MS5TY2FuVGFzaxIUCgxkZXBlbmRlbmNpZXMYCCADKAkSFgoOcmVidWlsZF9yZWFzb24YCSABKAkSEwoLaW5jcmVtZW50YWwYCiABKAgiaAoMU2NhbkxvY2F0aW9uEhAKCGxvY2F0aW9uGAEgASgJEjAKDGxhc3Rfc2Nhbm5lZBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMc2Nhbl9kZXBlbmRzGAMgAygJInwKCFNjYW5UYXNrEg8KB3NjYW5faWQYASABKAkSEAoIam9iX25hbWUYAiABKAkSKwoJbG9jYXRpb25zGAMgAygLMhgucGtnZmFybS52MS5TY2FuTG9jYXRpb24SEQoJZW51bWVyYXRlGAQgASgIEg0KBXJldXNlGAUgASgIIocBChJTY2FuTG9jYXRpb25SZXN1bHQSEAoIbG9jYXRpb24YASABKAkSEwoLcGJ1bGtfaW5kZXgYAiABKAkSDgoGcmV1c2VkGAMgASgIEg0KBWVycm9yGAQgASgJEisKCGR1cmF0aW9uGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIlMKClNjYW5PdXRwdXQSMQoJbG9jYXRpb25zGAEgAygLMh4ucGtnZmFybS52MS5TY2FuTG9jYXRpb25SZXN1bHQSEgoKZW51bWVyYXRlZBgCIAMoCSJDChROZXh0UmVhZHlKb2JSZXNwb25zZRIrCgthc3NpZ25tZW50cxgBIAMoCzIWLnBrZ2Zhcm0udjEuQXNzaWdubWVudCLHAgoJSm9iUmVzdWx0EhAKCGJ1aWxkX2lkGAEgASgJEg8KB3BrZ25hbWUYAiABKAkSEAoIbGVhc2VfaWQYAyABKAkSJwoHb3V0Y29tZRgEIAEoDjIWLnBrZ2Zhcm0udjEuSm9iT3V0Y29tZRIrCghkdXJhdGlvbhgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg5iaW5hcnlfcGFja2FnZRgGIAEoCzIZLnBrZ2Zhcm0udjEuQmluYXJ5UGFja2FnZRIPCgdsb2dfcmVmGAcgASgJEhYKDmZhaWx1cmVfcmVhc29uGAggASgJEhQKDGZhaWxlZF9waGFzZRgJIAEoCRIrCgtzY2FuX291dHB1dBgKIAEoCzIWLnBrZ2Zhcm0udjEuU2Nhbk91dHB1dBIQCghkZWNpc2lvbhgLIAEoCSI5Cg9NYXJrRG9uZVJlcXVlc3QSJgoHcmVzdWx0cxgBIAMoCzIVLnBrZ2Zhcm0udjEuSm9iUmVzdWx0Ij4KEE1hcmtEb25lUmVzcG9uc2USEwoLbmV3bHlfcmVhZHkYASABKA0SFQoNbmV3bHlfYmxvY2tlZBgCIAEoDSI/CghMZWFzZVJlZhIQCghidWlsZF9pZBgBIAEoCRIPCgdwa2duYW1lGAIgASgJEhAKCGxlYXNlX2lkGAMgASgJImwKEVJlbmV3TGVhc2VSZXF1ZXN0EiQKBmxlYXNlcxgBIAMoCzIULnBrZ2Zhcm0udjEuTGVhc2VSZWYSMQoObGVhc2VfZHVyYXRpb24YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ijQEKElJlbmV3TGVhc2VSZXNwb25zZRIlCgdyZW5ld2VkGAEgAygLMhQucGtnZmFybS52MS5MZWFzZVJlZhIiCgRsb3N0GAIgAygLMhQucGtnZmFybS52MS5MZWFzZVJlZhIsCghkZWFkbGluZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAicwoQUmV0dXJuSm9iUmVxdWVzdBIkCgZsZWFzZXMYASADKAsyFC5wa2dmYXJtLnYxLkxlYXNlUmVmEigKBnJlYXNvbhgCIAEoDjIYLnBrZ2Zhcm0udjEuUmV0dXJuUmVhc29uEg8KB21lc3NhZ2UYAyABKAkiNQoRUmV0dXJuSm9iUmVzcG9uc2USEAoIcmVxdWV1ZWQYASABKA0SDgoGZmFpbGVkGAIgASgNIiQKEFdhdGNoSm9ic1JlcXVlc3QSEAoIYnVpbGRfaWQYASABKAki5gEKEVdhdGNoSm9ic1Jlc3BvbnNlEhAKCGJ1aWxkX2lkGAEgASgJEg8KB3BrZ25hbWUYAiABKAkSEAoIbG9jYXRpb24YAyABKAkSKAoKZnJvbV9zdGF0ZRgEIAEoDjIULnBrZ2Zhcm0udjEuSm9iU3RhdGUSJgoIdG9fc3RhdGUYBSABKA4yFC5wa2dmYXJtLnYxLkpvYlN0YXRlEg4KBnJlYXNvbhgGIAEoCRIoCgR0aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghhZ2VudF9pZBgIIAEoCSKHAQoQU3RhcnRTY2FuUmVxdWVzdBIQCghwbGF0Zm9ybRgBIAEoCRIkCgVzY29wZRgCIAEoDjIVLnBrZ2Zhcm0udjEuU2NhblNjb3BlEhEKCWxvY2F0aW9ucxgDIAMoCRINCgVyZXVzZRgEIAEoCBIZChFsb2NhdGlvbnNfcGVyX2pvYhgFIAEoDSK/AwoEU2NhbhIKCgJpZBgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCRIkCgVzY29wZRgDIAEoDjIVLnBrZ2Zhcm0udjEuU2NhblNjb3BlEiQKBXN0YXRlGAQgASgOMhUucGtnZmFybS52MS5TY2FuU3RhdGUSDgoGcm91bmRzGAUgASgNEhkKEWxvY2F0aW9uc19zY2FubmVkGAYgASgNEhgKEGxvY2F0aW9uc19yZXVzZWQYByABKA0SGAoQbG9jYXRpb25zX2ZhaWxlZBgIIAEoDRIXCg9sb2NhdGlvbnNfdG90YWwYCSABKA0SEgoKam9ic190b3RhbBgKIAEoDRIRCglqb2JzX2RvbmUYCyABKA0SDwoHcmVjb3JkcxgMIAEoDRIpCghwcm9ibGVtcxgNIAMoCzIXLnBrZ2Zhcm0udjEuU2NhblByb2JsZW0SLwoLY3JlYXRlX3RpbWUYDiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaF90aW1lGA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghidWlsZF9pZBgQIAEoCSIzChFTdGFydFNjYW5SZXNwb25zZRIeCgRzY2FuGAEgASgLMhAucGtnZmFybS52MS5TY2FuIiEKDkdldFNjYW5SZXF1ZXN0Eg8KB3NjYW5faWQYASABKAkiMQoPR2V0U2NhblJlc3BvbnNlEh4KBHNjYW4YASABKAsyEC5wa2dmYXJtLnYxLlNjYW4iJAoQTGlzdFNjYW5zUmVxdWVzdBIQCghwbGF0Zm9ybRgBIAEoCSI0ChFMaXN0U2NhbnNSZXNwb25zZRIfCgVzY2FucxgBIAMoCzIQLnBrZ2Zhcm0udjEuU2NhbiIWChRMaXN0UGxhdGZvcm1zUmVxdWVzdCJHCgxQbGF0Zm9ybVRyZWUSEAoIcGxhdGZvcm0YASABKAkSJQoEdHJlZRgCIAEoCzIXLnBrZ2Zhcm0udjEuVHJlZVN1bW1hcnkiRAoVTGlzdFBsYXRmb3Jtc1Jlc3BvbnNlEisKCXBsYXRmb3JtcxgBIAMoCzIYLnBrZ2Zhcm0udjEuUGxhdGZvcm1UcmVlKmoKCkltcG9ydE1vZGUSGwoXSU1QT1JUX01PREVfVU5TUEVDSUZJRUQQABIcChhJTVBPUlRfTU9ERV9SRVBMQUNFX1RSRUUQARIhCh1JTVBPUlRfTU9ERV9SRVBMQUNFX0xPQ0FUSU9OUxACKlgKCUJ1aWxkTW9kZRIaChZCVUlMRF9NT0RFX1VOU1BFQ0lGSUVEEAASEwoPQlVJTERfTU9ERV9GVUxMEAESGgoWQlVJTERfTU9ERV9JTkNSRU1FTlRBTBACKpoBChBTY2hlZHVsaW5nUG9saWN5EiEKHVNDSEVEVUxJTkdfUE9MSUNZX1VOU1BFQ0lGSUVEEAASIwofU0NIRURVTElOR19QT0xJQ1lfQ1JJVElDQUxfUEFUSBABEiIKHlNDSEVEVUxJTkdfUE9MSUNZX1BCVUxLX1dFSUdIVBACEhoKFlNDSEVEVUxJTkdfUE9MSUNZX0ZJRk8QAyqRAQoKQnVpbGRTdGF0ZRIbChdCVUlMRF9TVEFURV9VTlNQRUNJRklFRBAAEhcKE0JVSUxEX1NUQVRFX1JVTk5JTkcQARIYChRCVUlMRF9TVEFURV9GSU5JU0hFRBACEhkKFUJVSUxEX1NUQVRFX0NBTkNFTExFRBADEhgKFEJVSUxEX1NUQVRFX1NDQU5OSU5HEAQqlgIKCEpvYlN0YXRlEhkKFUpPQl9TVEFURV9VTlNQRUNJRklFRBAAEhUKEUpPQl9TVEFURV9QRU5ESU5HEAESEwoPSk9CX1NUQVRFX1JFQURZEAISFAoQSk9CX1NUQVRFX0xFQVNFRBADEhcKE0pPQl9TVEFURV9TVUNDRUVERUQQBBIUChBKT0JfU1RBVEVfRkFJTEVEEAUSFwoTSk9CX1NUQVRFX1BSRUZBSUxFRBAGEh0KGUpPQl9TVEFURV9JTkRJUkVDVF9GQUlMRUQQBxITCg9KT0JfU1RBVEVfQ1lDTEUQCBIYChRKT0JfU1RBVEVfVVBfVE9fREFURRAJEhcKE0pPQl9TVEFURV9DQU5DRUxMRUQQCip4CgpKb2JPdXRjb21lEhsKF0pPQl9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGQoVSk9CX09VVENPTUVfU1VDQ0VFREVEEAESFgoSSk9CX09VVENPTUVfRkFJTEVEEAISGgoWSk9CX09VVENPTUVfVVBfVE9fREFURRADKmcKDFJldHVyblJlYXNvbhIdChlSRVRVUk5fUkVBU09OX1VOU1BFQ0lGSUVEEAASHAoYUkVUVVJOX1JFQVNPTl9BR0VOVF9MT1NUEAESGgoWUkVUVVJOX1JFQVNPTl9EUkFJTklORxACKm4KCVNjYW5TY29wZRIaChZTQ0FOX1NDT1BFX1VOU1BFQ0lGSUVEEAASEwoPU0NBTl9TQ09QRV9UUkVFEAESGAoUU0NBTl9TQ09QRV9MT0NBVElPTlMQAhIWChJTQ0FOX1NDT1BFX0NMT1NVUkUQAypvCglTY2FuU3RhdGUSGgoWU0NBTl9TVEFURV9VTlNQRUNJRklFRBAAEhYKElNDQU5fU1RBVEVfUlVOTklORxABEhcKE1NDQU5fU1RBVEVfRklOSVNIRUQQAhIVChFTQ0FOX1NUQVRFX0ZBSUxFRBADMvwKCg9EZXBHcmFwaFNlcnZpY2USTQoKSW1wb3J0U2NhbhIdLnBrZ2Zhcm0udjEuSW1wb3J0U2NhblJlcXVlc3QaHi5wa2dmYXJtLnYxLkltcG9ydFNjYW5SZXNwb25zZSgBElQKDVNjYW5Mb2NhdGlvbnMSIC5wa2dmYXJtLnYxLlNjYW5Mb2NhdGlvbnNSZXF1ZXN0GiEucGtnZmFybS52MS5TY2FuTG9jYXRpb25zUmVzcG9uc2USSwoKR2V0UGFja2FnZRIdLnBrZ2Zhcm0udjEuR2V0UGFja2FnZVJlcXVlc3QaHi5wa2dmYXJtLnYxLkdldFBhY2thZ2VSZXNwb25zZRJRCgxMaXN0UGFja2FnZXMSHy5wa2dmYXJtLnYxLkxpc3RQYWNrYWdlc1JlcXVlc3QaIC5wa2dmYXJtLnYxLkxpc3RQYWNrYWdlc1Jlc3BvbnNlEk4KC0NyZWF0ZUJ1aWxkEh4ucGtnZmFybS52MS5DcmVhdGVCdWlsZFJlcXVlc3QaHy5wa2dmYXJtLnYxLkNyZWF0ZUJ1aWxkUmVzcG9uc2USRQoIR2V0QnVpbGQSGy5wa2dmYXJtLnYxLkdldEJ1aWxkUmVxdWVzdBocLnBrZ2Zhcm0udjEuR2V0QnVpbGRSZXNwb25zZRJLCgpMaXN0QnVpbGRzEh0ucGtnZmFybS52MS5MaXN0QnVpbGRzUmVxdWVzdBoeLnBrZ2Zhcm0udjEuTGlzdEJ1aWxkc1Jlc3BvbnNlEk4KC0NhbmNlbEJ1aWxkEh4ucGtnZmFybS52MS5DYW5jZWxCdWlsZFJlcXVlc3QaHy5wa2dmYXJtLnYxLkNhbmNlbEJ1aWxkUmVzcG9uc2USRQoITGlzdEpvYnMSGy5wa2dmYXJtLnYxLkxpc3RKb2JzUmVxdWVzdBocLnBrZ2Zhcm0udjEuTGlzdEpvYnNSZXNwb25zZRJRCgxOZXh0UmVhZHlKb2ISHy5wa2dmYXJtLnYxLk5leHRSZWFkeUpvYlJlcXVlc3QaIC5wa2dmYXJtLnYxLk5leHRSZWFkeUpvYlJlc3BvbnNlEkUKCE1hcmtEb25lEhsucGtnZmFybS52MS5NYXJrRG9uZVJlcXVlc3QaHC5wa2dmYXJtLnYxLk1hcmtEb25lUmVzcG9uc2USSwoKUmVuZXdMZWFzZRIdLnBrZ2Zhcm0udjEuUmVuZXdMZWFzZVJlcXVlc3QaHi5wa2dmYXJtLnYxLlJlbmV3TGVhc2VSZXNwb25zZRJICglSZXR1cm5Kb2ISHC5wa2dmYXJtLnYxLlJldHVybkpvYlJlcXVlc3QaHS5wa2dmYXJtLnYxLlJldHVybkpvYlJlc3BvbnNlEkoKCVdhdGNoSm9icxIcLnBrZ2Zhcm0udjEuV2F0Y2hKb2JzUmVxdWVzdBodLnBrZ2Zhcm0udjEuV2F0Y2hKb2JzUmVzcG9uc2UwARJICglTdGFydFNjYW4SHC5wa2dmYXJtLnYxLlN0YXJ0U2NhblJlcXVlc3QaHS5wa2dmYXJtLnYxLlN0YXJ0U2NhblJlc3BvbnNlEkIKB0dldFNjYW4SGi5wa2dmYXJtLnYxLkdldFNjYW5SZXF1ZXN0GhsucGtnZmFybS52MS5HZXRTY2FuUmVzcG9uc2USSAoJTGlzdFNjYW5zEhwucGtnZmFybS52MS5MaXN0U2NhbnNSZXF1ZXN0Gh0ucGtnZmFybS52MS5MaXN0U2NhbnNSZXNwb25zZRJUCg1MaXN0UGxhdGZvcm1zEiAucGtnZmFybS52MS5MaXN0UGxhdGZvcm1zUmVxdWVzdBohLnBrZ2Zhcm0udjEuTGlzdFBsYXRmb3Jtc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * ImportScanRequest is one chunk of pbulk-index text. Chunks are joined in
@@ -36,6 +36,24 @@ export type ImportScanRequest = Message<"pkgfarm.v1.ImportScanRequest"> & {
    * @generated from field: pkgfarm.v1.ImportMode mode = 2;
    */
   mode: ImportMode;
+
+  /**
+   * Platform whose tree the records are for (a scan's output depends on the
+   * host that ran it); read from the first message only. Empty means the only
+   * platform depgraph has, or the server's default platform when it has none.
+   *
+   * @generated from field: string platform = 3;
+   */
+  platform: string;
+
+  /**
+   * A whole-tree import that would remove more than this share of the
+   * platform's packages (0 to 1) is refused; 0 means 0.5. Set 1 to allow
+   * any. Read from the first message only.
+   *
+   * @generated from field: double max_removed_share = 4;
+   */
+  maxRemovedShare: number;
 };
 
 /**
@@ -215,6 +233,13 @@ export type ScanLocationsRequest = Message<"pkgfarm.v1.ScanLocationsRequest"> & 
    * @generated from field: repeated string locations = 1;
    */
   locations: string[];
+
+  /**
+   * Platform whose tree takes the records; empty as in ImportScanRequest.
+   *
+   * @generated from field: string platform = 2;
+   */
+  platform: string;
 };
 
 /**
@@ -357,6 +382,21 @@ export type Package = Message<"pkgfarm.v1.Package"> & {
    * @generated from field: uint32 direct_dependents = 13;
    */
   directDependents: number;
+
+  /**
+   * Every other key the scan printed, as printed (USE_DESTDIR, BOOTSTRAP_PKG,
+   * USERGROUP_PHASE, NO_BIN_ON_FTP, RESTRICTED, ...): what a build needs.
+   *
+   * @generated from field: map<string, string> scan_vars = 14;
+   */
+  scanVars: { [key: string]: string };
+
+  /**
+   * Platform whose tree holds the package.
+   *
+   * @generated from field: string platform = 15;
+   */
+  platform: string;
 };
 
 /**
@@ -378,6 +418,13 @@ export type GetPackageRequest = Message<"pkgfarm.v1.GetPackageRequest"> & {
    * @generated from field: string pkgname = 1;
    */
   pkgname: string;
+
+  /**
+   * Platform whose tree to look in; empty as in ImportScanRequest.
+   *
+   * @generated from field: string platform = 2;
+   */
+  platform: string;
 };
 
 /**
@@ -434,6 +481,20 @@ export type ListPackagesRequest = Message<"pkgfarm.v1.ListPackagesRequest"> & {
    * @generated from field: string page_token = 3;
    */
   pageToken: string;
+
+  /**
+   * Platform whose tree to list; empty as in ImportScanRequest.
+   *
+   * @generated from field: string platform = 4;
+   */
+  platform: string;
+
+  /**
+   * Include scan_depends (most of a record's bytes); left out unless asked.
+   *
+   * @generated from field: bool include_scan_depends = 5;
+   */
+  includeScanDepends: boolean;
 };
 
 /**
@@ -554,6 +615,21 @@ export type Build = Message<"pkgfarm.v1.Build"> & {
    * @generated from field: string packages_dir = 11;
    */
   packagesDir: string;
+
+  /**
+   * The scan that closes a limited build's list over its dependencies; empty
+   * when the tree held everything the list needs.
+   *
+   * @generated from field: string scan_id = 12;
+   */
+  scanId: string;
+
+  /**
+   * Why a build ended without jobs (e.g. its closure scan failed); empty otherwise.
+   *
+   * @generated from field: string problem = 13;
+   */
+  problem: string;
 };
 
 /**
@@ -570,7 +646,9 @@ export const BuildSchema: GenMessage<Build> = /*@__PURE__*/
  */
 export type CreateBuildRequest = Message<"pkgfarm.v1.CreateBuildRequest"> & {
   /**
-   * Platform the packages are built for, e.g. "NetBSD-10.0-x86_64". Required.
+   * Platform the packages are built for, as pkgsrc names it
+   * (OPSYS-OS_VERSION-MACHINE_ARCH, e.g. "NetBSD-10.0-x86_64"). Empty uses the
+   * only platform depgraph has a tree for; with several, INVALID_ARGUMENT names them.
    *
    * @generated from field: string platform = 1;
    */
@@ -593,6 +671,8 @@ export type CreateBuildRequest = Message<"pkgfarm.v1.CreateBuildRequest"> & {
   /**
    * Build only these locations ("devel/gmake": every variant there) or
    * PKGNAMEs, plus everything they need; empty builds the whole tree.
+   * Locations the tree lacks are scanned first, with their dependencies,
+   * round after round until the list is closed (pbulk's limited_list).
    *
    * @generated from field: repeated string limit_to = 4;
    */
@@ -908,6 +988,24 @@ export type Job = Message<"pkgfarm.v1.Job"> & {
    * @generated from field: string multi_version = 15;
    */
   multiVersion: string;
+
+  /**
+   * For failed jobs: the build phase that failed (pbulk's last phase log:
+   * "pre-clean", "depends", "checksum", "configure", "build", "install",
+   * "package", "test-install", ...); empty when not known.
+   *
+   * @generated from field: string failed_phase = 16;
+   */
+  failedPhase: string;
+
+  /**
+   * Why the job was built or skipped in an incremental build: "up to date",
+   * "rebuilt: dependency X was rebuilt", "rebuilt: file Y changed",
+   * "rebuilt: no binary package"; empty in a full build.
+   *
+   * @generated from field: string decision = 17;
+   */
+  decision: string;
 };
 
 /**
@@ -1028,6 +1126,13 @@ export type NextReadyJobRequest = Message<"pkgfarm.v1.NextReadyJobRequest"> & {
    * @generated from field: google.protobuf.Duration lease_duration = 5;
    */
   leaseDuration?: Duration | undefined;
+
+  /**
+   * Also lease scan jobs (the agents can run scans); they come before builds.
+   *
+   * @generated from field: bool include_scan_jobs = 6;
+   */
+  includeScanJobs: boolean;
 };
 
 /**
@@ -1084,6 +1189,37 @@ export type Assignment = Message<"pkgfarm.v1.Assignment"> & {
    * @generated from field: repeated pkgfarm.v1.BinaryPackage dependency_packages = 6;
    */
   dependencyPackages: BinaryPackage[];
+
+  /**
+   * For a scan job (package is then empty): what to scan. build_id is then
+   * the scan id and lease pkgname fields name the scan job.
+   *
+   * @generated from field: pkgfarm.v1.ScanTask scan = 7;
+   */
+  scan?: ScanTask | undefined;
+
+  /**
+   * PKGNAMEs of the direct dependencies, for pkg_add.
+   *
+   * @generated from field: repeated string dependencies = 8;
+   */
+  dependencies: string[];
+
+  /**
+   * Incremental builds: set when a dependency was rebuilt in this build, so
+   * the package must be rebuilt whatever its binary package says; empty
+   * means the agent checks whether the binary package is up to date.
+   *
+   * @generated from field: string rebuild_reason = 9;
+   */
+  rebuildReason: string;
+
+  /**
+   * The build is incremental: a current binary package may be reported as up to date.
+   *
+   * @generated from field: bool incremental = 10;
+   */
+  incremental: boolean;
 };
 
 /**
@@ -1092,6 +1228,169 @@ export type Assignment = Message<"pkgfarm.v1.Assignment"> & {
  */
 export const AssignmentSchema: GenMessage<Assignment> = /*@__PURE__*/
   messageDesc(file_pkgfarm_v1_depgraph, 26);
+
+/**
+ * ScanLocation is one location a scan job scans.
+ *
+ * @generated from message pkgfarm.v1.ScanLocation
+ */
+export type ScanLocation = Message<"pkgfarm.v1.ScanLocation"> & {
+  /**
+   * Location, e.g. "devel/gmake".
+   *
+   * @generated from field: string location = 1;
+   */
+  location: string;
+
+  /**
+   * When this location was last scanned on this platform; absent when never.
+   * With reuse, an agent skips a location none of whose scan_depends files
+   * changed since then (pbulk's reuse_scan_results).
+   *
+   * @generated from field: google.protobuf.Timestamp last_scanned = 2;
+   */
+  lastScanned?: Timestamp | undefined;
+
+  /**
+   * SCAN_DEPENDS of the last scan (the files whose change requires a rescan).
+   *
+   * @generated from field: repeated string scan_depends = 3;
+   */
+  scanDepends: string[];
+};
+
+/**
+ * Describes the message pkgfarm.v1.ScanLocation.
+ * Use `create(ScanLocationSchema)` to create a new message.
+ */
+export const ScanLocationSchema: GenMessage<ScanLocation> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 27);
+
+/**
+ * ScanTask is the work of one scan job.
+ *
+ * @generated from message pkgfarm.v1.ScanTask
+ */
+export type ScanTask = Message<"pkgfarm.v1.ScanTask"> & {
+  /**
+   * The scan.
+   *
+   * @generated from field: string scan_id = 1;
+   */
+  scanId: string;
+
+  /**
+   * Name of the job within its scan, e.g. "scan-0007".
+   *
+   * @generated from field: string job_name = 2;
+   */
+  jobName: string;
+
+  /**
+   * Locations to scan.
+   *
+   * @generated from field: repeated pkgfarm.v1.ScanLocation locations = 3;
+   */
+  locations: ScanLocation[];
+
+  /**
+   * List the tree's locations (top-level SUBDIR, then each category's) instead.
+   *
+   * @generated from field: bool enumerate = 4;
+   */
+  enumerate: boolean;
+
+  /**
+   * Skip locations whose scan_depends did not change since last_scanned.
+   *
+   * @generated from field: bool reuse = 5;
+   */
+  reuse: boolean;
+};
+
+/**
+ * Describes the message pkgfarm.v1.ScanTask.
+ * Use `create(ScanTaskSchema)` to create a new message.
+ */
+export const ScanTaskSchema: GenMessage<ScanTask> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 28);
+
+/**
+ * ScanLocationResult is what scanning one location gave.
+ *
+ * @generated from message pkgfarm.v1.ScanLocationResult
+ */
+export type ScanLocationResult = Message<"pkgfarm.v1.ScanLocationResult"> & {
+  /**
+   * The location.
+   *
+   * @generated from field: string location = 1;
+   */
+  location: string;
+
+  /**
+   * pbulk-index records of every MULTI_VERSION variant, PKG_LOCATION added.
+   *
+   * @generated from field: string pbulk_index = 2;
+   */
+  pbulkIndex: string;
+
+  /**
+   * Not scanned: nothing it depends on changed since the last scan.
+   *
+   * @generated from field: bool reused = 3;
+   */
+  reused: boolean;
+
+  /**
+   * Why the scan failed (with the tail of bmake's stderr); empty on success.
+   *
+   * @generated from field: string error = 4;
+   */
+  error: string;
+
+  /**
+   * Wall time of the scan of this location.
+   *
+   * @generated from field: google.protobuf.Duration duration = 5;
+   */
+  duration?: Duration | undefined;
+};
+
+/**
+ * Describes the message pkgfarm.v1.ScanLocationResult.
+ * Use `create(ScanLocationResultSchema)` to create a new message.
+ */
+export const ScanLocationResultSchema: GenMessage<ScanLocationResult> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 29);
+
+/**
+ * ScanOutput is what a scan job brings back.
+ *
+ * @generated from message pkgfarm.v1.ScanOutput
+ */
+export type ScanOutput = Message<"pkgfarm.v1.ScanOutput"> & {
+  /**
+   * One result per location of the task.
+   *
+   * @generated from field: repeated pkgfarm.v1.ScanLocationResult locations = 1;
+   */
+  locations: ScanLocationResult[];
+
+  /**
+   * For an enumerate task: every location of the tree.
+   *
+   * @generated from field: repeated string enumerated = 2;
+   */
+  enumerated: string[];
+};
+
+/**
+ * Describes the message pkgfarm.v1.ScanOutput.
+ * Use `create(ScanOutputSchema)` to create a new message.
+ */
+export const ScanOutputSchema: GenMessage<ScanOutput> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 30);
 
 /**
  * NextReadyJobResponse carries the leased jobs; empty if none was ready.
@@ -1112,7 +1411,7 @@ export type NextReadyJobResponse = Message<"pkgfarm.v1.NextReadyJobResponse"> & 
  * Use `create(NextReadyJobResponseSchema)` to create a new message.
  */
 export const NextReadyJobResponseSchema: GenMessage<NextReadyJobResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 27);
+  messageDesc(file_pkgfarm_v1_depgraph, 31);
 
 /**
  * JobResult is the outcome of one leased job.
@@ -1175,6 +1474,27 @@ export type JobResult = Message<"pkgfarm.v1.JobResult"> & {
    * @generated from field: string failure_reason = 8;
    */
   failureReason: string;
+
+  /**
+   * The phase that failed, e.g. "checksum"; empty when not known.
+   *
+   * @generated from field: string failed_phase = 9;
+   */
+  failedPhase: string;
+
+  /**
+   * For a scan job: what it scanned.
+   *
+   * @generated from field: pkgfarm.v1.ScanOutput scan_output = 10;
+   */
+  scanOutput?: ScanOutput | undefined;
+
+  /**
+   * Why it was rebuilt or found up to date, e.g. "rebuilt: file Makefile changed".
+   *
+   * @generated from field: string decision = 11;
+   */
+  decision: string;
 };
 
 /**
@@ -1182,7 +1502,7 @@ export type JobResult = Message<"pkgfarm.v1.JobResult"> & {
  * Use `create(JobResultSchema)` to create a new message.
  */
 export const JobResultSchema: GenMessage<JobResult> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 28);
+  messageDesc(file_pkgfarm_v1_depgraph, 32);
 
 /**
  * MarkDoneRequest reports the outcome of leased jobs.
@@ -1203,7 +1523,7 @@ export type MarkDoneRequest = Message<"pkgfarm.v1.MarkDoneRequest"> & {
  * Use `create(MarkDoneRequestSchema)` to create a new message.
  */
 export const MarkDoneRequestSchema: GenMessage<MarkDoneRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 29);
+  messageDesc(file_pkgfarm_v1_depgraph, 33);
 
 /**
  * MarkDoneResponse tells what the results set free.
@@ -1231,7 +1551,7 @@ export type MarkDoneResponse = Message<"pkgfarm.v1.MarkDoneResponse"> & {
  * Use `create(MarkDoneResponseSchema)` to create a new message.
  */
 export const MarkDoneResponseSchema: GenMessage<MarkDoneResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 30);
+  messageDesc(file_pkgfarm_v1_depgraph, 34);
 
 /**
  * LeaseRef names a held lease.
@@ -1266,7 +1586,7 @@ export type LeaseRef = Message<"pkgfarm.v1.LeaseRef"> & {
  * Use `create(LeaseRefSchema)` to create a new message.
  */
 export const LeaseRefSchema: GenMessage<LeaseRef> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 31);
+  messageDesc(file_pkgfarm_v1_depgraph, 35);
 
 /**
  * RenewLeaseRequest pushes lease deadlines forward.
@@ -1294,7 +1614,7 @@ export type RenewLeaseRequest = Message<"pkgfarm.v1.RenewLeaseRequest"> & {
  * Use `create(RenewLeaseRequestSchema)` to create a new message.
  */
 export const RenewLeaseRequestSchema: GenMessage<RenewLeaseRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 32);
+  messageDesc(file_pkgfarm_v1_depgraph, 36);
 
 /**
  * RenewLeaseResponse tells which leases were renewed.
@@ -1331,7 +1651,7 @@ export type RenewLeaseResponse = Message<"pkgfarm.v1.RenewLeaseResponse"> & {
  * Use `create(RenewLeaseResponseSchema)` to create a new message.
  */
 export const RenewLeaseResponseSchema: GenMessage<RenewLeaseResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 33);
+  messageDesc(file_pkgfarm_v1_depgraph, 37);
 
 /**
  * ReturnJobRequest gives leased jobs back.
@@ -1366,7 +1686,7 @@ export type ReturnJobRequest = Message<"pkgfarm.v1.ReturnJobRequest"> & {
  * Use `create(ReturnJobRequestSchema)` to create a new message.
  */
 export const ReturnJobRequestSchema: GenMessage<ReturnJobRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 34);
+  messageDesc(file_pkgfarm_v1_depgraph, 38);
 
 /**
  * ReturnJobResponse confirms the give-back.
@@ -1394,7 +1714,7 @@ export type ReturnJobResponse = Message<"pkgfarm.v1.ReturnJobResponse"> & {
  * Use `create(ReturnJobResponseSchema)` to create a new message.
  */
 export const ReturnJobResponseSchema: GenMessage<ReturnJobResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 35);
+  messageDesc(file_pkgfarm_v1_depgraph, 39);
 
 /**
  * WatchJobsRequest selects the transitions to stream.
@@ -1415,7 +1735,7 @@ export type WatchJobsRequest = Message<"pkgfarm.v1.WatchJobsRequest"> & {
  * Use `create(WatchJobsRequestSchema)` to create a new message.
  */
 export const WatchJobsRequestSchema: GenMessage<WatchJobsRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 36);
+  messageDesc(file_pkgfarm_v1_depgraph, 40);
 
 /**
  * WatchJobsResponse is one job transition.
@@ -1485,7 +1805,353 @@ export type WatchJobsResponse = Message<"pkgfarm.v1.WatchJobsResponse"> & {
  * Use `create(WatchJobsResponseSchema)` to create a new message.
  */
 export const WatchJobsResponseSchema: GenMessage<WatchJobsResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 37);
+  messageDesc(file_pkgfarm_v1_depgraph, 41);
+
+/**
+ * StartScanRequest describes a scan.
+ *
+ * @generated from message pkgfarm.v1.StartScanRequest
+ */
+export type StartScanRequest = Message<"pkgfarm.v1.StartScanRequest"> & {
+  /**
+   * Platform whose agents scan and whose tree takes the records; empty as in
+   * ImportScanRequest.
+   *
+   * @generated from field: string platform = 1;
+   */
+  platform: string;
+
+  /**
+   * What to scan.
+   *
+   * @generated from field: pkgfarm.v1.ScanScope scope = 2;
+   */
+  scope: ScanScope;
+
+  /**
+   * Locations for SCAN_SCOPE_LOCATIONS and SCAN_SCOPE_CLOSURE.
+   *
+   * @generated from field: repeated string locations = 3;
+   */
+  locations: string[];
+
+  /**
+   * Skip locations whose SCAN_DEPENDS did not change since their last scan.
+   *
+   * @generated from field: bool reuse = 4;
+   */
+  reuse: boolean;
+
+  /**
+   * Locations per scan job; 0 means 8.
+   *
+   * @generated from field: uint32 locations_per_job = 5;
+   */
+  locationsPerJob: number;
+};
+
+/**
+ * Describes the message pkgfarm.v1.StartScanRequest.
+ * Use `create(StartScanRequestSchema)` to create a new message.
+ */
+export const StartScanRequestSchema: GenMessage<StartScanRequest> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 42);
+
+/**
+ * Scan is one scan of some or all of a platform's tree.
+ *
+ * @generated from message pkgfarm.v1.Scan
+ */
+export type Scan = Message<"pkgfarm.v1.Scan"> & {
+  /**
+   * Server-assigned id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Platform.
+   *
+   * @generated from field: string platform = 2;
+   */
+  platform: string;
+
+  /**
+   * What it covers.
+   *
+   * @generated from field: pkgfarm.v1.ScanScope scope = 3;
+   */
+  scope: ScanScope;
+
+  /**
+   * Where it stands.
+   *
+   * @generated from field: pkgfarm.v1.ScanState state = 4;
+   */
+  state: ScanState;
+
+  /**
+   * Rounds so far (a closure scan adds one per layer of dependencies found missing).
+   *
+   * @generated from field: uint32 rounds = 5;
+   */
+  rounds: number;
+
+  /**
+   * Locations scanned (or reused) so far.
+   *
+   * @generated from field: uint32 locations_scanned = 6;
+   */
+  locationsScanned: number;
+
+  /**
+   * Locations skipped because nothing they depend on changed.
+   *
+   * @generated from field: uint32 locations_reused = 7;
+   */
+  locationsReused: number;
+
+  /**
+   * Locations whose scan failed.
+   *
+   * @generated from field: uint32 locations_failed = 8;
+   */
+  locationsFailed: number;
+
+  /**
+   * Locations known to the scan so far (grows with each closure round).
+   *
+   * @generated from field: uint32 locations_total = 9;
+   */
+  locationsTotal: number;
+
+  /**
+   * Scan jobs, and those ended.
+   *
+   * @generated from field: uint32 jobs_total = 10;
+   */
+  jobsTotal: number;
+
+  /**
+   * Scan jobs ended.
+   *
+   * @generated from field: uint32 jobs_done = 11;
+   */
+  jobsDone: number;
+
+  /**
+   * Records taken into the tree.
+   *
+   * @generated from field: uint32 records = 12;
+   */
+  records: number;
+
+  /**
+   * Problems (failed locations, malformed records, unresolvable
+   * dependencies); the first 100.
+   *
+   * @generated from field: repeated pkgfarm.v1.ScanProblem problems = 13;
+   */
+  problems: ScanProblem[];
+
+  /**
+   * When the scan was started.
+   *
+   * @generated from field: google.protobuf.Timestamp create_time = 14;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * When it ended; absent while running.
+   *
+   * @generated from field: google.protobuf.Timestamp finish_time = 15;
+   */
+  finishTime?: Timestamp | undefined;
+
+  /**
+   * The limited build waiting for this scan, if any.
+   *
+   * @generated from field: string build_id = 16;
+   */
+  buildId: string;
+};
+
+/**
+ * Describes the message pkgfarm.v1.Scan.
+ * Use `create(ScanSchema)` to create a new message.
+ */
+export const ScanSchema: GenMessage<Scan> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 43);
+
+/**
+ * StartScanResponse carries the new scan.
+ *
+ * @generated from message pkgfarm.v1.StartScanResponse
+ */
+export type StartScanResponse = Message<"pkgfarm.v1.StartScanResponse"> & {
+  /**
+   * The scan.
+   *
+   * @generated from field: pkgfarm.v1.Scan scan = 1;
+   */
+  scan?: Scan | undefined;
+};
+
+/**
+ * Describes the message pkgfarm.v1.StartScanResponse.
+ * Use `create(StartScanResponseSchema)` to create a new message.
+ */
+export const StartScanResponseSchema: GenMessage<StartScanResponse> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 44);
+
+/**
+ * GetScanRequest names a scan.
+ *
+ * @generated from message pkgfarm.v1.GetScanRequest
+ */
+export type GetScanRequest = Message<"pkgfarm.v1.GetScanRequest"> & {
+  /**
+   * Scan id.
+   *
+   * @generated from field: string scan_id = 1;
+   */
+  scanId: string;
+};
+
+/**
+ * Describes the message pkgfarm.v1.GetScanRequest.
+ * Use `create(GetScanRequestSchema)` to create a new message.
+ */
+export const GetScanRequestSchema: GenMessage<GetScanRequest> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 45);
+
+/**
+ * GetScanResponse carries the scan.
+ *
+ * @generated from message pkgfarm.v1.GetScanResponse
+ */
+export type GetScanResponse = Message<"pkgfarm.v1.GetScanResponse"> & {
+  /**
+   * The scan.
+   *
+   * @generated from field: pkgfarm.v1.Scan scan = 1;
+   */
+  scan?: Scan | undefined;
+};
+
+/**
+ * Describes the message pkgfarm.v1.GetScanResponse.
+ * Use `create(GetScanResponseSchema)` to create a new message.
+ */
+export const GetScanResponseSchema: GenMessage<GetScanResponse> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 46);
+
+/**
+ * ListScansRequest selects scans.
+ *
+ * @generated from message pkgfarm.v1.ListScansRequest
+ */
+export type ListScansRequest = Message<"pkgfarm.v1.ListScansRequest"> & {
+  /**
+   * Only scans of this platform; empty lists all.
+   *
+   * @generated from field: string platform = 1;
+   */
+  platform: string;
+};
+
+/**
+ * Describes the message pkgfarm.v1.ListScansRequest.
+ * Use `create(ListScansRequestSchema)` to create a new message.
+ */
+export const ListScansRequestSchema: GenMessage<ListScansRequest> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 47);
+
+/**
+ * ListScansResponse lists scans, newest first.
+ *
+ * @generated from message pkgfarm.v1.ListScansResponse
+ */
+export type ListScansResponse = Message<"pkgfarm.v1.ListScansResponse"> & {
+  /**
+   * The scans.
+   *
+   * @generated from field: repeated pkgfarm.v1.Scan scans = 1;
+   */
+  scans: Scan[];
+};
+
+/**
+ * Describes the message pkgfarm.v1.ListScansResponse.
+ * Use `create(ListScansResponseSchema)` to create a new message.
+ */
+export const ListScansResponseSchema: GenMessage<ListScansResponse> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 48);
+
+/**
+ * ListPlatformsRequest has no filters.
+ *
+ * @generated from message pkgfarm.v1.ListPlatformsRequest
+ */
+export type ListPlatformsRequest = Message<"pkgfarm.v1.ListPlatformsRequest"> & {
+};
+
+/**
+ * Describes the message pkgfarm.v1.ListPlatformsRequest.
+ * Use `create(ListPlatformsRequestSchema)` to create a new message.
+ */
+export const ListPlatformsRequestSchema: GenMessage<ListPlatformsRequest> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 49);
+
+/**
+ * PlatformTree is one platform's tree.
+ *
+ * @generated from message pkgfarm.v1.PlatformTree
+ */
+export type PlatformTree = Message<"pkgfarm.v1.PlatformTree"> & {
+  /**
+   * Platform, e.g. "Linux-6.1.0-x86_64".
+   *
+   * @generated from field: string platform = 1;
+   */
+  platform: string;
+
+  /**
+   * Its tree.
+   *
+   * @generated from field: pkgfarm.v1.TreeSummary tree = 2;
+   */
+  tree?: TreeSummary | undefined;
+};
+
+/**
+ * Describes the message pkgfarm.v1.PlatformTree.
+ * Use `create(PlatformTreeSchema)` to create a new message.
+ */
+export const PlatformTreeSchema: GenMessage<PlatformTree> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 50);
+
+/**
+ * ListPlatformsResponse lists the platforms, by name.
+ *
+ * @generated from message pkgfarm.v1.ListPlatformsResponse
+ */
+export type ListPlatformsResponse = Message<"pkgfarm.v1.ListPlatformsResponse"> & {
+  /**
+   * The platforms.
+   *
+   * @generated from field: repeated pkgfarm.v1.PlatformTree platforms = 1;
+   */
+  platforms: PlatformTree[];
+};
+
+/**
+ * Describes the message pkgfarm.v1.ListPlatformsResponse.
+ * Use `create(ListPlatformsResponseSchema)` to create a new message.
+ */
+export const ListPlatformsResponseSchema: GenMessage<ListPlatformsResponse> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 51);
 
 /**
  * ImportMode says what an import replaces.
@@ -1636,6 +2302,16 @@ export enum BuildState {
    * @generated from enum value: BUILD_STATE_CANCELLED = 3;
    */
   CANCELLED = 3,
+
+  /**
+   * BUILD_STATE_SCANNING: a limited build whose list names locations the
+   * platform's tree lacks; they and their dependencies are being scanned
+   * (see Build.scan_id), and the build resolves and starts once the closure
+   * is complete.
+   *
+   * @generated from enum value: BUILD_STATE_SCANNING = 4;
+   */
+  SCANNING = 4,
 }
 
 /**
@@ -1764,6 +2440,14 @@ export enum JobOutcome {
    * @generated from enum value: JOB_OUTCOME_FAILED = 2;
    */
   FAILED = 2,
+
+  /**
+   * JOB_OUTCOME_UP_TO_DATE: incremental builds: the binary package is
+   * current (binary_package names it); nothing was built.
+   *
+   * @generated from enum value: JOB_OUTCOME_UP_TO_DATE = 3;
+   */
+  UP_TO_DATE = 3,
 }
 
 /**
@@ -1806,6 +2490,90 @@ export enum ReturnReason {
  */
 export const ReturnReasonSchema: GenEnum<ReturnReason> = /*@__PURE__*/
   enumDesc(file_pkgfarm_v1_depgraph, 6);
+
+/**
+ * ScanScope says what a scan covers.
+ *
+ * @generated from enum pkgfarm.v1.ScanScope
+ */
+export enum ScanScope {
+  /**
+   * SCAN_SCOPE_UNSPECIFIED is refused.
+   *
+   * @generated from enum value: SCAN_SCOPE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * SCAN_SCOPE_TREE: every location of the tree (enumerated by an agent);
+   * the platform's tree becomes what the scan found.
+   *
+   * @generated from enum value: SCAN_SCOPE_TREE = 1;
+   */
+  TREE = 1,
+
+  /**
+   * SCAN_SCOPE_LOCATIONS: the listed locations only.
+   *
+   * @generated from enum value: SCAN_SCOPE_LOCATIONS = 2;
+   */
+  LOCATIONS = 2,
+
+  /**
+   * SCAN_SCOPE_CLOSURE: the listed locations, then every location their
+   * dependencies name that the tree lacks, round after round, until closed.
+   *
+   * @generated from enum value: SCAN_SCOPE_CLOSURE = 3;
+   */
+  CLOSURE = 3,
+}
+
+/**
+ * Describes the enum pkgfarm.v1.ScanScope.
+ */
+export const ScanScopeSchema: GenEnum<ScanScope> = /*@__PURE__*/
+  enumDesc(file_pkgfarm_v1_depgraph, 7);
+
+/**
+ * ScanState is where a scan stands.
+ *
+ * @generated from enum pkgfarm.v1.ScanState
+ */
+export enum ScanState {
+  /**
+   * SCAN_STATE_UNSPECIFIED is never used.
+   *
+   * @generated from enum value: SCAN_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * SCAN_STATE_RUNNING: scan jobs are waiting or running.
+   *
+   * @generated from enum value: SCAN_STATE_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * SCAN_STATE_FINISHED: every scan job ended; its records are in the tree.
+   *
+   * @generated from enum value: SCAN_STATE_FINISHED = 2;
+   */
+  FINISHED = 2,
+
+  /**
+   * SCAN_STATE_FAILED: the scan could not complete (e.g. the enumeration failed).
+   *
+   * @generated from enum value: SCAN_STATE_FAILED = 3;
+   */
+  FAILED = 3,
+}
+
+/**
+ * Describes the enum pkgfarm.v1.ScanState.
+ */
+export const ScanStateSchema: GenEnum<ScanState> = /*@__PURE__*/
+  enumDesc(file_pkgfarm_v1_depgraph, 8);
 
 /**
  * DepGraphService owns the package tree's packages, their requirements and the
@@ -1966,6 +2734,49 @@ export const DepGraphService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchJobsRequestSchema;
     output: typeof WatchJobsResponseSchema;
+  },
+  /**
+   * StartScan scans the whole tree, some locations, or a limited list with
+   * its closure, as scan jobs that the dispatcher gives to the platform's
+   * agents (pbulk's scan clients); their records replace those locations in
+   * the platform's tree as they come back.
+   *
+   * @generated from rpc pkgfarm.v1.DepGraphService.StartScan
+   */
+  startScan: {
+    methodKind: "unary";
+    input: typeof StartScanRequestSchema;
+    output: typeof StartScanResponseSchema;
+  },
+  /**
+   * GetScan returns a scan with its progress.
+   *
+   * @generated from rpc pkgfarm.v1.DepGraphService.GetScan
+   */
+  getScan: {
+    methodKind: "unary";
+    input: typeof GetScanRequestSchema;
+    output: typeof GetScanResponseSchema;
+  },
+  /**
+   * ListScans lists scans, newest first.
+   *
+   * @generated from rpc pkgfarm.v1.DepGraphService.ListScans
+   */
+  listScans: {
+    methodKind: "unary";
+    input: typeof ListScansRequestSchema;
+    output: typeof ListScansResponseSchema;
+  },
+  /**
+   * ListPlatforms lists the platforms depgraph keeps a tree for.
+   *
+   * @generated from rpc pkgfarm.v1.DepGraphService.ListPlatforms
+   */
+  listPlatforms: {
+    methodKind: "unary";
+    input: typeof ListPlatformsRequestSchema;
+    output: typeof ListPlatformsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pkgfarm_v1_depgraph, 0);

@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { BinaryPackage, JobOutcome } from "./depgraph_pb.js";
+import type { BinaryPackage, JobOutcome, ScanOutput, ScanTask } from "./depgraph_pb.js";
 import { file_pkgfarm_v1_depgraph } from "./depgraph_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pkgfarm/v1/dispatcher.proto.
  */
 export const file_pkgfarm_v1_dispatcher: GenFile = /*@__PURE__*/
-  fileDesc("Chtwa2dmYXJtL3YxL2Rpc3BhdGNoZXIucHJvdG8SCnBrZ2Zhcm0udjEiQQoKUnVubmluZ0pvYhIQCghidWlsZF9pZBgBIAEoCRIPCgdwa2duYW1lGAIgASgJEhAKCGxlYXNlX2lkGAMgASgJIrcCCgpBZ2VudEhlbGxvEhAKCGFnZW50X2lkGAEgASgJEgwKBGhvc3QYAiABKAkSCgoCb3MYAyABKAkSEgoKb3NfcmVsZWFzZRgEIAEoCRIMCgRhcmNoGAUgASgJEgsKA2FiaRgGIAEoCRIyCgZsYWJlbHMYByADKAsyIi5wa2dmYXJtLnYxLkFnZW50SGVsbG8uTGFiZWxzRW50cnkSDQoFc2xvdHMYCCABKA0SDwoHdmVyc2lvbhgJIAEoCRIQCghwbGF0Zm9ybRgKIAEoCRInCgdydW5uaW5nGAsgAygLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEhAKCGRyYWluaW5nGAwgASgIGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSwoOQWdlbnRIZWFydGJlYXQSJwoHcnVubmluZxgBIAMoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhIQCghkcmFpbmluZxgCIAEoCCIyCgtKb2JBY2NlcHRlZBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2IiPQoITG9nQ2h1bmsSIwoDam9iGAEgASgLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEgwKBGRhdGEYAiABKAwi0wEKC0pvYkZpbmlzaGVkEiMKA2pvYhgBIAEoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhInCgdvdXRjb21lGAIgASgOMhYucGtnZmFybS52MS5Kb2JPdXRjb21lEisKCGR1cmF0aW9uGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDmJpbmFyeV9wYWNrYWdlGAQgASgLMhkucGtnZmFybS52MS5CaW5hcnlQYWNrYWdlEhYKDmZhaWx1cmVfcmVhc29uGAUgASgJIkIKC0pvYlJlbGVhc2VkEiMKA2pvYhgBIAEoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhIOCgZyZWFzb24YAiABKAkioQIKDkNvbm5lY3RSZXF1ZXN0EicKBWhlbGxvGAEgASgLMhYucGtnZmFybS52MS5BZ2VudEhlbGxvSAASLwoJaGVhcnRiZWF0GAIgASgLMhoucGtnZmFybS52MS5BZ2VudEhlYXJ0YmVhdEgAEisKCGFjY2VwdGVkGAMgASgLMhcucGtnZmFybS52MS5Kb2JBY2NlcHRlZEgAEiMKA2xvZxgEIAEoCzIULnBrZ2Zhcm0udjEuTG9nQ2h1bmtIABIrCghmaW5pc2hlZBgFIAEoCzIXLnBrZ2Zhcm0udjEuSm9iRmluaXNoZWRIABIrCghyZWxlYXNlZBgGIAEoCzIXLnBrZ2Zhcm0udjEuSm9iUmVsZWFzZWRIAEIJCgdtZXNzYWdlIsABCgdXZWxjb21lEhAKCGFnZW50X2lkGAEgASgJEhAKCHBsYXRmb3JtGAIgASgJEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhI0ChFoZWFydGJlYXRfdGltZW91dBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIkCgRrZXB0GAUgAygLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iIrgBCg1Kb2JBc3NpZ25tZW50EiMKA2pvYhgBIAEoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhIQCghsb2NhdGlvbhgCIAEoCRIVCg1tdWx0aV92ZXJzaW9uGAMgASgJEg8KB2F0dGVtcHQYBCABKA0SNgoTZGVwZW5kZW5jeV9wYWNrYWdlcxgFIAMoCzIZLnBrZ2Zhcm0udjEuQmluYXJ5UGFja2FnZRIQCghwbGF0Zm9ybRgGIAEoCSJACglKb2JDYW5jZWwSIwoDam9iGAEgASgLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEg4KBnJlYXNvbhgCIAEoCSIeCgxEcmFpblJlcXVlc3QSDgoGcmVhc29uGAEgASgJIsUBCg9Db25uZWN0UmVzcG9uc2USJgoHd2VsY29tZRgBIAEoCzITLnBrZ2Zhcm0udjEuV2VsY29tZUgAEisKBmFzc2lnbhgCIAEoCzIZLnBrZ2Zhcm0udjEuSm9iQXNzaWdubWVudEgAEicKBmNhbmNlbBgDIAEoCzIVLnBrZ2Zhcm0udjEuSm9iQ2FuY2VsSAASKQoFZHJhaW4YBCABKAsyGC5wa2dmYXJtLnYxLkRyYWluUmVxdWVzdEgAQgkKB21lc3NhZ2UigwEKE1VwbG9hZFBhY2thZ2VIZWFkZXISIwoDam9iGAEgASgLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEhAKCGFnZW50X2lkGAIgASgJEhEKCWZpbGVfbmFtZRgDIAEoCRIOCgZzaGEyNTYYBCABKAkSEgoKc2l6ZV9ieXRlcxgFIAEoBCJiChRVcGxvYWRQYWNrYWdlUmVxdWVzdBIxCgZoZWFkZXIYASABKAsyHy5wa2dmYXJtLnYxLlVwbG9hZFBhY2thZ2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQiSgoVVXBsb2FkUGFja2FnZVJlc3BvbnNlEjEKDmJpbmFyeV9wYWNrYWdlGAEgASgLMhkucGtnZmFybS52MS5CaW5hcnlQYWNrYWdlIk0KFkRvd25sb2FkUGFja2FnZVJlcXVlc3QSEAoIcGxhdGZvcm0YASABKAkSEQoJZmlsZV9uYW1lGAIgASgJEg4KBnNoYTI1NhgDIAEoCSJnChdEb3dubG9hZFBhY2thZ2VSZXNwb25zZRIzCg5iaW5hcnlfcGFja2FnZRgBIAEoCzIZLnBrZ2Zhcm0udjEuQmluYXJ5UGFja2FnZUgAEg8KBWNodW5rGAIgASgMSABCBgoEcGFydCJTCg5SZWFkTG9nUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCRIPCgdwa2duYW1lGAIgASgJEg4KBm9mZnNldBgDIAEoBBIOCgZmb2xsb3cYBCABKAgiLwoPUmVhZExvZ1Jlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IoQCCgVBZ2VudBIlCgVoZWxsbxgBIAEoCzIWLnBrZ2Zhcm0udjEuQWdlbnRIZWxsbxIQCghwbGF0Zm9ybRgCIAEoCRIlCgVzdGF0ZRgDIAEoDjIWLnBrZ2Zhcm0udjEuQWdlbnRTdGF0ZRIwCgxjb25uZWN0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3Rfc2VlbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoHcnVubmluZxgGIAMoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhIRCglqb2JzX2RvbmUYByABKAQiNwoSTGlzdEFnZW50c1Jlc3BvbnNlEiEKBmFnZW50cxgBIAMoCzIRLnBrZ2Zhcm0udjEuQWdlbnQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiNgoSRHJhaW5BZ2VudFJlc3BvbnNlEiAKBWFnZW50GAEgASgLMhEucGtnZmFybS52MS5BZ2VudCpbCgpBZ2VudFN0YXRlEhsKF0FHRU5UX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSQUdFTlRfU1RBVEVfQUNUSVZFEAESGAoUQUdFTlRfU1RBVEVfRFJBSU5JTkcQAjLxAwoRRGlzcGF0Y2hlclNlcnZpY2USRgoHQ29ubmVjdBIaLnBrZ2Zhcm0udjEuQ29ubmVjdFJlcXVlc3QaGy5wa2dmYXJtLnYxLkNvbm5lY3RSZXNwb25zZSgBMAESVgoNVXBsb2FkUGFja2FnZRIgLnBrZ2Zhcm0udjEuVXBsb2FkUGFja2FnZVJlcXVlc3QaIS5wa2dmYXJtLnYxLlVwbG9hZFBhY2thZ2VSZXNwb25zZSgBElwKD0Rvd25sb2FkUGFja2FnZRIiLnBrZ2Zhcm0udjEuRG93bmxvYWRQYWNrYWdlUmVxdWVzdBojLnBrZ2Zhcm0udjEuRG93bmxvYWRQYWNrYWdlUmVzcG9uc2UwARJECgdSZWFkTG9nEhoucGtnZmFybS52MS5SZWFkTG9nUmVxdWVzdBobLnBrZ2Zhcm0udjEuUmVhZExvZ1Jlc3BvbnNlMAESSwoKTGlzdEFnZW50cxIdLnBrZ2Zhcm0udjEuTGlzdEFnZW50c1JlcXVlc3QaHi5wa2dmYXJtLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJLCgpEcmFpbkFnZW50Eh0ucGtnZmFybS52MS5EcmFpbkFnZW50UmVxdWVzdBoeLnBrZ2Zhcm0udjEuRHJhaW5BZ2VudFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_pkgfarm_v1_depgraph]);
+  fileDesc("Chtwa2dmYXJtL3YxL2Rpc3BhdGNoZXIucHJvdG8SCnBrZ2Zhcm0udjEiQQoKUnVubmluZ0pvYhIQCghidWlsZF9pZBgBIAEoCRIPCgdwa2duYW1lGAIgASgJEhAKCGxlYXNlX2lkGAMgASgJItgCCgpBZ2VudEhlbGxvEhAKCGFnZW50X2lkGAEgASgJEgwKBGhvc3QYAiABKAkSCgoCb3MYAyABKAkSEgoKb3NfcmVsZWFzZRgEIAEoCRIMCgRhcmNoGAUgASgJEgsKA2FiaRgGIAEoCRIyCgZsYWJlbHMYByADKAsyIi5wa2dmYXJtLnYxLkFnZW50SGVsbG8uTGFiZWxzRW50cnkSDQoFc2xvdHMYCCABKA0SDwoHdmVyc2lvbhgJIAEoCRIQCghwbGF0Zm9ybRgKIAEoCRInCgdydW5uaW5nGAsgAygLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEhAKCGRyYWluaW5nGAwgASgIEg0KBXNjYW5zGA0gASgIEhAKCGV4ZWN1dG9yGA4gASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSwoOQWdlbnRIZWFydGJlYXQSJwoHcnVubmluZxgBIAMoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhIQCghkcmFpbmluZxgCIAEoCCIyCgtKb2JBY2NlcHRlZBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2IiTAoITG9nQ2h1bmsSIwoDam9iGAEgASgLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEgwKBGRhdGEYAiABKAwSDQoFcGhhc2UYAyABKAkiqAIKC0pvYkZpbmlzaGVkEiMKA2pvYhgBIAEoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhInCgdvdXRjb21lGAIgASgOMhYucGtnZmFybS52MS5Kb2JPdXRjb21lEisKCGR1cmF0aW9uGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDmJpbmFyeV9wYWNrYWdlGAQgASgLMhkucGtnZmFybS52MS5CaW5hcnlQYWNrYWdlEhYKDmZhaWx1cmVfcmVhc29uGAUgASgJEhQKDGZhaWxlZF9waGFzZRgGIAEoCRIrCgtzY2FuX291dHB1dBgHIAEoCzIWLnBrZ2Zhcm0udjEuU2Nhbk91dHB1dBIQCghkZWNpc2lvbhgIIAEoCSJCCgtKb2JSZWxlYXNlZBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISDgoGcmVhc29uGAIgASgJIqECCg5Db25uZWN0UmVxdWVzdBInCgVoZWxsbxgBIAEoCzIWLnBrZ2Zhcm0udjEuQWdlbnRIZWxsb0gAEi8KCWhlYXJ0YmVhdBgCIAEoCzIaLnBrZ2Zhcm0udjEuQWdlbnRIZWFydGJlYXRIABIrCghhY2NlcHRlZBgDIAEoCzIXLnBrZ2Zhcm0udjEuSm9iQWNjZXB0ZWRIABIjCgNsb2cYBCABKAsyFC5wa2dmYXJtLnYxLkxvZ0NodW5rSAASKwoIZmluaXNoZWQYBSABKAsyFy5wa2dmYXJtLnYxLkpvYkZpbmlzaGVkSAASKwoIcmVsZWFzZWQYBiABKAsyFy5wa2dmYXJtLnYxLkpvYlJlbGVhc2VkSABCCQoHbWVzc2FnZSLAAQoHV2VsY29tZRIQCghhZ2VudF9pZBgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRaGVhcnRiZWF0X3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJAoEa2VwdBgFIAMoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYiKMAwoNSm9iQXNzaWdubWVudBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISEAoIbG9jYXRpb24YAiABKAkSFQoNbXVsdGlfdmVyc2lvbhgDIAEoCRIPCgdhdHRlbXB0GAQgASgNEjYKE2RlcGVuZGVuY3lfcGFja2FnZXMYBSADKAsyGS5wa2dmYXJtLnYxLkJpbmFyeVBhY2thZ2USEAoIcGxhdGZvcm0YBiABKAkSIgoEc2NhbhgHIAEoCzIULnBrZ2Zhcm0udjEuU2NhblRhc2sSOgoJc2Nhbl92YXJzGAggAygLMicucGtnZmFybS52MS5Kb2JBc3NpZ25tZW50LlNjYW5WYXJzRW50cnkSFAoMZGVwZW5kZW5jaWVzGAkgAygJEhYKDnJlYnVpbGRfcmVhc29uGAogASgJEhMKC2luY3JlbWVudGFsGAsgASgIGi8KDVNjYW5WYXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJdCgdSZWZ1c2FsEiMKA2pvYhgBIAEoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhIPCgdtZXNzYWdlGAIgASgJEgwKBGNvZGUYAyABKAkSDgoGcmVhc29uGAQgASgJIkAKCUpvYkNhbmNlbBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISDgoGcmVhc29uGAIgASgJIh4KDERyYWluUmVxdWVzdBIOCgZyZWFzb24YASABKAki7QEKD0Nvbm5lY3RSZXNwb25zZRImCgd3ZWxjb21lGAEgASgLMhMucGtnZmFybS52MS5XZWxjb21lSAASKwoGYXNzaWduGAIgASgLMhkucGtnZmFybS52MS5Kb2JBc3NpZ25tZW50SAASJwoGY2FuY2VsGAMgASgLMhUucGtnZmFybS52MS5Kb2JDYW5jZWxIABIpCgVkcmFpbhgEIAEoCzIYLnBrZ2Zhcm0udjEuRHJhaW5SZXF1ZXN0SAASJgoHcmVmdXNlZBgFIAEoCzITLnBrZ2Zhcm0udjEuUmVmdXNhbEgAQgkKB21lc3NhZ2UigwEKE1VwbG9hZFBhY2thZ2VIZWFkZXISIwoDam9iGAEgASgLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEhAKCGFnZW50X2lkGAIgASgJEhEKCWZpbGVfbmFtZRgDIAEoCRIOCgZzaGEyNTYYBCABKAkSEgoKc2l6ZV9ieXRlcxgFIAEoBCJiChRVcGxvYWRQYWNrYWdlUmVxdWVzdBIxCgZoZWFkZXIYASABKAsyHy5wa2dmYXJtLnYxLlVwbG9hZFBhY2thZ2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQiSgoVVXBsb2FkUGFja2FnZVJlc3BvbnNlEjEKDmJpbmFyeV9wYWNrYWdlGAEgASgLMhkucGtnZmFybS52MS5CaW5hcnlQYWNrYWdlIk0KFkRvd25sb2FkUGFja2FnZVJlcXVlc3QSEAoIcGxhdGZvcm0YASABKAkSEQoJZmlsZV9uYW1lGAIgASgJEg4KBnNoYTI1NhgDIAEoCSJnChdEb3dubG9hZFBhY2thZ2VSZXNwb25zZRIzCg5iaW5hcnlfcGFja2FnZRgBIAEoCzIZLnBrZ2Zhcm0udjEuQmluYXJ5UGFja2FnZUgAEg8KBWNodW5rGAIgASgMSABCBgoEcGFydCJiCg5SZWFkTG9nUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCRIPCgdwa2duYW1lGAIgASgJEg4KBm9mZnNldBgDIAEoBBIOCgZmb2xsb3cYBCABKAgSDQoFcGhhc2UYBSABKAkiLwoPUmVhZExvZ1Jlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IoQCCgVBZ2VudBIlCgVoZWxsbxgBIAEoCzIWLnBrZ2Zhcm0udjEuQWdlbnRIZWxsbxIQCghwbGF0Zm9ybRgCIAEoCRIlCgVzdGF0ZRgDIAEoDjIWLnBrZ2Zhcm0udjEuQWdlbnRTdGF0ZRIwCgxjb25uZWN0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3Rfc2VlbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoHcnVubmluZxgGIAMoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhIRCglqb2JzX2RvbmUYByABKAQiNwoSTGlzdEFnZW50c1Jlc3BvbnNlEiEKBmFnZW50cxgBIAMoCzIRLnBrZ2Zhcm0udjEuQWdlbnQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiNgoSRHJhaW5BZ2VudFJlc3BvbnNlEiAKBWFnZW50GAEgASgLMhEucGtnZmFybS52MS5BZ2VudCpbCgpBZ2VudFN0YXRlEhsKF0FHRU5UX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSQUdFTlRfU1RBVEVfQUNUSVZFEAESGAoUQUdFTlRfU1RBVEVfRFJBSU5JTkcQAjLxAwoRRGlzcGF0Y2hlclNlcnZpY2USRgoHQ29ubmVjdBIaLnBrZ2Zhcm0udjEuQ29ubmVjdFJlcXVlc3QaGy5wa2dmYXJtLnYxLkNvbm5lY3RSZXNwb25zZSgBMAESVgoNVXBsb2FkUGFja2FnZRIgLnBrZ2Zhcm0udjEuVXBsb2FkUGFja2FnZVJlcXVlc3QaIS5wa2dmYXJtLnYxLlVwbG9hZFBhY2thZ2VSZXNwb25zZSgBElwKD0Rvd25sb2FkUGFja2FnZRIiLnBrZ2Zhcm0udjEuRG93bmxvYWRQYWNrYWdlUmVxdWVzdBojLnBrZ2Zhcm0udjEuRG93bmxvYWRQYWNrYWdlUmVzcG9uc2UwARJECgdSZWFkTG9nEhoucGtnZmFybS52MS5SZWFkTG9nUmVxdWVzdBobLnBrZ2Zhcm0udjEuUmVhZExvZ1Jlc3BvbnNlMAESSwoKTGlzdEFnZW50cxIdLnBrZ2Zhcm0udjEuTGlzdEFnZW50c1JlcXVlc3QaHi5wa2dmYXJtLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJLCgpEcmFpbkFnZW50Eh0ucGtnZmFybS52MS5EcmFpbkFnZW50UmVxdWVzdBoeLnBrZ2Zhcm0udjEuRHJhaW5BZ2VudFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_pkgfarm_v1_depgraph]);
 
 /**
  * RunningJob names a job an agent holds.
@@ -145,6 +145,20 @@ export type AgentHello = Message<"pkgfarm.v1.AgentHello"> & {
    * @generated from field: bool draining = 12;
    */
   draining: boolean;
+
+  /**
+   * The agent runs scan jobs (it has the tree and a scanner).
+   *
+   * @generated from field: bool scans = 13;
+   */
+  scans: boolean;
+
+  /**
+   * Executor that runs builds: "command" or "pkgsrc".
+   *
+   * @generated from field: string executor = 14;
+   */
+  executor: string;
 };
 
 /**
@@ -222,6 +236,14 @@ export type LogChunk = Message<"pkgfarm.v1.LogChunk"> & {
    * @generated from field: bytes data = 2;
    */
   data: Uint8Array;
+
+  /**
+   * Build phase the output belongs to (e.g. "configure"); each phase has a
+   * log of its own beside the job's whole log. Empty for none.
+   *
+   * @generated from field: string phase = 3;
+   */
+  phase: string;
 };
 
 /**
@@ -271,6 +293,27 @@ export type JobFinished = Message<"pkgfarm.v1.JobFinished"> & {
    * @generated from field: string failure_reason = 5;
    */
   failureReason: string;
+
+  /**
+   * The phase that failed, e.g. "build"; empty when not known.
+   *
+   * @generated from field: string failed_phase = 6;
+   */
+  failedPhase: string;
+
+  /**
+   * For a scan job: what it scanned.
+   *
+   * @generated from field: pkgfarm.v1.ScanOutput scan_output = 7;
+   */
+  scanOutput?: ScanOutput | undefined;
+
+  /**
+   * Why it was rebuilt or found up to date (incremental builds).
+   *
+   * @generated from field: string decision = 8;
+   */
+  decision: string;
 };
 
 /**
@@ -474,6 +517,43 @@ export type JobAssignment = Message<"pkgfarm.v1.JobAssignment"> & {
    * @generated from field: string platform = 6;
    */
   platform: string;
+
+  /**
+   * For a scan job (location is then empty): what to scan.
+   *
+   * @generated from field: pkgfarm.v1.ScanTask scan = 7;
+   */
+  scan?: ScanTask | undefined;
+
+  /**
+   * Every other key the package's scan printed (USE_DESTDIR, BOOTSTRAP_PKG,
+   * USERGROUP_PHASE, NO_BIN_ON_FTP, RESTRICTED, ...).
+   *
+   * @generated from field: map<string, string> scan_vars = 8;
+   */
+  scanVars: { [key: string]: string };
+
+  /**
+   * PKGNAMEs of the direct dependencies, for pkg_add.
+   *
+   * @generated from field: repeated string dependencies = 9;
+   */
+  dependencies: string[];
+
+  /**
+   * Incremental builds: set when a dependency was rebuilt, so the package
+   * must be rebuilt; empty means check whether the binary package is current.
+   *
+   * @generated from field: string rebuild_reason = 10;
+   */
+  rebuildReason: string;
+
+  /**
+   * The build is incremental: a current binary package is reported up to date.
+   *
+   * @generated from field: bool incremental = 11;
+   */
+  incremental: boolean;
 };
 
 /**
@@ -482,6 +562,49 @@ export type JobAssignment = Message<"pkgfarm.v1.JobAssignment"> & {
  */
 export const JobAssignmentSchema: GenMessage<JobAssignment> = /*@__PURE__*/
   messageDesc(file_pkgfarm_v1_dispatcher, 9);
+
+/**
+ * Refusal tells the agent that the dispatcher refused one of its messages,
+ * so it never waits on something that will not happen.
+ *
+ * @generated from message pkgfarm.v1.Refusal
+ */
+export type Refusal = Message<"pkgfarm.v1.Refusal"> & {
+  /**
+   * The job the refused message named, when it named one.
+   *
+   * @generated from field: pkgfarm.v1.RunningJob job = 1;
+   */
+  job?: RunningJob | undefined;
+
+  /**
+   * Which message was refused: "accepted", "log", "finished", "released", ...
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * gRPC status code name, e.g. "FAILED_PRECONDITION".
+   *
+   * @generated from field: string code = 3;
+   */
+  code: string;
+
+  /**
+   * Why, in words.
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message pkgfarm.v1.Refusal.
+ * Use `create(RefusalSchema)` to create a new message.
+ */
+export const RefusalSchema: GenMessage<Refusal> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_dispatcher, 10);
 
 /**
  * JobCancel tells the agent to stop a job (its build was cancelled, or its
@@ -510,7 +633,7 @@ export type JobCancel = Message<"pkgfarm.v1.JobCancel"> & {
  * Use `create(JobCancelSchema)` to create a new message.
  */
 export const JobCancelSchema: GenMessage<JobCancel> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_dispatcher, 10);
+  messageDesc(file_pkgfarm_v1_dispatcher, 11);
 
 /**
  * DrainRequest asks the agent to take no more work and finish what it runs.
@@ -531,7 +654,7 @@ export type DrainRequest = Message<"pkgfarm.v1.DrainRequest"> & {
  * Use `create(DrainRequestSchema)` to create a new message.
  */
 export const DrainRequestSchema: GenMessage<DrainRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_dispatcher, 11);
+  messageDesc(file_pkgfarm_v1_dispatcher, 12);
 
 /**
  * ConnectResponse is one message from the dispatcher.
@@ -576,6 +699,14 @@ export type ConnectResponse = Message<"pkgfarm.v1.ConnectResponse"> & {
      */
     value: DrainRequest;
     case: "drain";
+  } | {
+    /**
+     * A message of the agent's was refused.
+     *
+     * @generated from field: pkgfarm.v1.Refusal refused = 5;
+     */
+    value: Refusal;
+    case: "refused";
   } | { case: undefined; value?: undefined };
 };
 
@@ -584,7 +715,7 @@ export type ConnectResponse = Message<"pkgfarm.v1.ConnectResponse"> & {
  * Use `create(ConnectResponseSchema)` to create a new message.
  */
 export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_dispatcher, 12);
+  messageDesc(file_pkgfarm_v1_dispatcher, 13);
 
 /**
  * UploadPackageHeader describes the package that follows.
@@ -633,7 +764,7 @@ export type UploadPackageHeader = Message<"pkgfarm.v1.UploadPackageHeader"> & {
  * Use `create(UploadPackageHeaderSchema)` to create a new message.
  */
 export const UploadPackageHeaderSchema: GenMessage<UploadPackageHeader> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_dispatcher, 13);
+  messageDesc(file_pkgfarm_v1_dispatcher, 14);
 
 /**
  * UploadPackageRequest is the header (first message) or a chunk of bytes.
@@ -670,7 +801,7 @@ export type UploadPackageRequest = Message<"pkgfarm.v1.UploadPackageRequest"> & 
  * Use `create(UploadPackageRequestSchema)` to create a new message.
  */
 export const UploadPackageRequestSchema: GenMessage<UploadPackageRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_dispatcher, 14);
+  messageDesc(file_pkgfarm_v1_dispatcher, 15);
 
 /**
  * UploadPackageResponse confirms what was stored.
@@ -691,7 +822,7 @@ export type UploadPackageResponse = Message<"pkgfarm.v1.UploadPackageResponse"> 
  * Use `create(UploadPackageResponseSchema)` to create a new message.
  */
 export const UploadPackageResponseSchema: GenMessage<UploadPackageResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_dispatcher, 15);
+  messageDesc(file_pkgfarm_v1_dispatcher, 16);
 
 /**
  * DownloadPackageRequest names a stored package.
@@ -726,7 +857,7 @@ export type DownloadPackageRequest = Message<"pkgfarm.v1.DownloadPackageRequest"
  * Use `create(DownloadPackageRequestSchema)` to create a new message.
  */
 export const DownloadPackageRequestSchema: GenMessage<DownloadPackageRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_dispatcher, 16);
+  messageDesc(file_pkgfarm_v1_dispatcher, 17);
 
 /**
  * DownloadPackageResponse is the package's metadata (first) or a chunk.
@@ -763,7 +894,7 @@ export type DownloadPackageResponse = Message<"pkgfarm.v1.DownloadPackageRespons
  * Use `create(DownloadPackageResponseSchema)` to create a new message.
  */
 export const DownloadPackageResponseSchema: GenMessage<DownloadPackageResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_dispatcher, 17);
+  messageDesc(file_pkgfarm_v1_dispatcher, 18);
 
 /**
  * ReadLogRequest names a job's log.
@@ -798,6 +929,13 @@ export type ReadLogRequest = Message<"pkgfarm.v1.ReadLogRequest"> & {
    * @generated from field: bool follow = 4;
    */
   follow: boolean;
+
+  /**
+   * One phase's log (e.g. "build"); empty reads the job's whole log.
+   *
+   * @generated from field: string phase = 5;
+   */
+  phase: string;
 };
 
 /**
@@ -805,7 +943,7 @@ export type ReadLogRequest = Message<"pkgfarm.v1.ReadLogRequest"> & {
  * Use `create(ReadLogRequestSchema)` to create a new message.
  */
 export const ReadLogRequestSchema: GenMessage<ReadLogRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_dispatcher, 18);
+  messageDesc(file_pkgfarm_v1_dispatcher, 19);
 
 /**
  * ReadLogResponse is a piece of the log.
@@ -833,7 +971,7 @@ export type ReadLogResponse = Message<"pkgfarm.v1.ReadLogResponse"> & {
  * Use `create(ReadLogResponseSchema)` to create a new message.
  */
 export const ReadLogResponseSchema: GenMessage<ReadLogResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_dispatcher, 19);
+  messageDesc(file_pkgfarm_v1_dispatcher, 20);
 
 /**
  * ListAgentsRequest has no filters yet.
@@ -848,7 +986,7 @@ export type ListAgentsRequest = Message<"pkgfarm.v1.ListAgentsRequest"> & {
  * Use `create(ListAgentsRequestSchema)` to create a new message.
  */
 export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_dispatcher, 20);
+  messageDesc(file_pkgfarm_v1_dispatcher, 21);
 
 /**
  * Agent is a connected agent.
@@ -912,7 +1050,7 @@ export type Agent = Message<"pkgfarm.v1.Agent"> & {
  * Use `create(AgentSchema)` to create a new message.
  */
 export const AgentSchema: GenMessage<Agent> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_dispatcher, 21);
+  messageDesc(file_pkgfarm_v1_dispatcher, 22);
 
 /**
  * ListAgentsResponse lists connected agents, ordered by id.
@@ -933,7 +1071,7 @@ export type ListAgentsResponse = Message<"pkgfarm.v1.ListAgentsResponse"> & {
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_dispatcher, 22);
+  messageDesc(file_pkgfarm_v1_dispatcher, 23);
 
 /**
  * DrainAgentRequest names an agent.
@@ -954,7 +1092,7 @@ export type DrainAgentRequest = Message<"pkgfarm.v1.DrainAgentRequest"> & {
  * Use `create(DrainAgentRequestSchema)` to create a new message.
  */
 export const DrainAgentRequestSchema: GenMessage<DrainAgentRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_dispatcher, 23);
+  messageDesc(file_pkgfarm_v1_dispatcher, 24);
 
 /**
  * DrainAgentResponse shows the drained agent.
@@ -975,7 +1113,7 @@ export type DrainAgentResponse = Message<"pkgfarm.v1.DrainAgentResponse"> & {
  * Use `create(DrainAgentResponseSchema)` to create a new message.
  */
 export const DrainAgentResponseSchema: GenMessage<DrainAgentResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_dispatcher, 24);
+  messageDesc(file_pkgfarm_v1_dispatcher, 25);
 
 /**
  * AgentState is where an agent stands.
