@@ -75,6 +75,9 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
     for (const wake of [...waiters]) wake();
   });
   const leaseTimer = createLeaseTimer(depgraph, logger, options.now);
+  // Leases restored from the store run out on their own deadlines, not
+  // only once some NextReadyJob or RenewLease call arms the timer.
+  leaseTimer.arm();
 
   const guard = async <T>(method: string, run: () => Promise<T> | T): Promise<T> => {
     try {
@@ -261,6 +264,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
             binaryPackage: bp === undefined ? undefined : { fileName: bp.fileName, sha256: bp.sha256, sizeBytes: Number(bp.sizeBytes) },
             logRef: r.logRef,
             failureReason: r.failureReason,
+            agentId: r.agentId,
           };
         });
         for (const r of results) {
@@ -360,7 +364,7 @@ function problemToWire(p: InvalidScanRecord): ScanProblem {
 }
 
 function leaseRefFromWire(ref: WireLeaseRef): LeaseRef {
-  return { buildId: ref.buildId, pkgname: ref.pkgname, leaseId: ref.leaseId };
+  return { buildId: ref.buildId, pkgname: ref.pkgname, leaseId: ref.leaseId, agentId: ref.agentId };
 }
 
 function leaseRefToWire(ref: LeaseRef): { buildId: string; pkgname: string; leaseId: string } {

@@ -17,6 +17,8 @@ export interface AgentMessageOptions {
   readonly results: ResultRelay;
   readonly wake: (platform: string) => void;
   readonly now: () => number;
+  /** How often agents send heartbeats: an assignment younger than this may not be in one yet. */
+  readonly heartbeatIntervalMs: number;
   readonly metrics?: DispatcherMetrics;
 }
 
@@ -45,6 +47,19 @@ export function createAgentMessageHandler(options: AgentMessageOptions): AgentMe
           if (held === undefined || held.agentId !== agent.id || held.leaseId !== job.leaseId) {
             session.outbox.push(create(ConnectResponseSchema, { message: { case: "cancel", value: { job, reason: "this agent no longer holds the job" } } }));
           }
+        }
+        // Jobs we hold for the agent that it no longer runs (it lost them,
+        // or dropped one whose report was refused) go back now, not when
+        // the stream ends: the agent may live for weeks.
+        const gone = registry.notListed(agent, request.message.value.running, now(), options.heartbeatIntervalMs);
+        if (gone.length > 0) {
+          const why = `agent ${agent.id} no longer runs the job (its heartbeat does not list it)`;
+          for (const job of gone) void jobs.end(job, `${why}; the job goes back to the queue`);
+          session.logger.warn({ jobs: gone.map((j) => j.pkgname) }, "agent no longer runs jobs it holds; giving them back");
+          wake(agent.platform);
+          // Counted as lost, so a package that makes agents drop it fails after a few tries.
+          void jobs.giveBack(gone, ReturnReason.AGENT_LOST, why, "not_running")
+            .catch((e) => session.logger.error({ err: e }, "giving back jobs the agent no longer runs failed; their leases will expire"));
         }
         return;
       }

@@ -12,7 +12,7 @@ import type { AgentMessageHandler } from "./agent-messages.js";
 import type { JobControl } from "./job-control.js";
 import { checkHello, type Session, type SessionTable } from "./sessions.js";
 import { toConnectError } from "./status.js";
-import { refOf } from "./wire.js";
+import { refOf, refusal } from "./wire.js";
 
 export interface AgentStreamsOptions {
   readonly registry: AgentRegistry;
@@ -91,10 +91,10 @@ export function createAgentStreams(options: AgentStreamsOptions): AgentStreams {
     // restarted) are kept if depgraph still has their leases.
     let kept: RunningJob[] = [];
     if (hello.running.length > 0) {
-      const lost = await depgraph.renewLeases(hello.running).catch(() => [...hello.running]);
+      const lost = await depgraph.renewLeases(hello.running.map((j) => ({ ...refOf(j), agentId: agent.id }))).catch(() => [...hello.running]);
       const lostKeys = new Set(lost.map((l) => `${jobKey(l.buildId, l.pkgname)}\u0000${l.leaseId}`));
       kept = hello.running.filter((j) => !lostKeys.has(`${jobKey(j.buildId, j.pkgname)}\u0000${j.leaseId}`) && registry.holderOf(j.buildId, j.pkgname) === undefined);
-      for (const job of kept.slice(0, agent.slots)) registry.hold(agent, refOf(job)).accepted = true;
+      for (const job of kept.slice(0, agent.slots)) registry.hold(agent, refOf(job), now()).accepted = true;
       kept = kept.slice(0, agent.slots);
     }
     session.outbox.push(create(ConnectResponseSchema, {
@@ -141,9 +141,11 @@ export function createAgentStreams(options: AgentStreamsOptions): AgentStreams {
             await onMessage(session, next.value);
           } catch (e) {
             // One bad report does not end the agent's session: its other
-            // jobs are fine. It is logged and, for a job, cancelled there.
+            // jobs are fine. The agent is told, so it can give the job back
+            // or forget it rather than wait for ever.
             const error = toConnectError(e);
             session.logger.warn({ err: error.message, code: Code[error.code], message: next.value.message.case }, "agent message refused");
+            session.outbox.push(refusal(next.value, error));
           }
         }
         dropSession(session, ReturnReason.AGENT_LOST, `agent ${session.agent.id} closed its stream`);

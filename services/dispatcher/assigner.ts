@@ -15,6 +15,7 @@ export interface AssignerOptions {
   readonly logs: LogStore;
   readonly jobs: JobControl;
   readonly logger: Logger;
+  readonly now: () => number;
   readonly metrics?: DispatcherMetrics;
 }
 
@@ -29,11 +30,11 @@ export interface Assigner {
 }
 
 export function createAssigner(options: AssignerOptions): Assigner {
-  const { registry, sessions, logs, jobs, logger, metrics } = options;
+  const { registry, sessions, logs, jobs, logger, now, metrics } = options;
 
   const assign = (session: Session, a: Assignment) => {
     const pkg = a.package!;
-    const held = registry.hold(session.agent, { buildId: a.buildId, pkgname: pkg.pkgname, leaseId: a.leaseId });
+    const held = registry.hold(session.agent, { buildId: a.buildId, pkgname: pkg.pkgname, leaseId: a.leaseId }, now());
     metrics?.jobAssigned(held, session.agent.platform);
     void logs.begin(a.buildId, pkg.pkgname, `${pkg.pkgname} (${pkg.location}) attempt ${a.attempt} on agent ${session.agent.id}`)
       .catch((e) => session.logger.error({ err: e, pkgname: pkg.pkgname }, "cannot start the job's log"));

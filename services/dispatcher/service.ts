@@ -59,7 +59,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
   // pullers: the late binding breaks the circle.
   const wake = (platform: string) => pullers.wake(platform);
   const jobs = createJobControl({ registry, sessions, uploads, logs, depgraph, metrics, wake });
-  const assigner = createAssigner({ registry, sessions, logs, jobs, logger, metrics });
+  const assigner = createAssigner({ registry, sessions, logs, jobs, logger, now, metrics });
   const pullers = createPullers({ registry, depgraph, logger, signal: root.signal, place: assigner.place });
   const results = createResultRelay({ registry, uploads, logs, depgraph, jobs, wake, metrics });
   const renewer = startLeaseRenewer({
@@ -68,7 +68,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
   });
   const streams = createAgentStreams({
     registry, sessions, depgraph, jobs, wake, logger, now,
-    onMessage: createAgentMessageHandler({ registry, logs, jobs, results, wake, now, metrics }),
+    onMessage: createAgentMessageHandler({ registry, logs, jobs, results, wake, now, metrics, heartbeatIntervalMs: options.heartbeatIntervalMs }),
     heartbeatIntervalMs: options.heartbeatIntervalMs,
     heartbeatTimeoutMs: options.heartbeatTimeoutMs,
     maxAgents: options.maxAgents,

@@ -1,14 +1,15 @@
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { JobOutcome } from "../../gen/pkgfarm/v1/depgraph_pb.js";
-import type { DispatcherService } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
-import { assertActsFor } from "../shared/index.js";
-import { jobKey, type AgentRegistry, type JobKey } from "./core/registry.js";
+import { JobOutcome, ReturnReason } from "../../gen/pkgfarm/v1/depgraph_pb.js";
+import type { DispatcherService, UploadPackageRequest } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
+import { assertActsFor, grpcCodeName } from "../shared/index.js";
+import { jobKey, type AgentRegistry, type HeldJob, type JobKey } from "./core/registry.js";
+import { uploadFailureAction } from "./core/upload-failure.js";
 import type { DepGraphLink } from "./depgraph-link.js";
 import type { JobControl } from "./job-control.js";
 import type { LogStore } from "./log-store.js";
 import type { DispatcherMetrics } from "./metrics.js";
-import type { PackageStore, StoredPackage } from "./package-store.js";
-import type { SessionTable } from "./sessions.js";
+import type { PackageStore, PackageUpload, StoredPackage } from "./package-store.js";
+import type { Session, SessionTable } from "./sessions.js";
 import { toConnectError } from "./status.js";
 import { refOf } from "./wire.js";
 
@@ -48,11 +49,13 @@ type UploadHandler = ServiceImpl<typeof DispatcherService>["uploadPackage"];
 /**
  * createUploadHandler serves UploadPackage: the agent must hold the job, the
  * file is named after it, and the bytes are verified against the header's
- * digest before the package appears in the store.
+ * digest before the package appears in the store. An upload that fails once
+ * the job is known ends the job (a result or a give-back), unless the
+ * agent's own stream broke: the agent then retries or gives it back.
  */
 export function createUploadHandler(options: UploadHandlerOptions): UploadHandler {
   const { sessions, registry, packages, uploads, jobs, depgraph, logs, metrics } = options;
-  return async (requests, ctx) => {
+  const handler: UploadHandler = async (requests, ctx) => {
     const iterator = requests[Symbol.asyncIterator]();
     const first = await iterator.next();
     if (first.done === true || first.value.part.case !== "header") {
@@ -72,15 +75,20 @@ export function createUploadHandler(options: UploadHandlerOptions): UploadHandle
     if (header.fileName !== `${held.pkgname}.tgz`) {
       throw new ConnectError(`file_name must be "${held.pkgname}.tgz" for job ${held.pkgname}, not "${header.fileName}"`, Code.InvalidArgument);
     }
-    let upload;
+    let upload: PackageUpload;
     try {
       upload = await packages.beginUpload({ platform: session.agent.platform, fileName: header.fileName, sha256: header.sha256, sizeBytes: header.sizeBytes });
     } catch (e) {
-      throw toConnectError(e);
+      throw settle(session, held, "dispatcher", toConnectError(e));
     }
     try {
       for (;;) {
-        const next = await iterator.next();
+        let next: IteratorResult<UploadPackageRequest>;
+        try {
+          next = await iterator.next();
+        } catch (e) {
+          throw new AgentStreamBroke(e);
+        }
         if (next.done === true) break;
         if (next.value.part.case !== "chunk") throw new ConnectError("after the header, UploadPackage takes only chunks", Code.InvalidArgument);
         await upload.write(next.value.part.value);
@@ -95,15 +103,47 @@ export function createUploadHandler(options: UploadHandlerOptions): UploadHandle
       return { binaryPackage: { fileName: stored.fileName, sha256: stored.sha256, sizeBytes: stored.sizeBytes } };
     } catch (e) {
       await upload.abort();
-      const error = toConnectError(e);
-      if (error.code === Code.DataLoss) {
-        // A corrupt package fails the job: a retry elsewhere may succeed.
-        jobs.cancel(held, `upload refused: ${error.rawMessage}`);
-        void depgraph.markDone({ buildId: held.buildId, pkgname: held.pkgname, leaseId: held.leaseId, outcome: JobOutcome.FAILED,
-          logRef: logs.logRef(held.buildId, held.pkgname), failureReason: `uploaded package is corrupt: ${error.rawMessage}`, failedPhase: "upload", decision: "" })
-          .catch((err) => session.logger.warn({ err }, "depgraph refused the failure"));
-      }
-      throw error;
+      if (e instanceof AgentStreamBroke) throw settle(session, held, "agent-stream", ConnectError.from(e.cause));
+      throw settle(session, held, "dispatcher", toConnectError(e));
     }
   };
+
+  /** Ends the job as the failure calls for (see uploadFailureAction) and returns the error for the agent. */
+  const settle = (session: Session, held: HeldJob, from: "agent-stream" | "dispatcher", error: ConnectError): ConnectError => {
+    const action = uploadFailureAction(from, grpcCodeName(error.code));
+    const log = session.logger.child({ buildId: held.buildId, pkgname: held.pkgname });
+    if (registry.holderOf(held.buildId, held.pkgname) !== held) return error;
+    switch (action) {
+      case "fail": {
+        const corrupt = error.code === Code.DataLoss;
+        const why = corrupt ? `uploaded package is corrupt: ${error.rawMessage}` : `upload refused (${grpcCodeName(error.code)}): ${error.rawMessage}`;
+        log.warn({ err: error.rawMessage, code: Code[error.code] }, "upload refused; the job fails");
+        jobs.cancel(held, `upload refused: ${error.rawMessage}`);
+        void depgraph.markDone({ buildId: held.buildId, pkgname: held.pkgname, leaseId: held.leaseId, agentId: held.agentId, outcome: JobOutcome.FAILED,
+          logRef: logs.logRef(held.buildId, held.pkgname), failureReason: why, failedPhase: "upload", decision: "" })
+          .catch((err) => log.warn({ err }, "depgraph refused the failure"));
+        break;
+      }
+      case "give-back": {
+        log.error({ err: error.rawMessage, code: Code[error.code] }, "cannot store the package; the job goes back");
+        const why = `the dispatcher could not store the package: ${error.rawMessage}`;
+        jobs.cancel(held, why);
+        void jobs.giveBack([held], ReturnReason.AGENT_LOST, why, "upload_failed").catch((err) => log.error({ err }, "giving the job back failed"));
+        break;
+      }
+      case "agent-decides":
+      case "nothing":
+        break;
+    }
+    return error;
+  };
+  return handler;
+}
+
+/** AgentStreamBroke marks a failure to read the agent's own upload stream (it broke, or the agent cancelled it). */
+class AgentStreamBroke extends Error {
+  override readonly name = "AgentStreamBroke";
+  constructor(override readonly cause: unknown) {
+    super(ConnectError.from(cause).message, { cause });
+  }
 }

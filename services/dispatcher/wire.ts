@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AgentHelloSchema, RunningJobSchema, type AgentHello, type RunningJob } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
+import { AgentHelloSchema, ConnectResponseSchema, RunningJobSchema, type AgentHello, type ConnectRequest, type ConnectResponse, type RunningJob } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
+import { grpcCodeName } from "../shared/index.js";
 
 /** JobRef names a job and the lease it is held under. */
 export interface JobRef {
@@ -26,4 +27,31 @@ export function runningJob(job: JobRef): RunningJob {
  */
 export function redactHello(hello: AgentHello | undefined): AgentHello | undefined {
   return hello === undefined ? undefined : create(AgentHelloSchema, { ...hello, running: hello.running.map((job) => runningJob({ ...job, leaseId: "" })) });
+}
+
+/** The job an agent message names, if it names one. */
+export function jobOf(request: ConnectRequest): RunningJob | undefined {
+  switch (request.message.case) {
+    case "accepted":
+    case "log":
+    case "finished":
+    case "released":
+      return request.message.value.job;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * refusal tells the agent which of its messages was refused and why, so it
+ * never waits for something that will not happen (a result that was not
+ * taken, a give-back of a job it does not hold).
+ */
+export function refusal(request: ConnectRequest, error: ConnectError): ConnectResponse {
+  return create(ConnectResponseSchema, {
+    message: {
+      case: "refused",
+      value: { job: jobOf(request), message: request.message.case ?? "empty", code: grpcCodeName(error.code), reason: error.rawMessage },
+    },
+  });
 }
