@@ -279,6 +279,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
 
     markDone(request) {
       return guard("MarkDone", () => {
+        if (request.results.length === 0) throw new InvalidRequest("results is empty: report at least one job");
         const scanResults: ScanJobResult[] = request.results.filter((r) => depgraph.isScan(r.buildId)).map((r) => {
           const output = scanOutputFromWire(r.scanOutput);
           return { buildId: r.buildId, pkgname: r.pkgname, leaseId: r.leaseId, failure: r.outcome === JobOutcome.FAILED ? r.failureReason || "the scan job failed" : "", ...output };
