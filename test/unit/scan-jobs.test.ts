@@ -135,3 +135,27 @@ test("a closure scan that cannot find a listed location still starts the build, 
   assert.match(depgraph.buildProblem(build.id), /misc\/nowhere/);
   assert.match(depgraph.getScan(pending.scanId).problems.map((p) => p.problem).join("\n"), /no such location misc\/nowhere/);
 });
+
+test("platform trees and when their locations were scanned survive a restart through the state store", async () => {
+  const { createMemoryStateStore } = await import("../../services/depgraph/state-store.js");
+  const { persistState, restoreState } = await import("../../services/depgraph/state-persister.js");
+  const { createDurationHistory } = await import("../../services/depgraph/core/history.js");
+  const pino = (await import("pino")).default;
+  const logger = pino({ level: "silent" });
+  const store = createMemoryStateStore();
+  const before = new DepGraph(testDepGraphOptions());
+  persistState(store, before);
+  before.startScan({ platform: NETBSD, scope: "locations", locations: ["devel/tool", "misc/other"], reuse: false, locationsPerJob: 8 });
+  for (const a of before.nextScanJobs(NETBSD, "agent-1", 5, undefined)) finish(before, a, answer(a));
+  before.replaceTree([record({ pkgname: "tool-3.0", location: "devel/tool", fail: "not on Linux" })], "tree", LINUX);
+  const scannedAt = before.lastScanned(NETBSD, "devel/tool");
+  assert.ok(scannedAt !== undefined);
+
+  const after = new DepGraph(testDepGraphOptions());
+  await restoreState(store, after, createDurationHistory(), logger);
+  assert.deepEqual(after.platforms(), [LINUX, NETBSD]);
+  assert.deepEqual([...after.treeOf(NETBSD).pkgnames()].sort(), ["other-1.0", "tool-3.0"]);
+  assert.equal(after.treeOf(LINUX).get("tool-3.0")?.record.failReason, "not on Linux");
+  assert.equal(after.lastScanned(NETBSD, "devel/tool"), scannedAt);
+  assert.equal(after.tree.size, 0);
+});
