@@ -103,6 +103,8 @@ export function jobToWire(build: Build, job: Job): WireJob {
     logRef: job.logRef,
     priority: job.priority,
     multiVersion: job.pkg.record.multiVersion,
+    failedPhase: job.failedPhase,
+    decision: job.decision,
   });
 }
 

@@ -304,6 +304,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
             binaryPackage: bp === undefined ? undefined : { fileName: bp.fileName, sha256: bp.sha256, sizeBytes: Number(bp.sizeBytes) },
             logRef: r.logRef,
             failureReason: r.failureReason,
+            failedPhase: r.failedPhase,
           };
         });
         for (const r of results) {

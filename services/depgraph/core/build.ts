@@ -72,6 +72,10 @@ export interface Job {
   durationMs: number;
   binaryPackage: BinaryPackage | undefined;
   logRef: string;
+  /** The build phase that failed (pbulk's last phase log), "" when not known or not failed. */
+  failedPhase: string;
+  /** Incremental builds: why the job is built or skipped ("up to date", "rebuilt: ..."); "" in a full build. */
+  readonly decision: string;
 }
 
 /** JobTransition is one change of a job's state, as WatchJobs and NATS see it. */
@@ -133,6 +137,8 @@ export interface InitialJob {
   readonly reason: string;
   readonly cycle: readonly string[];
   readonly priority: number;
+  /** Incremental builds: why the job is built or skipped; "" otherwise. */
+  readonly decision?: string;
   /** What a durable store remembered of this job, when a build is restored after a restart. */
   readonly restored?: RestoredJob;
 }
@@ -152,6 +158,7 @@ export interface RestoredJob {
   readonly durationMs: number;
   readonly binaryPackage: BinaryPackage | undefined;
   readonly logRef: string;
+  readonly failedPhase?: string;
 }
 
 /**
@@ -202,6 +209,8 @@ export class Build {
         durationMs: kept?.durationMs ?? 0,
         binaryPackage: kept?.binaryPackage,
         logRef: kept?.logRef ?? "",
+        failedPhase: kept?.failedPhase ?? "",
+        decision: init.decision ?? "",
       };
     });
     for (const job of this.jobs) {
@@ -266,10 +275,11 @@ export class Build {
   }
 
   /** Ends a job as failed; everything that needs it becomes indirect-failed. */
-  fail(job: Job, result: { durationMs: number; reason: string; logRef: string }, now: number): number {
+  fail(job: Job, result: { durationMs: number; reason: string; logRef: string; failedPhase?: string }, now: number): number {
     job.lease = undefined;
     job.durationMs = result.durationMs;
     job.logRef = result.logRef;
+    job.failedPhase = result.failedPhase ?? "";
     this.move(job, "failed", result.reason, now);
     const blocked = this.blockDependents(job, now, true);
     this.checkFinished(now);
@@ -458,7 +468,8 @@ export class Build {
     const job: Job = {
       index: this.jobs.length, pkg, pkgname: pkg.record.pkgname, dependencies: [], dependents: [], state: "pending",
       waitingOn: 0, priority: 0, readySeq: 0, reason: "", blockedBy: "", cycle: [], attempts: 0, losses: 0,
-      lease: undefined, agentId: "", durationMs: 0, binaryPackage: undefined, logRef: "",
+      lease: undefined, agentId: "", durationMs: 0, binaryPackage: undefined, logRef: "", failedPhase: "",
+      decision: this.options.mode === "incremental" ? "rebuilt: new in the tree during the build" : "",
     };
     this.jobs.push(job);
     this.byPkgname.set(job.pkgname, job);

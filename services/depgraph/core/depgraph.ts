@@ -4,7 +4,7 @@ import type { ScanRecord } from "./scan-record.js";
 import { EmptyTree, InvalidRequest, StaleLease, UnknownBuild, UnknownPackage, UnknownScan } from "./errors.js";
 import { Heap } from "./heap.js";
 import type { DurationHistory } from "./history.js";
-import { upToDatePackages, type BinaryPackageFile } from "./incremental.js";
+import { decideIncremental, type BinaryPackageFile } from "./incremental.js";
 import { policies, type PolicyName } from "./priority.js";
 import { isValidLocation, isValidPkgname } from "./scan-record.js";
 import { ScanRun, type ScanJob, type ScannedLocation, type ScanScope } from "./scan-run.js";
@@ -72,6 +72,8 @@ export interface JobResult extends LeaseRef {
   readonly binaryPackage: BinaryPackage | undefined;
   readonly logRef: string;
   readonly failureReason: string;
+  /** The phase that failed, e.g. "checksum"; "" when not known. */
+  readonly failedPhase?: string;
 }
 
 /** One entry of the lease heap: a build job's lease or a scan job's. */
@@ -645,9 +647,10 @@ export class DepGraph {
       pbulkWeight: packages.map((pkg) => pkg.record.pbulkWeight),
       expectedMs,
     });
-    const upToDate = binaryPackages !== undefined
-      ? upToDatePackages(packages.map((pkg) => pkg.record.pkgname), dependencies, this.withoutOutdated(binaryPackages))
-      : new Set<number>();
+    const decision = binaryPackages !== undefined
+      ? decideIncremental(packages.map((pkg) => pkg.record.pkgname), dependencies, this.withoutOutdated(binaryPackages))
+      : undefined;
+    const upToDate = decision?.upToDate ?? new Set<number>();
 
     const initial: InitialJob[] = packages.map((pkg, i) => {
       const cycle = inCycle.get(pkg.record.pkgname);
@@ -657,7 +660,7 @@ export class DepGraph {
         : prefail !== "" ? ["prefailed", prefail]
         : upToDate.has(i) ? ["up-to-date", "binary package is current"]
         : ["pending", ""];
-      return { pkg, dependencies: dependencies[i]!, state, reason, cycle: cycle ?? [], priority: priority[i]!, restored: restored.get(pkg.record.pkgname) };
+      return { pkg, dependencies: dependencies[i]!, state, reason, cycle: cycle ?? [], priority: priority[i]!, decision: decision?.reasons[i], restored: restored.get(pkg.record.pkgname) };
     });
     const build = new Build(options, initial, this.emit);
     this.builds.set(options.id, build);
@@ -670,7 +673,9 @@ export class DepGraph {
     const current = new Map(files);
     for (const [name, file] of files) {
       const changed = this.changedAt.get(name);
-      if (changed !== undefined && file.mtimeMs < changed) current.delete(name);
+      if (changed !== undefined && file.mtimeMs < changed && file.outdated === undefined) {
+        current.set(name, { ...file, outdated: "its scan record changed after the package was made" });
+      }
     }
     return current;
   }
@@ -804,7 +809,7 @@ export class DepGraph {
         newlyReady += build.succeed(job, { durationMs: result.durationMs, binaryPackage: result.binaryPackage!, logRef: result.logRef }, now);
         this.options.history.record(job.pkgname, job.pkg.record.location, result.durationMs);
       } else {
-        newlyBlocked += build.fail(job, { durationMs: result.durationMs, reason: result.failureReason || "build failed", logRef: result.logRef }, now);
+        newlyBlocked += build.fail(job, { durationMs: result.durationMs, reason: result.failureReason || "build failed", logRef: result.logRef, failedPhase: result.failedPhase }, now);
       }
     });
     if (newlyReady > 0) this.announceReady();

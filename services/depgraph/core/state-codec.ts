@@ -108,6 +108,7 @@ export function encodeJob(job: Job): string | undefined {
     durationMs: job.durationMs,
     binaryPackage: job.binaryPackage,
     logRef: job.logRef,
+    ...(job.failedPhase === "" ? {} : { failedPhase: job.failedPhase }),
   };
   return JSON.stringify(doc);
 }
