@@ -1,3 +1,4 @@
+import { cycleReason } from "./cycles.js";
 import { Heap } from "./heap.js";
 import type { PolicyName } from "./priority.js";
 import type { TreePackage } from "./tree.js";
@@ -410,7 +411,7 @@ export class Build {
       const prefail = gone ? "" : tree.prefailReason(job.pkg);
       job.cycle = cycle ?? [];
       let [to, reason, blockedBy]: [JobState, string, string] = gone ? ["cancelled", REMOVED, ""]
-        : cycle !== undefined ? ["cycle", `dependency cycle: ${cycle.join(" -> ")}`, ""]
+        : cycle !== undefined ? ["cycle", cycleReason(cycle), ""]
         : prefail !== "" ? ["prefailed", prefail, ""]
         : ["pending", "", ""];
       job.waitingOn = 0;

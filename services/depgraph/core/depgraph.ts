@@ -2,6 +2,7 @@ import { Build, type BinaryPackage, type BuildMode, type BuildOptions, type Init
 import type { InvalidScanRecord } from "./errors.js";
 import type { ScanRecord } from "./scan-record.js";
 import { EmptyTree, InvalidRequest, StaleLease, UnknownBuild, UnknownPackage } from "./errors.js";
+import { cycleReason } from "./cycles.js";
 import { Heap } from "./heap.js";
 import type { DurationHistory } from "./history.js";
 import { upToDatePackages, type BinaryPackageFile } from "./incremental.js";
@@ -289,7 +290,7 @@ export class DepGraph {
       const cycle = inCycle.get(pkg.record.pkgname);
       const prefail = prefailReason(pkg);
       const [state, reason]: [InitialJob["state"], string] =
-        cycle !== undefined ? ["cycle", `dependency cycle: ${cycle.join(" -> ")}`]
+        cycle !== undefined ? ["cycle", cycleReason(cycle)]
         : prefail !== "" ? ["prefailed", prefail]
         : upToDate.has(i) ? ["up-to-date", "binary package is current"]
         : ["pending", ""];

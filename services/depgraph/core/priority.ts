@@ -1,3 +1,5 @@
+import { findCycles } from "./cycles.js";
+
 /** JobGraph is the part of a build a scheduling policy may look at. */
 export interface JobGraph {
   /** Job indices each job needs. */
@@ -31,31 +33,40 @@ export const fifoPolicy: SchedulingPolicy = {
  * pbulk's order (pbulk-build's compute_tree_depth): a job's PBULK_WEIGHT plus
  * that of every package that needs it, directly or not. Counts work that
  * waits on a job, but not how long any of it takes.
+ *
+ * The walk runs over the graph with each cycle made one node: every member
+ * of a cycle reaches the same packages, and walking them member by member
+ * costs the square of the cycle (an 8,000-package cycle took seconds).
  */
 export const pbulkWeightPolicy: SchedulingPolicy = {
   name: "pbulk-weight",
   priorities(graph) {
-    const n = graph.dependents.length;
-    const result = new Float64Array(n);
-    const seenBy = new Int32Array(n).fill(-1);
-    const stack: number[] = [];
-    for (let root = 0; root < n; root++) {
-      let sum = graph.pbulkWeight[root]!;
-      seenBy[root] = root;
-      stack.push(root);
-      while (stack.length > 0) {
-        for (const up of graph.dependents[stack.pop()!]!) {
-          if (seenBy[up] === root) continue;
-          seenBy[up] = root;
-          sum += graph.pbulkWeight[up]!;
-          stack.push(up);
-        }
-      }
-      result[root] = sum;
-    }
-    return result;
+    return pbulkWeights(graph, condense(graph));
   },
 };
+
+function pbulkWeights(graph: JobGraph, c: Condensed): Float64Array {
+  const sums = new Float64Array(c.size);
+  const seenBy = new Int32Array(c.size).fill(-1);
+  const stack: number[] = [];
+  for (let root = 0; root < c.size; root++) {
+    let sum = c.weight[root]!;
+    seenBy[root] = root;
+    stack.push(root);
+    while (stack.length > 0) {
+      for (const up of c.dependents[stack.pop()!]!) {
+        if (seenBy[up] === root) continue;
+        seenBy[up] = root;
+        sum += c.weight[up]!;
+        stack.push(up);
+      }
+    }
+    sums[root] = sum;
+  }
+  const result = new Float64Array(graph.dependencies.length);
+  for (let i = 0; i < result.length; i++) result[i] = sums[c.componentOf[i]!]!;
+  return result;
+}
 
 /**
  * Critical path: a job's expected duration plus the longest chain of expected
@@ -63,35 +74,101 @@ export const pbulkWeightPolicy: SchedulingPolicy = {
  * first is what keeps the makespan near its lower bound; pbulk's weight is
  * added in a small share so that, between chains of equal length, the one
  * that unblocks more packages goes first.
+ *
+ * A cycle is never built, and neither is anything that needs it, so a chain
+ * ends where it meets one: a cycle's members have no chain of their own, and
+ * what they need is ranked by its other dependents only.
  */
 export const criticalPathPolicy: SchedulingPolicy = {
   name: "critical-path",
   priorities(graph) {
-    const n = graph.dependencies.length;
-    const order = reverseTopologicalOrder(graph);
-    const chain = new Float64Array(n);
-    for (const job of order) {
+    const c = condense(graph);
+    const chain = new Float64Array(c.size);
+    for (const comp of reverseTopologicalOrder(c)) {
+      if (c.cyclic[comp] === 1) continue;
       let longestAfter = 0;
-      for (const up of graph.dependents[job]!) if (chain[up]! > longestAfter) longestAfter = chain[up]!;
-      chain[job] = graph.expectedMs[job]! + longestAfter;
+      for (const up of c.dependents[comp]!) if (chain[up]! > longestAfter) longestAfter = chain[up]!;
+      chain[comp] = c.expectedMs[comp]! + longestAfter;
     }
-    const weights = pbulkWeightPolicy.priorities(graph);
-    for (let i = 0; i < n; i++) chain[i] = chain[i]! + weights[i]! * 1e-6;
-    return chain;
+    const weights = pbulkWeights(graph, c);
+    const result = new Float64Array(graph.dependencies.length);
+    for (let i = 0; i < result.length; i++) result[i] = chain[c.componentOf[i]!]! + weights[i]! * 1e-6;
+    return result;
   },
 };
 
-/** Jobs ordered so every job comes after all its dependents; jobs in cycles are left out. */
-function reverseTopologicalOrder(graph: JobGraph): number[] {
-  const n = graph.dependents.length;
-  const remaining = new Int32Array(n);
-  const order: number[] = [];
+/**
+ * Condensed is a job graph with each cycle (strongly connected component of
+ * more than one job, or a job that needs itself) made one node, so it has no
+ * cycles. Nodes not on a cycle keep their own component.
+ */
+interface Condensed {
+  /** Number of components. */
+  readonly size: number;
+  /** Component of each job. */
+  readonly componentOf: Int32Array;
+  /** 1 for a component that is a cycle. */
+  readonly cyclic: Uint8Array;
+  /** Distinct components that need each component, itself left out. */
+  readonly dependents: readonly (readonly number[])[];
+  /** Distinct components each component needs, itself left out. */
+  readonly dependencies: readonly (readonly number[])[];
+  /** Summed PBULK_WEIGHT of the members. */
+  readonly weight: Float64Array;
+  /** Expected duration of a job not on a cycle (0 for a cycle). */
+  readonly expectedMs: Float64Array;
+}
+
+function condense(graph: JobGraph): Condensed {
+  const n = graph.dependencies.length;
+  const componentOf = new Int32Array(n).fill(-1);
+  const cycles = findCycles(graph.dependencies);
+  let size = 0;
+  for (const members of cycles) {
+    for (const i of members) componentOf[i] = size;
+    size++;
+  }
+  const cyclicCount = size;
+  for (let i = 0; i < n; i++) if (componentOf[i] === -1) componentOf[i] = size++;
+  const cyclic = new Uint8Array(size);
+  cyclic.fill(1, 0, cyclicCount);
+  const weight = new Float64Array(size);
+  const expectedMs = new Float64Array(size);
   for (let i = 0; i < n; i++) {
-    remaining[i] = graph.dependents[i]!.length;
+    const comp = componentOf[i]!;
+    weight[comp] = weight[comp]! + graph.pbulkWeight[i]!;
+    if (comp >= cyclicCount) expectedMs[comp] = graph.expectedMs[i]!;
+  }
+  const dependents: number[][] = Array.from({ length: size }, () => []);
+  const dependencies: number[][] = Array.from({ length: size }, () => []);
+  // Last component that added each edge target, so an edge is kept once.
+  const addedFor = new Int32Array(size).fill(-1);
+  const members: number[][] = Array.from({ length: size }, () => []);
+  for (let i = 0; i < n; i++) members[componentOf[i]!]!.push(i);
+  for (let comp = 0; comp < size; comp++) {
+    for (const i of members[comp]!) {
+      for (const d of graph.dependencies[i]!) {
+        const dc = componentOf[d]!;
+        if (dc === comp || addedFor[dc] === comp) continue;
+        addedFor[dc] = comp;
+        dependencies[comp]!.push(dc);
+        dependents[dc]!.push(comp);
+      }
+    }
+  }
+  return { size, componentOf, cyclic, dependents, dependencies, weight, expectedMs };
+}
+
+/** Components ordered so every one comes after all its dependents. */
+function reverseTopologicalOrder(c: Condensed): number[] {
+  const remaining = new Int32Array(c.size);
+  const order: number[] = [];
+  for (let i = 0; i < c.size; i++) {
+    remaining[i] = c.dependents[i]!.length;
     if (remaining[i] === 0) order.push(i);
   }
   for (let k = 0; k < order.length; k++) {
-    for (const down of graph.dependencies[order[k]!]!) {
+    for (const down of c.dependencies[order[k]!]!) {
       remaining[down] = remaining[down]! - 1;
       if (remaining[down] === 0) order.push(down);
     }
