@@ -8,6 +8,7 @@ import type { DurationHistory } from "./history.js";
 import { upToDatePackages, type BinaryPackageFile } from "./incremental.js";
 import { policies, type PolicyName } from "./priority.js";
 import { isValidLocation, isValidPkgname } from "./scan-record.js";
+import { Counter, ITEMS_PER_SLICE, mapInSlices, runSteps, type Steps } from "./steps.js";
 import { PackageTree, prefailReason, type TreeChange } from "./tree.js";
 
 export interface DepGraphOptions {
@@ -90,6 +91,11 @@ export interface TreeChangeNotice {
   /** When the change was applied: binary packages older than this are out of date for changed packages. */
   readonly time: number;
 }
+
+/** Tries at a build in slices before a moving tree makes it one step (see startBuild). */
+const SLICED_ATTEMPTS = 3;
+/** Packages a limited build's selection visits per slice. */
+const SELECT_SLICE = 5_000;
 
 const PLATFORM_SHAPE = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
 
@@ -205,6 +211,16 @@ export class DepGraph {
   }
 
   createBuild(request: CreateBuildRequest): Build {
+    return runSteps(this.createBuildSteps(request));
+  }
+
+  /**
+   * createBuildSteps is createBuild in slices (see steps.ts), for adapters
+   * that must go on answering other calls meanwhile. Nothing is visible
+   * until the last slice registers the build; a change of the tree between
+   * slices starts the work over on the new tree.
+   */
+  *createBuildSteps(request: CreateBuildRequest): Steps<Build> {
     if (!PLATFORM_SHAPE.test(request.platform)) {
       throw new InvalidRequest(`platform "${request.platform}" must be 1-128 letters, digits, '.', '_', '+' or '-' (e.g. "NetBSD-10.0-x86_64")`);
     }
@@ -221,7 +237,7 @@ export class DepGraph {
       packagesDir: request.packagesDir,
       createdAt: this.options.now(),
     };
-    const build = this.startBuild(options, request.mode === "incremental" ? request.binaryPackages : undefined, new Map());
+    const build = yield* this.startBuild(options, request.mode === "incremental" ? request.binaryPackages : undefined, new Map());
     for (const listener of this.buildListeners) listener(build);
     this.forgetOldBuilds();
     return build;
@@ -249,7 +265,12 @@ export class DepGraph {
    * down nobody could renew them, and the agents may still be building.
    */
   restoreBuild(restored: RestoredBuild): Build {
-    const build = this.startBuild(restored.options, undefined, restored.jobs);
+    return runSteps(this.restoreBuildSteps(restored));
+  }
+
+  /** restoreBuildSteps is restoreBuild in slices, as createBuildSteps is createBuild. */
+  *restoreBuildSteps(restored: RestoredBuild): Steps<Build> {
+    const build = yield* this.startBuild(restored.options, undefined, restored.jobs);
     const now = this.options.now();
     if (restored.cancelled) build.quietly(() => build.cancel(restored.finishedAt ?? now));
     for (const job of build.jobs) {
@@ -262,31 +283,71 @@ export class DepGraph {
     return build;
   }
 
-  private startBuild(options: BuildOptions, binaryPackages: ReadonlyMap<string, BinaryPackageFile> | undefined, restored: ReadonlyMap<string, RestoredJob>): Build {
-    const selected = this.selectPackages(options.limitTo, restored.size > 0);
-    const indexOf = new Map<string, number>();
-    selected.forEach((name, i) => indexOf.set(name, i));
-    const inCycle = new Map<string, readonly string[]>();
-    for (const cycle of this.tree.cyclesFound()) for (const name of cycle) inCycle.set(name, cycle);
+  /**
+   * startBuild works out a build's jobs from the tree in slices, then makes
+   * and registers the build in one step. Each slice sees the tree as it is
+   * then, so one that finds the tree moved starts over; after a few tries the
+   * work is done in one go, so a stream of changes cannot hold a build back.
+   */
+  private *startBuild(options: BuildOptions, binaryPackages: ReadonlyMap<string, BinaryPackageFile> | undefined, restored: ReadonlyMap<string, RestoredJob>): Steps<Build> {
+    for (let attempt = 1; ; attempt++) {
+      const sliced = attempt <= SLICED_ATTEMPTS;
+      const revision = this.tree.revision;
+      const work = this.newBuild(options, binaryPackages, restored);
+      let step = work.next();
+      let moved = false;
+      while (!step.done && !moved) {
+        if (sliced) {
+          yield;
+          moved = this.tree.revision !== revision;
+          if (moved) break;
+        }
+        step = work.next();
+      }
+      if (sliced && !moved) {
+        yield;
+        moved = this.tree.revision !== revision;
+      }
+      if (moved || !step.done) {
+        work.return(undefined as never);
+        continue;
+      }
+      const build = step.value;
+      this.builds.set(options.id, build);
+      if (build.readyCount > 0) this.announceReady();
+      return build;
+    }
+  }
 
-    const packages = selected.map((name) => this.tree.get(name)!);
-    const dependencies = packages.map((pkg) => pkg.dependencies.map((d) => indexOf.get(d)!));
-    const dependents: number[][] = packages.map(() => []);
-    dependencies.forEach((deps, i) => deps.forEach((d) => dependents[d]!.push(i)));
+  private *newBuild(options: BuildOptions, binaryPackages: ReadonlyMap<string, BinaryPackageFile> | undefined, restored: ReadonlyMap<string, RestoredJob>): Steps<Build> {
+    const initial = yield* this.initialJobs(options, binaryPackages, restored);
+    return yield* Build.create(options, initial, this.emit);
+  }
+
+  /** initialJobs is what each job of a new build starts as: its dependencies, state, reason and priority. */
+  private *initialJobs(options: BuildOptions, binaryPackages: ReadonlyMap<string, BinaryPackageFile> | undefined, restored: ReadonlyMap<string, RestoredJob>): Steps<InitialJob[]> {
+    const selected = yield* this.selectPackages(options.limitTo, restored.size > 0);
+    const indexOf = new Map<string, number>();
+    yield* mapInSlices(selected, (name, i) => indexOf.set(name, i));
+    const inCycle = new Map<string, readonly string[]>();
+    for (const cycle of this.tree.cyclesFound()) yield* mapInSlices(cycle, (name) => inCycle.set(name, cycle));
+
+    const packages = yield* mapInSlices(selected, (name) => this.tree.get(name)!);
+    const dependencies = yield* mapInSlices(packages, (pkg) => pkg.dependencies.map((d) => indexOf.get(d)!));
+    const dependents: number[][] = yield* mapInSlices(packages, () => []);
+    yield* mapInSlices(dependencies, (deps, i) => deps.forEach((d) => dependents[d]!.push(i)));
     const typical = this.options.history.typicalMs() ?? this.options.fallbackDurationMs;
-    const expectedMs = packages.map((pkg) =>
+    const expectedMs = yield* mapInSlices(packages, (pkg) =>
       this.options.history.expectedMs(pkg.record.pkgname, pkg.record.location) ?? (typical * pkg.record.pbulkWeight) / 100);
-    const priority = policies[options.policy].priorities({
-      dependencies,
-      dependents,
-      pbulkWeight: packages.map((pkg) => pkg.record.pbulkWeight),
-      expectedMs,
-    });
+    const pbulkWeight = yield* mapInSlices(packages, (pkg) => pkg.record.pbulkWeight);
+    const priority = yield* policies[options.policy].priorities({ dependencies, dependents, pbulkWeight, expectedMs });
+    yield;
     const upToDate = binaryPackages !== undefined
       ? upToDatePackages(packages.map((pkg) => pkg.record.pkgname), dependencies, this.withoutOutdated(binaryPackages))
       : new Set<number>();
+    yield;
 
-    const initial: InitialJob[] = packages.map((pkg, i) => {
+    return yield* mapInSlices(packages, (pkg, i) => {
       const cycle = inCycle.get(pkg.record.pkgname);
       const prefail = prefailReason(pkg);
       const [state, reason]: [InitialJob["state"], string] =
@@ -296,10 +357,6 @@ export class DepGraph {
         : ["pending", ""];
       return { pkg, dependencies: dependencies[i]!, state, reason, cycle: cycle ?? [], priority: priority[i]!, restored: restored.get(pkg.record.pkgname) };
     });
-    const build = new Build(options, initial, this.emit);
-    this.builds.set(options.id, build);
-    if (build.readyCount > 0) this.announceReady();
-    return build;
   }
 
   /** Binary packages made before their package's metadata last changed are not current. */
@@ -313,8 +370,12 @@ export class DepGraph {
   }
 
   /** All packages, or the named locations/PKGNAMEs plus everything they need. */
-  private selectPackages(limitTo: readonly string[], lenient = false): string[] {
-    if (limitTo.length === 0) return [...this.tree.pkgnames()];
+  private *selectPackages(limitTo: readonly string[], lenient = false): Steps<string[]> {
+    if (limitTo.length === 0) {
+      const all: string[] = [];
+      for (const name of this.tree.pkgnames()) if (all.push(name) % ITEMS_PER_SLICE === 0) yield;
+      return all;
+    }
     const selected = new Set<string>();
     const stack: string[] = [];
     for (const entry of limitTo) {
@@ -326,11 +387,13 @@ export class DepGraph {
       if (names.length === 0 && !lenient) throw new UnknownPackage(entry);
       stack.push(...names);
     }
+    const slice = new Counter(SELECT_SLICE);
     while (stack.length > 0) {
       const name = stack.pop()!;
       if (selected.has(name)) continue;
       selected.add(name);
       stack.push(...this.tree.get(name)!.dependencies);
+      if (slice.tick()) yield;
     }
     return [...selected];
   }

@@ -1,4 +1,5 @@
 import { findCycles } from "./cycles.js";
+import { Counter, type Steps } from "./steps.js";
 
 /** JobGraph is the part of a build a scheduling policy may look at. */
 export interface JobGraph {
@@ -20,13 +21,19 @@ export type PolicyName = "critical-path" | "pbulk-weight" | "fifo";
  */
 export interface SchedulingPolicy {
   readonly name: PolicyName;
-  priorities(graph: JobGraph): Float64Array;
+  /** Yields between slices of work (see steps.ts); runSteps gets the answer at once. */
+  priorities(graph: JobGraph): Steps<Float64Array>;
 }
+
+// Edges walked (or jobs visited) per slice: a few milliseconds.
+const SLICE = 200_000;
 
 /** FIFO: every job equal, so jobs go out in the order they became ready. */
 export const fifoPolicy: SchedulingPolicy = {
   name: "fifo",
-  priorities: (graph) => new Float64Array(graph.dependencies.length),
+  *priorities(graph) {
+    return new Float64Array(graph.dependencies.length);
+  },
 };
 
 /**
@@ -40,28 +47,38 @@ export const fifoPolicy: SchedulingPolicy = {
  */
 export const pbulkWeightPolicy: SchedulingPolicy = {
   name: "pbulk-weight",
-  priorities(graph) {
-    return pbulkWeights(graph, condense(graph));
+  *priorities(graph) {
+    const c = yield* condense(graph);
+    return yield* pbulkWeights(graph, c);
   },
 };
 
-function pbulkWeights(graph: JobGraph, c: Condensed): Float64Array {
+function* pbulkWeights(graph: JobGraph, c: Condensed): Steps<Float64Array> {
   const sums = new Float64Array(c.size);
   const seenBy = new Int32Array(c.size).fill(-1);
-  const stack: number[] = [];
+  const stack = new Int32Array(c.size);
+  const { start, targets } = c.dependentsFlat;
+  const slice = new Counter(SLICE);
   for (let root = 0; root < c.size; root++) {
     let sum = c.weight[root]!;
+    let top = 0;
+    let walked = 0;
     seenBy[root] = root;
-    stack.push(root);
-    while (stack.length > 0) {
-      for (const up of c.dependents[stack.pop()!]!) {
+    stack[top++] = root;
+    while (top > 0) {
+      const node = stack[--top]!;
+      const end = start[node + 1]!;
+      walked += end - start[node]!;
+      for (let e = start[node]!; e < end; e++) {
+        const up = targets[e]!;
         if (seenBy[up] === root) continue;
         seenBy[up] = root;
         sum += c.weight[up]!;
-        stack.push(up);
+        stack[top++] = up;
       }
     }
     sums[root] = sum;
+    if (slice.tick(walked + 1)) yield;
   }
   const result = new Float64Array(graph.dependencies.length);
   for (let i = 0; i < result.length; i++) result[i] = sums[c.componentOf[i]!]!;
@@ -81,16 +98,21 @@ function pbulkWeights(graph: JobGraph, c: Condensed): Float64Array {
  */
 export const criticalPathPolicy: SchedulingPolicy = {
   name: "critical-path",
-  priorities(graph) {
-    const c = condense(graph);
+  *priorities(graph) {
+    const c = yield* condense(graph);
     const chain = new Float64Array(c.size);
-    for (const comp of reverseTopologicalOrder(c)) {
+    const order = reverseTopologicalOrder(c);
+    yield;
+    const slice = new Counter(SLICE / 4);
+    for (const comp of order) {
+      if (slice.tick(1 + c.dependents[comp]!.length)) yield;
       if (c.cyclic[comp] === 1) continue;
       let longestAfter = 0;
       for (const up of c.dependents[comp]!) if (chain[up]! > longestAfter) longestAfter = chain[up]!;
       chain[comp] = c.expectedMs[comp]! + longestAfter;
     }
-    const weights = pbulkWeights(graph, c);
+    yield;
+    const weights = yield* pbulkWeights(graph, c);
     const result = new Float64Array(graph.dependencies.length);
     for (let i = 0; i < result.length; i++) result[i] = chain[c.componentOf[i]!]! + weights[i]! * 1e-6;
     return result;
@@ -113,16 +135,19 @@ interface Condensed {
   readonly dependents: readonly (readonly number[])[];
   /** Distinct components each component needs, itself left out. */
   readonly dependencies: readonly (readonly number[])[];
+  /** dependents as one array (component k's are targets[start[k]...start[k+1]]), for the walks. */
+  readonly dependentsFlat: { readonly start: Int32Array; readonly targets: Int32Array };
   /** Summed PBULK_WEIGHT of the members. */
   readonly weight: Float64Array;
   /** Expected duration of a job not on a cycle (0 for a cycle). */
   readonly expectedMs: Float64Array;
 }
 
-function condense(graph: JobGraph): Condensed {
+function* condense(graph: JobGraph): Steps<Condensed> {
   const n = graph.dependencies.length;
   const componentOf = new Int32Array(n).fill(-1);
   const cycles = findCycles(graph.dependencies);
+  yield;
   let size = 0;
   for (const members of cycles) {
     for (const i of members) componentOf[i] = size;
@@ -145,18 +170,30 @@ function condense(graph: JobGraph): Condensed {
   const addedFor = new Int32Array(size).fill(-1);
   const members: number[][] = Array.from({ length: size }, () => []);
   for (let i = 0; i < n; i++) members[componentOf[i]!]!.push(i);
+  const slice = new Counter(SLICE / 4);
+  let edges = 0;
   for (let comp = 0; comp < size; comp++) {
     for (const i of members[comp]!) {
+      if (slice.tick(1 + graph.dependencies[i]!.length)) yield;
       for (const d of graph.dependencies[i]!) {
         const dc = componentOf[d]!;
         if (dc === comp || addedFor[dc] === comp) continue;
         addedFor[dc] = comp;
         dependencies[comp]!.push(dc);
         dependents[dc]!.push(comp);
+        edges++;
       }
     }
   }
-  return { size, componentOf, cyclic, dependents, dependencies, weight, expectedMs };
+  yield;
+  const start = new Int32Array(size + 1);
+  const targets = new Int32Array(edges);
+  for (let comp = 0, at = 0; comp < size; comp++) {
+    start[comp] = at;
+    for (const up of dependents[comp]!) targets[at++] = up;
+  }
+  start[size] = edges;
+  return { size, componentOf, cyclic, dependents, dependencies, dependentsFlat: { start, targets }, weight, expectedMs };
 }
 
 /** Components ordered so every one comes after all its dependents. */
