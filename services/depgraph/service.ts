@@ -7,6 +7,8 @@ import {
   DepGraphService,
   ImportMode,
   JobOutcome,
+  JobSchema,
+  PackageSchema,
   ReturnReason,
   ScanProblemSchema,
   type ImportScanRequest,
@@ -31,6 +33,8 @@ import {
 } from "./convert.js";
 import type { DurationHistory } from "./core/history.js";
 import { readBinaryPackages } from "./packages-dir.js";
+import { pageOf } from "./paging.js";
+import { runSliced } from "./slices.js";
 import { runScanHelper, type ScanHelperOptions } from "./scan-helper.js";
 import { toConnectError } from "./status.js";
 
@@ -58,9 +62,6 @@ export interface DepGraphServiceOptions {
 
 /** Calls that change state answer only once the change is durable (see DepGraphServiceOptions.durable). */
 const STATE_CHANGING: ReadonlySet<string> = new Set(["ImportScan", "ScanLocations", "CreateBuild", "CancelBuild", "NextReadyJob", "MarkDone", "ReturnJob", "StartScan"]);
-
-const DEFAULT_PAGE_SIZE = 1000;
-const MAX_PAGE_SIZE = 10000;
 
 /**
  * createDepGraphService translates DepGraphService calls into calls on the
@@ -173,15 +174,12 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const tree = depgraph.platformTree(depgraph.resolvePlatform(request.platform));
         const names = request.location === "" ? [...tree.pkgnames()] : [...tree.atLocation(request.location)];
         names.sort();
-        const { page, next } = paginate(names, request.pageSize, request.pageToken);
-        return {
-          packages: page.map((name) => packageToWire(tree.get(name)!, tree, history)),
-          nextPageToken: next,
-        };
+        const { page, next } = pageOf(names, request, PackageSchema, (name) => packageToWire(tree.get(name)!, tree, history));
+        return { packages: page, nextPageToken: next };
       });
     },
 
-    createBuild(request) {
+    createBuild(request, ctx) {
       return guard("CreateBuild", async () => {
         const mode = buildModeFromWire(request.mode);
         if (mode === undefined) throw new InvalidRequest(`unknown build mode ${request.mode}`);
@@ -189,7 +187,9 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         if (policy === undefined && request.policy !== 0) throw new InvalidRequest(`unknown scheduling policy ${request.policy}`);
         const packagesDir = request.packagesDir || options.packagesDir;
         const binaryPackages = mode === "incremental" && packagesDir !== "" ? await readBinaryPackages(packagesDir) : new Map();
-        const build = depgraph.requestBuild({ platform: request.platform, mode, policy, limitTo: request.limitTo, packagesDir, binaryPackages });
+        // In slices: a build of a large tree would hold the event loop for
+        // as long as it takes, and health checks and reads with it.
+        const build = await runSliced(depgraph.requestBuildSteps({ platform: request.platform, mode, policy, limitTo: request.limitTo, packagesDir, binaryPackages }), ctx.signal);
         if (!(build instanceof Build)) {
           logger.info({ buildId: build.options.id, platform: build.options.platform, scanId: build.scanId }, "build waits for the scan closing its list");
           return { build: pendingBuildToWire(build) };
@@ -228,9 +228,10 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
           if (state === undefined) throw new InvalidRequest(`unknown job state ${s}`);
           return state;
         }));
-        const jobs = build.jobs.filter((j) => states.size === 0 || states.has(j.state)).sort((a, b) => (a.pkgname < b.pkgname ? -1 : 1));
-        const { page, next } = paginate(jobs, request.pageSize, request.pageToken);
-        return { jobs: page.map((job) => jobToWire(build, job)), nextPageToken: next };
+        const sorted = build.sortedJobs();
+        const jobs = states.size === 0 ? sorted : sorted.filter((j) => states.has(j.state));
+        const { page, next } = pageOf(jobs, request, JobSchema, (job) => jobToWire(build, job));
+        return { jobs: page, nextPageToken: next };
       });
     },
 
@@ -426,16 +427,6 @@ function optionalMs(d: Duration | undefined, field: string): number | undefined 
   const ms = durationMs(d);
   if (!(ms >= 0)) throw new InvalidRequest(`${field} must not be negative`);
   return ms;
-}
-
-function paginate<T>(items: readonly T[], pageSize: number, pageToken: string): { page: T[]; next: string } {
-  const size = pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(pageSize, MAX_PAGE_SIZE);
-  const start = pageToken === "" ? 0 : Number(pageToken);
-  if (!Number.isInteger(start) || start < 0 || start > items.length) {
-    throw new InvalidRequest(`page_token "${pageToken}" is not one this server gave out`);
-  }
-  const end = start + size;
-  return { page: items.slice(start, end), next: end < items.length ? String(end) : "" };
 }
 
 function waitForReady(waiters: Set<() => void>, ms: number, ctx: HandlerContext): Promise<void> {

@@ -3,6 +3,7 @@ import type { DepGraph } from "./core/depgraph.js";
 import type { DurationHistory } from "./core/history.js";
 import { createScanRecordParser, formatScanRecord, type ScanRecord } from "./core/scan-record.js";
 import { buildKey, changedKey, scannedKey, decodeState, encodeBuild, encodeHistory, encodeJob, historyKey, jobKey, jobKeysOf, locationKey } from "./core/state-codec.js";
+import { runSliced } from "./slices.js";
 import type { StateStore } from "./state-store.js";
 
 /**
@@ -33,7 +34,8 @@ export async function restoreState(store: StateStore, depgraph: DepGraph, histor
   const treeMs = Math.round(performance.now() - started) - loadMs;
   for (const row of state.history) history.record(row.pkgname, row.location, row.durationMs);
   depgraph.restoreChangeTimes(state.changedAt);
-  for (const build of state.builds) depgraph.restoreBuild(build);
+  // In slices, as CreateBuild: a restart restores whole-tree builds.
+  for (const build of state.builds) await runSliced(depgraph.restoreBuildSteps(build));
   const ms = Math.round(performance.now() - started);
   logger.info({ keys: entries.size, locations: state.locations, builds: state.builds.length, ms, loadMs, treeMs }, "state restored");
   return { locations: state.locations, builds: state.builds.length, keys: entries.size, ms };

@@ -2,12 +2,14 @@ import { Build, type BinaryPackage, type BuildMode, type BuildOptions, type Init
 import type { InvalidScanRecord } from "./errors.js";
 import type { ScanRecord } from "./scan-record.js";
 import { EmptyTree, InvalidRequest, StaleLease, UnknownBuild, UnknownPackage, UnknownScan } from "./errors.js";
+import { cycleReason } from "./cycles.js";
 import { Heap } from "./heap.js";
 import type { DurationHistory } from "./history.js";
 import { decideIncremental, type BinaryPackageFile } from "./incremental.js";
 import { policies, type PolicyName } from "./priority.js";
 import { isValidLocation, isValidPkgname } from "./scan-record.js";
 import { ScanRun, type ScanJob, type ScannedLocation, type ScanScope } from "./scan-run.js";
+import { Counter, ITEMS_PER_SLICE, mapInSlices, runSteps, type Steps } from "./steps.js";
 import { PackageTree, prefailReason, type TreeChange } from "./tree.js";
 
 export interface DepGraphOptions {
@@ -139,6 +141,11 @@ export interface TreeChangeNotice {
   /** When the change was applied: binary packages older than this are out of date for changed packages. */
   readonly time: number;
 }
+
+/** Tries at a build in slices before a moving tree makes it one step (see startBuild). */
+const SLICED_ATTEMPTS = 3;
+/** Packages a limited build's selection visits per slice. */
+const SELECT_SLICE = 5_000;
 
 const PLATFORM_SHAPE = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
 
@@ -324,12 +331,22 @@ export class DepGraph {
   }
 
   /**
-   * createBuild starts a build, or, for a limited list naming locations the
+   * requestBuild starts a build, or, for a limited list naming locations the
    * platform's tree lacks (or whose dependencies it lacks), starts the scan
    * that closes the list and returns a PendingBuild that becomes the build
    * when the scan ends.
    */
   requestBuild(request: CreateBuildRequest): Build | PendingBuild {
+    return runSteps(this.requestBuildSteps(request));
+  }
+
+  /**
+   * requestBuildSteps is requestBuild in slices (see steps.ts), for adapters
+   * that must go on answering other calls meanwhile. Nothing is visible
+   * until the last slice registers the build; a change of the tree between
+   * slices starts the work over on the new tree.
+   */
+  *requestBuildSteps(request: CreateBuildRequest): Steps<Build | PendingBuild> {
     const platform = this.resolvePlatform(request.platform);
     if (platform === SHARED_TREE) {
       throw new InvalidRequest("platform is required: no platform has a tree of its own yet; name the agents' platform (e.g. \"NetBSD-10.0-x86_64\")");
@@ -367,7 +384,7 @@ export class DepGraph {
       this.settleScan(scan);
       return this.pending.get(options.id) ?? this.getBuild(options.id);
     }
-    const build = this.startBuild(options, binaryPackages, new Map());
+    const build = yield* this.startBuild(options, binaryPackages, new Map());
     for (const listener of this.buildListeners) listener(build);
     this.forgetOldBuilds();
     return build;
@@ -576,7 +593,7 @@ export class DepGraph {
     if (scan.state === "failed") problems.push("the closure scan failed");
     if (absent.length > 0) problems.push(`not in the tree after the closure scan: ${absent.slice(0, 20).join(", ")}${absent.length > 20 ? ` and ${absent.length - 20} more` : ""}`);
     if (problems.length > 0) this.buildProblems.set(pending.options.id, problems.join("; "));
-    const build = this.startBuild(pending.options, pending.binaryPackages, new Map(), true);
+    const build = runSteps(this.startBuild(pending.options, pending.binaryPackages, new Map(), true));
     for (const listener of this.buildListeners) listener(build);
     this.forgetOldBuilds();
   }
@@ -613,7 +630,12 @@ export class DepGraph {
    * down nobody could renew them, and the agents may still be building.
    */
   restoreBuild(restored: RestoredBuild): Build {
-    const build = this.startBuild(restored.options, undefined, restored.jobs);
+    return runSteps(this.restoreBuildSteps(restored));
+  }
+
+  /** restoreBuildSteps is restoreBuild in slices, as requestBuildSteps is requestBuild. */
+  *restoreBuildSteps(restored: RestoredBuild): Steps<Build> {
+    const build = yield* this.startBuild(restored.options, undefined, restored.jobs);
     const now = this.options.now();
     if (restored.cancelled) build.quietly(() => build.cancel(restored.finishedAt ?? now));
     for (const job of build.jobs) {
@@ -626,46 +648,82 @@ export class DepGraph {
     return build;
   }
 
-  private startBuild(options: BuildOptions, binaryPackages: ReadonlyMap<string, BinaryPackageFile> | undefined, restored: ReadonlyMap<string, RestoredJob>, lenient = false): Build {
+  /**
+   * startBuild works out a build's jobs from the tree in slices, then makes
+   * and registers the build in one step. Each slice sees the tree as it is
+   * then, so one that finds the tree moved starts over; after a few tries the
+   * work is done in one go, so a stream of changes cannot hold a build back.
+   */
+  private *startBuild(options: BuildOptions, binaryPackages: ReadonlyMap<string, BinaryPackageFile> | undefined, restored: ReadonlyMap<string, RestoredJob>, lenient = false): Steps<Build> {
     const tree = this.treeOf(options.platform);
-    const selected = this.selectPackages(tree, options.limitTo, lenient || restored.size > 0);
-    const indexOf = new Map<string, number>();
-    selected.forEach((name, i) => indexOf.set(name, i));
-    const inCycle = new Map<string, readonly string[]>();
-    for (const cycle of tree.cyclesFound()) for (const name of cycle) inCycle.set(name, cycle);
+    for (let attempt = 1; ; attempt++) {
+      const sliced = attempt <= SLICED_ATTEMPTS;
+      const revision = tree.revision;
+      const work = this.newBuild(tree, options, binaryPackages, restored, lenient);
+      let step = work.next();
+      let moved = false;
+      while (!step.done && !moved) {
+        if (sliced) {
+          yield;
+          moved = tree.revision !== revision;
+          if (moved) break;
+        }
+        step = work.next();
+      }
+      if (sliced && !moved) {
+        yield;
+        moved = tree.revision !== revision;
+      }
+      if (moved || !step.done) {
+        work.return(undefined as never);
+        continue;
+      }
+      const build = step.value;
+      this.builds.set(options.id, build);
+      if (build.readyCount > 0) this.announceReady();
+      return build;
+    }
+  }
 
-    const packages = selected.map((name) => tree.get(name)!);
-    const dependencies = packages.map((pkg) => pkg.dependencies.map((d) => indexOf.get(d)!));
-    const dependents: number[][] = packages.map(() => []);
-    dependencies.forEach((deps, i) => deps.forEach((d) => dependents[d]!.push(i)));
+  private *newBuild(tree: PackageTree, options: BuildOptions, binaryPackages: ReadonlyMap<string, BinaryPackageFile> | undefined, restored: ReadonlyMap<string, RestoredJob>, lenient: boolean): Steps<Build> {
+    const initial = yield* this.initialJobs(tree, options, binaryPackages, restored, lenient);
+    return yield* Build.create(options, initial, this.emit);
+  }
+
+  /** initialJobs is what each job of a new build starts as: its dependencies, state, reason and priority. */
+  private *initialJobs(tree: PackageTree, options: BuildOptions, binaryPackages: ReadonlyMap<string, BinaryPackageFile> | undefined, restored: ReadonlyMap<string, RestoredJob>, lenient: boolean): Steps<InitialJob[]> {
+    const selected = yield* this.selectPackages(tree, options.limitTo, lenient || restored.size > 0);
+    const indexOf = new Map<string, number>();
+    yield* mapInSlices(selected, (name, i) => indexOf.set(name, i));
+    const inCycle = new Map<string, readonly string[]>();
+    for (const cycle of tree.cyclesFound()) yield* mapInSlices(cycle, (name) => inCycle.set(name, cycle));
+
+    const packages = yield* mapInSlices(selected, (name) => tree.get(name)!);
+    const dependencies = yield* mapInSlices(packages, (pkg) => pkg.dependencies.map((d) => indexOf.get(d)!));
+    const dependents: number[][] = yield* mapInSlices(packages, () => []);
+    yield* mapInSlices(dependencies, (deps, i) => deps.forEach((d) => dependents[d]!.push(i)));
     const typical = this.options.history.typicalMs() ?? this.options.fallbackDurationMs;
-    const expectedMs = packages.map((pkg) =>
+    const expectedMs = yield* mapInSlices(packages, (pkg) =>
       this.options.history.expectedMs(pkg.record.pkgname, pkg.record.location) ?? (typical * pkg.record.pbulkWeight) / 100);
-    const priority = policies[options.policy].priorities({
-      dependencies,
-      dependents,
-      pbulkWeight: packages.map((pkg) => pkg.record.pbulkWeight),
-      expectedMs,
-    });
+    const pbulkWeight = yield* mapInSlices(packages, (pkg) => pkg.record.pbulkWeight);
+    const priority = yield* policies[options.policy].priorities({ dependencies, dependents, pbulkWeight, expectedMs });
+    yield;
     const decision = binaryPackages !== undefined
       ? decideIncremental(packages.map((pkg) => pkg.record.pkgname), dependencies, this.withoutOutdated(binaryPackages))
       : undefined;
     const upToDate = decision?.upToDate ?? new Set<number>();
+    yield;
 
-    const initial: InitialJob[] = packages.map((pkg, i) => {
+    return yield* mapInSlices(packages, (pkg, i) => {
       const cycle = inCycle.get(pkg.record.pkgname);
       const prefail = prefailReason(pkg);
       const [state, reason]: [InitialJob["state"], string] =
-        cycle !== undefined ? ["cycle", `dependency cycle: ${cycle.join(" -> ")}`]
+        cycle !== undefined ? ["cycle", cycleReason(cycle)]
         : prefail !== "" ? ["prefailed", prefail]
         : upToDate.has(i) ? ["up-to-date", "binary package is current"]
         : ["pending", ""];
       return { pkg, dependencies: dependencies[i]!, state, reason, cycle: cycle ?? [], priority: priority[i]!, decision: decision?.reasons[i], restored: restored.get(pkg.record.pkgname) };
     });
-    const build = new Build(options, initial, this.emit);
-    this.builds.set(options.id, build);
-    if (build.readyCount > 0) this.announceReady();
-    return build;
   }
 
   /** Binary packages made before their package's metadata last changed are not current. */
@@ -681,8 +739,12 @@ export class DepGraph {
   }
 
   /** All packages, or the named locations/PKGNAMEs plus everything they need. */
-  private selectPackages(tree: PackageTree, limitTo: readonly string[], lenient = false): string[] {
-    if (limitTo.length === 0) return [...tree.pkgnames()];
+  private *selectPackages(tree: PackageTree, limitTo: readonly string[], lenient = false): Steps<string[]> {
+    if (limitTo.length === 0) {
+      const all: string[] = [];
+      for (const name of tree.pkgnames()) if (all.push(name) % ITEMS_PER_SLICE === 0) yield;
+      return all;
+    }
     const selected = new Set<string>();
     const stack: string[] = [];
     for (const entry of limitTo) {
@@ -694,11 +756,13 @@ export class DepGraph {
       if (names.length === 0 && !lenient) throw new UnknownPackage(entry);
       stack.push(...names);
     }
+    const slice = new Counter(SELECT_SLICE);
     while (stack.length > 0) {
       const name = stack.pop()!;
       if (selected.has(name)) continue;
       selected.add(name);
       stack.push(...tree.get(name)!.dependencies);
+      if (slice.tick()) yield;
     }
     return [...selected];
   }
@@ -727,7 +791,7 @@ export class DepGraph {
       // The scan goes on (its records are good for the tree); the build is
       // made, cancelled, so it has an end like any other.
       this.pending.delete(buildId);
-      const build = this.startBuild(pending.options, undefined, new Map(), true);
+      const build = runSteps(this.startBuild(pending.options, undefined, new Map(), true));
       build.quietly(() => build.cancel(this.options.now()));
       for (const listener of this.buildListeners) listener(build);
       return build;
