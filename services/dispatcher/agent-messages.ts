@@ -71,7 +71,7 @@ export function createAgentMessageHandler(options: AgentMessageOptions): AgentMe
       }
       case "log": {
         const held = registry.held(agent, refOf(request.message.value.job));
-        await logs.append(held.buildId, held.pkgname, request.message.value.data);
+        await logs.append(held.buildId, held.pkgname, request.message.value.data, request.message.value.phase);
         return;
       }
       case "finished":

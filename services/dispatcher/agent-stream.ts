@@ -78,7 +78,7 @@ export function createAgentStreams(options: AgentStreamsOptions): AgentStreams {
     const { platform } = checkHello(hello);
     const agent = (() => {
       try {
-        return registry.register({ id: hello.agentId, platform, slots: hello.slots }, now());
+        return registry.register({ id: hello.agentId, platform, slots: hello.slots, scans: hello.scans }, now());
       } catch (e) {
         throw toConnectError(e);
       }
@@ -109,7 +109,7 @@ export function createAgentStreams(options: AgentStreamsOptions): AgentStreams {
         },
       },
     }));
-    session.logger.info({ host: hello.host, slots: agent.slots, version: hello.version, kept: kept.length, remote: ctx.requestHeader.get("x-forwarded-for") ?? undefined }, "agent connected");
+    session.logger.info({ host: hello.host, slots: agent.slots, scans: agent.scans, executor: hello.executor || undefined, version: hello.version, kept: kept.length, remote: ctx.requestHeader.get("x-forwarded-for") ?? undefined }, "agent connected");
     wake(platform);
     return session;
   };

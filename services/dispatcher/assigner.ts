@@ -22,9 +22,10 @@ export interface AssignerOptions {
 /** Assigner sends leased jobs down their agents' streams. */
 export interface Assigner {
   /**
-   * Places each job on the platform's agent with the most free slots; jobs
-   * for which no slot is left (an agent left while NextReadyJob was out) go
-   * back to depgraph, as draining: not the jobs' fault.
+   * Places each job on the platform's agent with the most free slots (a
+   * scan job on one that runs scans); jobs for which no slot is left (an
+   * agent left while NextReadyJob was out, or no agent that scans is free)
+   * go back to depgraph, as draining: not the jobs' fault.
    */
   place(platform: string, assignments: readonly Assignment[]): void;
 }
@@ -33,10 +34,24 @@ export function createAssigner(options: AssignerOptions): Assigner {
   const { registry, sessions, logs, jobs, logger, now, metrics } = options;
 
   const assign = (session: Session, a: Assignment) => {
+    const { agent } = session;
+    if (a.scan !== undefined) {
+      const scan = a.scan;
+      const held = registry.hold(agent, { buildId: a.buildId, pkgname: scan.jobName, leaseId: a.leaseId }, now(), "scan");
+      metrics?.jobAssigned(held, agent.platform);
+      const what = scan.enumerate ? "the tree's locations" : `${scan.locations.length} location(s)`;
+      void logs.begin(a.buildId, scan.jobName, `scan job ${scan.jobName} (${what}) attempt ${a.attempt} on agent ${agent.id}`)
+        .catch((e) => session.logger.error({ err: e, scanJob: scan.jobName }, "cannot start the scan job's log"));
+      session.outbox.push(create(ConnectResponseSchema, {
+        message: { case: "assign", value: { job: runningJob(held), attempt: a.attempt, platform: agent.platform, scan } },
+      }));
+      session.logger.info({ scanId: a.buildId, scanJob: scan.jobName, locations: scan.locations.length, enumerate: scan.enumerate, attempt: a.attempt }, "scan job assigned");
+      return;
+    }
     const pkg = a.package!;
-    const held = registry.hold(session.agent, { buildId: a.buildId, pkgname: pkg.pkgname, leaseId: a.leaseId }, now());
-    metrics?.jobAssigned(held, session.agent.platform);
-    void logs.begin(a.buildId, pkg.pkgname, `${pkg.pkgname} (${pkg.location}) attempt ${a.attempt} on agent ${session.agent.id}`)
+    const held = registry.hold(agent, { buildId: a.buildId, pkgname: pkg.pkgname, leaseId: a.leaseId }, now());
+    metrics?.jobAssigned(held, agent.platform);
+    void logs.begin(a.buildId, pkg.pkgname, `${pkg.pkgname} (${pkg.location}) attempt ${a.attempt} on agent ${agent.id}`)
       .catch((e) => session.logger.error({ err: e, pkgname: pkg.pkgname }, "cannot start the job's log"));
     session.outbox.push(create(ConnectResponseSchema, {
       message: {
@@ -47,7 +62,11 @@ export function createAssigner(options: AssignerOptions): Assigner {
           multiVersion: pkg.multiVersion,
           attempt: a.attempt,
           dependencyPackages: a.dependencyPackages,
-          platform: session.agent.platform,
+          platform: agent.platform,
+          scanVars: pkg.scanVars,
+          dependencies: a.dependencies,
+          rebuildReason: a.rebuildReason,
+          incremental: a.incremental,
         },
       },
     }));
@@ -58,13 +77,18 @@ export function createAssigner(options: AssignerOptions): Assigner {
     place(platform, assignments) {
       const unplaced: Assignment[] = [];
       for (const assignment of assignments) {
-        const agent = registry.pickAgent(platform);
+        if (assignment.scan === undefined && assignment.package === undefined) {
+          logger.error({ buildId: assignment.buildId }, "depgraph sent an assignment with neither a package nor a scan; giving it back");
+          unplaced.push(assignment);
+          continue;
+        }
+        const agent = registry.pickAgent(platform, assignment.scan !== undefined ? "scan" : "build");
         const session = agent === undefined ? undefined : sessions.get(agent.id);
         if (session === undefined) unplaced.push(assignment);
         else assign(session, assignment);
       }
       if (unplaced.length === 0) return;
-      void jobs.giveBack(unplaced.map((a) => ({ buildId: a.buildId, pkgname: a.package!.pkgname, leaseId: a.leaseId })),
+      void jobs.giveBack(unplaced.map((a) => ({ buildId: a.buildId, pkgname: a.scan?.jobName ?? a.package?.pkgname ?? "", leaseId: a.leaseId })),
         ReturnReason.DRAINING, "no free agent slot when the job arrived", "no_free_slot")
         .catch((e) => logger.error({ err: e }, "giving back unplaced jobs failed"));
     },

@@ -22,7 +22,8 @@ export type LeaseKey = Pick<LeaseRef, "buildId" | "pkgname" | "leaseId"> & { rea
  * cap the whole farm near 1,000 jobs per second.
  */
 export interface DepGraphLink {
-  nextReadyJobs(platform: string, maxJobs: number, signal: AbortSignal): Promise<Assignment[]>;
+  /** Leases up to maxJobs jobs of the platform; scan jobs too (first) when includeScanJobs. */
+  nextReadyJobs(platform: string, maxJobs: number, signal: AbortSignal, includeScanJobs?: boolean): Promise<Assignment[]>;
   /** Resolves when depgraph took the result; rejects with its refusal (e.g. FAILED_PRECONDITION). */
   markDone(result: Omit<JobResult, "$typeName">): Promise<void>;
   /** Gives leases back; a lease depgraph no longer holds is skipped, not an error. */
@@ -104,9 +105,9 @@ export function createDepGraphLink(options: DepGraphLinkOptions): DepGraphLink {
     leases.map((l) => create(LeaseRefSchema, { buildId: l.buildId, pkgname: l.pkgname, leaseId: l.leaseId, agentId: l.agentId ?? "" }));
 
   return {
-    async nextReadyJobs(platform, maxJobs, signal) {
+    async nextReadyJobs(platform, maxJobs, signal, includeScanJobs = false) {
       const response = await client.nextReadyJob(
-        { platform, agentId: options.holderId, maxJobs, wait: durationFromMs(options.pollWaitMs), leaseDuration: durationFromMs(options.leaseMs) },
+        { platform, agentId: options.holderId, maxJobs, wait: durationFromMs(options.pollWaitMs), leaseDuration: durationFromMs(options.leaseMs), includeScanJobs },
         { signal },
       );
       return response.assignments;

@@ -28,11 +28,11 @@ export function createDownloadHandler(packages: PackageStore): Impl["downloadPac
   };
 }
 
-/** createReadLogHandler serves ReadLog: a job's log from an offset, followed while it grows when asked. */
+/** createReadLogHandler serves ReadLog: a job's log (or one phase's) from an offset, followed while it grows when asked. */
 export function createReadLogHandler(logs: LogStore): Impl["readLog"] {
   return async function* (request, ctx) {
     try {
-      for await (const piece of logs.read(request.buildId, request.pkgname, { offset: request.offset, follow: request.follow, signal: ctx.signal })) {
+      for await (const piece of logs.read(request.buildId, request.pkgname, { offset: request.offset, follow: request.follow, signal: ctx.signal, phase: request.phase })) {
         yield { offset: piece.offset, data: piece.data };
       }
     } catch (e) {

@@ -8,6 +8,11 @@
  * A job that is retried keeps one log: each attempt starts with a header
  * line rather than truncating, so the output of the attempt that killed an
  * agent is still there to explain why it was retried.
+ *
+ * Output that names its build phase ("configure", "build", ...) also goes to
+ * that phase's own log, `<root>/logs/<buildId>/<pkgname>/<phase>.log`, as
+ * pbulk keeps one log per phase: the job's whole log still gets every chunk.
+ * A phase's log is complete once the next phase starts, or the job ends.
  */
 
 import { mkdir, open, type FileHandle } from "node:fs/promises";
@@ -26,6 +31,8 @@ export interface ReadLogOptions {
   readonly follow?: boolean;
   /** Ends the read quietly, like ^C on tail -f: what was yielded is still correct. */
   readonly signal?: AbortSignal;
+  /** One phase's log instead of the job's whole log. */
+  readonly phase?: string;
 }
 
 export interface LogStore {
@@ -42,10 +49,12 @@ export interface LogStore {
   /**
    * Appends output. Calls for one job land in call order even when not
    * awaited. A log appended to without begin() (e.g. after a dispatcher
-   * restart, mid-job) is opened as it is.
+   * restart, mid-job) is opened as it is. With a phase, the chunk also goes
+   * to that phase's log (which starts with the attempt's header line), and
+   * the phase before it is complete.
    */
-  append(buildId: string, pkgname: string, chunk: Uint8Array): Promise<void>;
-  /** Marks the job's log complete for now (followers reading with follow=true then end) and closes its file. */
+  append(buildId: string, pkgname: string, chunk: Uint8Array, phase?: string): Promise<void>;
+  /** Marks the job's log and its phase logs complete for now (followers reading with follow=true then end) and closes their files. */
   finish(buildId: string, pkgname: string): Promise<void>;
   /**
    * Reads from a byte offset; with follow, keeps yielding new data until
@@ -70,7 +79,7 @@ export interface LogStoreOptions {
 export class InvalidLogName extends Error {
   override readonly name = "InvalidLogName";
   constructor(
-    readonly field: "buildId" | "pkgname",
+    readonly field: "buildId" | "pkgname" | "phase",
     readonly value: string,
     readonly problem: string,
   ) {
@@ -92,8 +101,11 @@ export class LogNotFound extends Error {
   constructor(
     readonly buildId: string,
     readonly pkgname: string,
+    readonly phase = "",
   ) {
-    super(`build ${buildId} has no log for ${pkgname} (the job has not started, or never ran in this build)`);
+    super(phase === ""
+      ? `build ${buildId} has no log for ${pkgname} (the job has not started, or never ran in this build)`
+      : `build ${buildId} has no ${phase} log for ${pkgname} (the job has not reached that phase, or has no such phase)`);
   }
 }
 
@@ -117,7 +129,7 @@ const NEWLINE = 0x0a;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 const SUFFIX = ".log";
 
-function checkName(field: "buildId" | "pkgname", value: string): void {
+function checkName(field: "buildId" | "pkgname" | "phase", value: string): void {
   if (!NAME_RE.test(value)) {
     throw new InvalidLogName(field, value, "must start with a letter or digit and hold only letters, digits, '.', '_', '+' and '-'");
   }
@@ -147,15 +159,29 @@ interface ActiveLog {
   queued: number;
 }
 
+/** JobPhases is what the store knows of a running job's phase logs. */
+interface JobPhases {
+  /** The current attempt's header, written at the top of each phase log it opens. */
+  readonly header: string | undefined;
+  /** Phases that have a log in this attempt. */
+  readonly seen: Set<string>;
+  /** The phase output last came for; its log is complete once another starts. */
+  current: string | undefined;
+}
+
 export function createLogStore(options: LogStoreOptions): LogStore {
   const root = path.resolve(options.root);
   const active = new Map<string, ActiveLog>();
+  const phasesByJob = new Map<string, JobPhases>();
   let closed = false;
 
-  const locate = (buildId: string, pkgname: string) => {
+  // A PKGNAME holds no "/", so a phase's key never equals a job's.
+  const locate = (buildId: string, pkgname: string, phase?: string) => {
     checkName("buildId", buildId);
     checkName("pkgname", pkgname);
-    return { key: `${buildId}/${pkgname}`, file: path.join(root, "logs", buildId, pkgname + SUFFIX) };
+    if (phase === undefined || phase === "") return { key: `${buildId}/${pkgname}`, file: path.join(root, "logs", buildId, pkgname + SUFFIX) };
+    checkName("phase", phase);
+    return { key: `${buildId}/${pkgname}/${phase}`, file: path.join(root, "logs", buildId, pkgname, phase + SUFFIX) };
   };
 
   const bump = (log: ActiveLog) => {
@@ -166,11 +192,11 @@ export function createLogStore(options: LogStoreOptions): LogStore {
   };
 
   /** Runs `op` after every earlier operation on the same log. */
-  const enqueue = (buildId: string, pkgname: string, op: (log: ActiveLog) => Promise<void>): Promise<void> => {
+  const enqueue = (buildId: string, pkgname: string, op: (log: ActiveLog) => Promise<void>, phase?: string): Promise<void> => {
     if (closed) return Promise.reject(new LogStoreClosed(buildId, pkgname));
     let where: { key: string; file: string };
     try {
-      where = locate(buildId, pkgname);
+      where = locate(buildId, pkgname, phase);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -213,6 +239,13 @@ export function createLogStore(options: LogStoreOptions): LogStore {
     bump(log);
   };
 
+  /** Starts an attempt in a log: `=== header ===` on a line of its own. */
+  const writeHeader = async (log: ActiveLog, header: string) => {
+    await write(log, Buffer.alloc(0)); // opens the file and learns how it ends
+    const line = `${log.endsWithNewline ? "" : "\n"}=== ${header.replace(/[\r\n]+/g, " ")} ===\n`;
+    await write(log, Buffer.from(line));
+  };
+
   const finish = async (log: ActiveLog) => {
     const handle = log.handle;
     log.handle = undefined;
@@ -232,33 +265,56 @@ export function createLogStore(options: LogStoreOptions): LogStore {
     },
 
     begin(buildId, pkgname, header) {
-      return enqueue(buildId, pkgname, async (log) => {
-        await write(log, Buffer.alloc(0)); // opens the file and learns how it ends
-        const line = `${log.endsWithNewline ? "" : "\n"}=== ${header.replace(/[\r\n]+/g, " ")} ===\n`;
-        await write(log, Buffer.from(line));
-      });
+      const done = enqueue(buildId, pkgname, (log) => writeHeader(log, header));
+      if (!closed) phasesByJob.set(`${buildId}/${pkgname}`, { header, seen: new Set(), current: undefined });
+      return done;
     },
 
-    append(buildId, pkgname, chunk) {
-      return enqueue(buildId, pkgname, (log) => write(log, chunk));
+    append(buildId, pkgname, chunk, phase) {
+      if (phase === undefined || phase === "") return enqueue(buildId, pkgname, (log) => write(log, chunk));
+      try {
+        checkName("phase", phase);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      const whole = enqueue(buildId, pkgname, (log) => write(log, chunk));
+      if (closed) return whole;
+      const jobKey = `${buildId}/${pkgname}`;
+      let job = phasesByJob.get(jobKey);
+      if (job === undefined) phasesByJob.set(jobKey, job = { header: undefined, seen: new Set(), current: undefined });
+      const steps = [whole];
+      if (job.current !== undefined && job.current !== phase) steps.push(enqueue(buildId, pkgname, finish, job.current));
+      job.current = phase;
+      const header = job.seen.has(phase) ? undefined : job.header;
+      job.seen.add(phase);
+      steps.push(enqueue(buildId, pkgname, async (log) => {
+        if (header !== undefined) await writeHeader(log, header);
+        await write(log, chunk);
+      }, phase));
+      return Promise.all(steps).then(() => {});
     },
 
     finish(buildId, pkgname) {
       // close() already finished every log; shutdown code need not care.
       if (closed) return Promise.resolve();
-      return enqueue(buildId, pkgname, finish);
+      const jobKey = `${buildId}/${pkgname}`;
+      const phases = [...(phasesByJob.get(jobKey)?.seen ?? [])];
+      phasesByJob.delete(jobKey);
+      return Promise.all([enqueue(buildId, pkgname, finish), ...phases.map((phase) => enqueue(buildId, pkgname, finish, phase))]).then(() => {});
     },
 
     read(buildId, pkgname, readOptions) {
       // Checked here, not in the generator, so a bad request fails at the call.
-      const { key, file } = locate(buildId, pkgname);
+      const phase = readOptions.phase ?? "";
+      const { key, file } = locate(buildId, pkgname, phase);
       const offset = readOptions.offset ?? 0n;
       if (offset < 0n) throw new InvalidLogOffset(offset);
-      return follow({ buildId, pkgname, key, file, offset, follow: readOptions.follow ?? false, signal: readOptions.signal });
+      return follow({ buildId, pkgname, phase, key, file, offset, follow: readOptions.follow ?? false, signal: readOptions.signal });
     },
 
     async close() {
       closed = true;
+      phasesByJob.clear();
       const logs = [...active.values()];
       await Promise.all(
         logs.map((log) => {
@@ -274,6 +330,7 @@ export function createLogStore(options: LogStoreOptions): LogStore {
   async function* follow(r: {
     buildId: string;
     pkgname: string;
+    phase: string;
     key: string;
     file: string;
     offset: bigint;
@@ -295,7 +352,7 @@ export function createLogStore(options: LogStoreOptions): LogStore {
         // No file is fine for a log that is active here: begin() was called
         // but nothing has reached the disk yet.
         handle ??= await openForRead(r.file);
-        if (handle === undefined && log === undefined) throw new LogNotFound(r.buildId, r.pkgname);
+        if (handle === undefined && log === undefined) throw new LogNotFound(r.buildId, r.pkgname, r.phase);
         // Drain what is on disk now.
         while (handle !== undefined) {
           if (r.signal?.aborted) return;

@@ -1,7 +1,7 @@
 // The dispatcher's Prometheus series: its agents and slots, read from the
 // agent registry on scrape, and counters the service bumps as jobs move.
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
-import type { AgentRecord, AgentRegistry, HeldJob } from "./core/registry.js";
+import type { AgentRecord, AgentRegistry, HeldJob, JobKind } from "./core/registry.js";
 
 /** Why the dispatcher gave a job back to depgraph. */
 export type GiveBackReason =
@@ -22,7 +22,7 @@ export interface DispatcherMetrics {
   jobAssigned(job: HeldJob, platform: string): void;
   /** The agent said it started the job (JobAccepted). */
   jobAccepted(job: HeldJob, platform: string): void;
-  jobFinished(platform: string, outcome: "succeeded" | "failed"): void;
+  jobFinished(platform: string, outcome: "succeeded" | "failed" | "up_to_date", kind: JobKind): void;
   packageStored(platform: string, sizeBytes: bigint): void;
   jobsGivenBack(count: number, reason: GiveBackReason): void;
 }
@@ -40,14 +40,14 @@ export function createDispatcherMetrics(registry: Registry): DispatcherMetrics {
   });
   const assigned = new Counter({
     name: "pkgfarm_jobs_assigned_total",
-    help: "Jobs sent to agents, by platform (a retried job counts once per attempt).",
-    labelNames: ["platform"] as const,
+    help: "Jobs sent to agents, by platform and kind (build, scan); a retried job counts once per attempt.",
+    labelNames: ["platform", "kind"] as const,
     registers: [registry],
   });
   const finished = new Counter({
     name: "pkgfarm_jobs_finished_total",
-    help: "Jobs agents reported finished, by platform and outcome (succeeded, failed).",
-    labelNames: ["platform", "outcome"] as const,
+    help: "Jobs agents reported finished, by platform, outcome (succeeded, failed, up_to_date) and kind (build, scan).",
+    labelNames: ["platform", "outcome", "kind"] as const,
     registers: [registry],
   });
   const uploadBytes = new Counter({
@@ -75,7 +75,7 @@ export function createDispatcherMetrics(registry: Registry): DispatcherMetrics {
   return {
     jobAssigned(job, platform) {
       sentAt.set(job, performance.now());
-      assigned.inc({ platform });
+      assigned.inc({ platform, kind: job.kind });
     },
     jobAccepted(job, platform) {
       const at = sentAt.get(job);
@@ -83,8 +83,8 @@ export function createDispatcherMetrics(registry: Registry): DispatcherMetrics {
       sentAt.delete(job);
       latency.observe({ platform }, (performance.now() - at) / 1000);
     },
-    jobFinished(platform, outcome) {
-      finished.inc({ platform, outcome });
+    jobFinished(platform, outcome, kind) {
+      finished.inc({ platform, outcome, kind });
     },
     packageStored(platform, sizeBytes) {
       uploads.inc({ platform });

@@ -53,7 +53,9 @@ export function createPullers(options: PullersOptions): Pullers {
       inFlight++;
       let assignments: Assignment[] = [];
       try {
-        assignments = await depgraph.nextReadyJobs(platform, want, signal);
+        // Scan jobs come first in the answer: ask for them only while an
+        // agent that scans has a slot, or they would go straight back.
+        assignments = await depgraph.nextReadyJobs(platform, want, signal, registry.freeScanSlotsFor(platform) > 0);
         failures = 0;
       } catch (e) {
         if (!signal.aborted) {

@@ -61,7 +61,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
   const jobs = createJobControl({ registry, sessions, uploads, logs, depgraph, metrics, wake });
   const assigner = createAssigner({ registry, sessions, logs, jobs, logger, now, metrics });
   const pullers = createPullers({ registry, depgraph, logger, signal: root.signal, place: assigner.place });
-  const results = createResultRelay({ registry, uploads, logs, depgraph, jobs, wake, metrics });
+  const results = createResultRelay({ registry, uploads, packages, logs, depgraph, jobs, wake, metrics });
   const renewer = startLeaseRenewer({
     registry, depgraph, logger, everyMs: options.renewEveryMs,
     onLost: (job) => jobs.cancel(job, "the lease is no longer held (build cancelled, or the job was given to another agent)"),

@@ -24,13 +24,13 @@ export interface RawAgent {
   close(): void;
 }
 
-export function connectRawAgent(url: string, hello: { agentId: string; platform: string; slots?: number }, security: ClientSecurity = {}): RawAgent {
+export function connectRawAgent(url: string, hello: { agentId: string; platform: string; slots?: number; scans?: boolean }, security: ClientSecurity = {}): RawAgent {
   const client = createClient(DispatcherService, createPkgfarmTransport(url, security));
   const outbox = createChannel<ConnectRequest>();
   const received: ConnectResponse[] = [];
   const waiters = new Set<() => void>();
   outbox.push(create(ConnectRequestSchema, {
-    message: { case: "hello", value: { agentId: hello.agentId, platform: hello.platform, slots: hello.slots ?? 1, host: "test", version: "test" } },
+    message: { case: "hello", value: { agentId: hello.agentId, platform: hello.platform, slots: hello.slots ?? 1, scans: hello.scans ?? false, host: "test", version: "test" } },
   }));
   const ended = (async () => {
     try {

@@ -59,6 +59,25 @@ describe("dispatcher agent registry", () => {
   });
 });
 
+describe("dispatcher: scan jobs", () => {
+  test("a scan job goes only to an agent that scans; with none free, there is no agent for it", () => {
+    const registry = new AgentRegistry({ heartbeatTimeoutMs: 1000 });
+    const builder = registry.register({ id: "builder", platform: "P", slots: 8 }, 0);
+    const scanner = registry.register({ id: "scanner", platform: "P", slots: 1, scans: true }, 0);
+    assert.equal(registry.pickAgent("P"), builder, "a build goes to the agent with the most free slots");
+    assert.equal(registry.pickAgent("P", "scan"), scanner);
+    assert.equal(registry.freeScanSlotsFor("P"), 1);
+    const held = registry.hold(scanner, job("scan-0001"), 0, "scan");
+    assert.equal(held.kind, "scan");
+    assert.equal(registry.freeScanSlotsFor("P"), 0);
+    assert.equal(registry.pickAgent("P", "scan"), undefined);
+    assert.equal(registry.pickAgent("P"), builder);
+    scanner.draining = true;
+    registry.release(held);
+    assert.equal(registry.freeScanSlotsFor("P"), 0, "a draining agent's slots are not free");
+  });
+});
+
 describe("dispatcher upload failures", () => {
   test("a package that cannot be stored fails the job; a store that cannot store gives it back; a broken agent stream is the agent's to decide", () => {
     assert.equal(uploadFailureAction("dispatcher", "DATA_LOSS"), "fail");

@@ -197,3 +197,31 @@ async function waitFor(condition: () => boolean, timeoutMs = 1000): Promise<void
     await new Promise((resolve) => setTimeout(resolve, 2));
   }
 }
+
+test("a chunk with a phase goes to the whole log and to the phase's log, which starts with the attempt's header", async () => {
+  await logs.begin(BUILD, PKG, "attempt 2 on agent a1");
+  await logs.append(BUILD, PKG, text("plain\n"));
+  await logs.append(BUILD, PKG, text("checking...\n"), "configure");
+  await logs.append(BUILD, PKG, text("cc -c x.c\n"), "build");
+  await logs.finish(BUILD, PKG);
+  assert.equal(readFileSync(logFile(), "utf8"), "=== attempt 2 on agent a1 ===\nplain\nchecking...\ncc -c x.c\n");
+  assert.equal(readFileSync(path.join(root, "logs", BUILD, PKG, "configure.log"), "utf8"), "=== attempt 2 on agent a1 ===\nchecking...\n");
+  assert.equal(joined(await collect(logs.read(BUILD, PKG, { phase: "build", follow: true }))), "=== attempt 2 on agent a1 ===\ncc -c x.c\n");
+});
+
+test("a phase name that is not a plain name is refused; a phase never logged is not found", async () => {
+  await assert.rejects(logs.append(BUILD, PKG, text("x"), "../escape"), InvalidLogName);
+  assert.throws(() => logs.read(BUILD, PKG, { phase: "a/b" }), InvalidLogName);
+  await logs.append(BUILD, PKG, text("x"));
+  await assert.rejects(collect(logs.read(BUILD, PKG, { phase: "install" })), LogNotFound);
+});
+
+test("a follower of a phase ends when the next phase starts", async () => {
+  await logs.begin(BUILD, PKG, "attempt 1");
+  await logs.append(BUILD, PKG, text("one\n"), "configure");
+  const following = collect(logs.read(BUILD, PKG, { phase: "configure", follow: true }));
+  await logs.append(BUILD, PKG, text("two\n"), "configure");
+  await logs.append(BUILD, PKG, text("three\n"), "build");
+  assert.equal(joined(await following), "=== attempt 1 ===\none\ntwo\n");
+  await logs.finish(BUILD, PKG);
+});

@@ -18,16 +18,23 @@ export interface HeldJob {
   readonly pkgname: string;
   readonly leaseId: string;
   readonly agentId: string;
+  /** A package build, or a scan job (which only agents that scan are given). */
+  readonly kind: JobKind;
   /** When it was sent to the agent (or re-attached). */
   readonly assignedAt: number;
   /** Set once the agent says it started (JobAccepted). */
   accepted: boolean;
 }
 
+/** JobKind: what a held job is. */
+export type JobKind = "build" | "scan";
+
 export interface AgentRecord {
   readonly id: string;
   readonly platform: string;
   readonly slots: number;
+  /** It said it runs scan jobs (it has the tree and a scanner). */
+  readonly scans: boolean;
   readonly connectedAt: number;
   /** Identifies this stream; a stale stream's late messages are ignored by it. */
   readonly session: number;
@@ -66,12 +73,13 @@ export class AgentRegistry {
 
   constructor(private readonly options: RegistryOptions) {}
 
-  register(hello: { id: string; platform: string; slots: number }, now: number): AgentRecord {
+  register(hello: { id: string; platform: string; slots: number; scans?: boolean }, now: number): AgentRecord {
     if (this.agents.has(hello.id)) throw new AgentAlreadyConnected(hello.id);
     const agent: AgentRecord = {
       id: hello.id,
       platform: hello.platform,
       slots: Math.max(1, hello.slots),
+      scans: hello.scans ?? false,
       connectedAt: now,
       session: this.nextSession++,
       lastSeen: now,
@@ -131,27 +139,35 @@ export class AgentRegistry {
     return free;
   }
 
+  /** Free slots of the platform's agents that run scan jobs: while there are none, depgraph is not asked for scan jobs. */
+  freeScanSlotsFor(platform: string): number {
+    let free = 0;
+    for (const a of this.agents.values()) if (a.platform === platform && a.scans) free += this.freeSlots(a);
+    return free;
+  }
+
   platforms(): Set<string> {
     return new Set([...this.agents.values()].map((a) => a.platform));
   }
 
   /**
    * Picks the agent of the platform with the most free slots, so work
-   * spreads across hosts instead of filling the first one.
+   * spreads across hosts instead of filling the first one. A scan job goes
+   * only to an agent that runs scans.
    */
-  pickAgent(platform: string): AgentRecord | undefined {
+  pickAgent(platform: string, kind: JobKind = "build"): AgentRecord | undefined {
     let best: AgentRecord | undefined;
     let bestFree = 0;
     for (const a of this.agents.values()) {
-      if (a.platform !== platform) continue;
+      if (a.platform !== platform || (kind === "scan" && !a.scans)) continue;
       const free = this.freeSlots(a);
       if (free > bestFree) [best, bestFree] = [a, free];
     }
     return best;
   }
 
-  hold(agent: AgentRecord, job: { buildId: string; pkgname: string; leaseId: string }, now: number): HeldJob {
-    const held: HeldJob = { buildId: job.buildId, pkgname: job.pkgname, leaseId: job.leaseId, agentId: agent.id, assignedAt: now, accepted: false };
+  hold(agent: AgentRecord, job: { buildId: string; pkgname: string; leaseId: string }, now: number, kind: JobKind = "build"): HeldJob {
+    const held: HeldJob = { buildId: job.buildId, pkgname: job.pkgname, leaseId: job.leaseId, agentId: agent.id, kind, assignedAt: now, accepted: false };
     const key = jobKey(job.buildId, job.pkgname);
     agent.jobs.set(key, held);
     this.holders.set(key, held);
