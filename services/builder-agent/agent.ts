@@ -12,6 +12,7 @@ import {
   RunningJobSchema,
   type ConnectRequest,
   type JobAssignment,
+  type Refusal,
   type RunningJob,
   UploadPackageRequestSchema,
 } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
@@ -19,6 +20,7 @@ import { createChannel, createPkgfarmTransport, type Channel } from "../shared/i
 import type { AgentConfig } from "./config.js";
 import { createPackageCache, type PackageCache } from "./package-cache.js";
 import { runBuildCommand } from "./runner.js";
+import { ReportedJobs, refusalAction, uploadUntilSettled } from "./refusals.js";
 import { prepareJobWorkdir, removeJobWorkdir } from "./workdir.js";
 
 export const AGENT_VERSION = "0.1.0";
@@ -33,7 +35,9 @@ interface LocalJob {
   readonly assignment: JobAssignment;
   readonly abort: AbortController;
   /** Set once the build ended; sent (again after a reconnect) until the dispatcher has it. */
-  report?: { outcome: JobOutcome; durationMs: number; failureReason: string; outputPath: string };
+  report?: { outcome: JobOutcome; durationMs: number; failureReason: string; outputPath: string; failedPhase?: string };
+  /** A report (upload and result) is on its way: a reconnect does not start a second one. */
+  reporting?: boolean;
 }
 
 export interface BuilderAgent {
@@ -61,6 +65,7 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger): Builder
     createPkgfarmTransport(config.dispatcherUrl, { tls: config.tls, token: config.token }));
   const cache: PackageCache = createPackageCache({ dir: config.cacheDir });
   const jobs = new Map<string, LocalJob>();
+  const reported = new ReportedJobs();
   const stopped = new AbortController();
   let phase: AgentPhase = "running";
   let outbox: Channel<ConnectRequest> | undefined;
@@ -85,24 +90,52 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger): Builder
   };
 
   const report = async (local: LocalJob) => {
-    const r = local.report!;
-    let binaryPackage: BinaryPackage | undefined;
-    if (r.outcome === JobOutcome.SUCCEEDED) {
-      try {
-        binaryPackage = await upload(local, r.outputPath);
-      } catch (e) {
-        const error = ConnectError.from(e);
-        logger.warn({ pkgname: local.job.pkgname, err: error.message }, "upload failed");
-        // The dispatcher already failed the job for a corrupt upload, or took
-        // it away; either way there is nothing more to report.
-        return forget(local);
+    if (local.reporting === true) return;
+    local.reporting = true;
+    try {
+      let binaryPackage: BinaryPackage | undefined;
+      if (local.report!.outcome === JobOutcome.SUCCEEDED) {
+        const uploaded = await uploadUntilSettled(() => upload(local, local.report!.outputPath), {
+          signal: local.abort.signal,
+          connected: () => outbox !== undefined && !outbox.closed,
+          onFailure: (code, message, tries) => logger.warn({ pkgname: local.job.pkgname, code, err: message, tries }, "upload failed"),
+        });
+        switch (uploaded.kind) {
+          case "uploaded":
+            binaryPackage = uploaded.binaryPackage;
+            break;
+          case "later":
+            return;
+          case "forget":
+            return forget(local);
+          case "release":
+            send({ case: "released", value: { job: local.job, reason: uploaded.reason } });
+            return forget(local);
+          case "fail":
+            send({ case: "log", value: { job: local.job, data: Buffer.from(`=== ${config.agentId}: ${uploaded.reason}\n`) } });
+            local.report = { ...local.report!, outcome: JobOutcome.FAILED, failureReason: uploaded.reason, failedPhase: "upload" };
+            break;
+        }
       }
+      const r = local.report!;
+      send({
+        case: "finished",
+        value: { job: local.job, outcome: r.outcome, duration: durationFromMs(r.durationMs), binaryPackage, failureReason: r.failureReason, failedPhase: r.failedPhase ?? "" },
+      });
+      // Kept for a while, so a refusal of the result still finds the job.
+      reported.note(local.job, r.outcome, Date.now());
+      forget(local);
+    } finally {
+      local.reporting = false;
     }
-    send({
-      case: "finished",
-      value: { job: local.job, outcome: r.outcome, duration: durationFromMs(r.durationMs), binaryPackage, failureReason: r.failureReason },
-    });
-    forget(local);
+  };
+
+  /** A message of ours was refused: give the job back, stop it, or just log it (see refusalAction). */
+  const onRefused = (refusal: Refusal) => {
+    const action = refusalAction(refusal, reported);
+    logger.warn({ pkgname: refusal.job?.pkgname, message: refusal.message, code: refusal.code, reason: refusal.reason, action: action.kind }, "the dispatcher refused a message");
+    if (action.kind === "release") send({ case: "released", value: { job: action.job, reason: action.reason } });
+    else if (action.kind === "stop") onCancel(action.job, `the dispatcher refused its ${refusal.message}: ${refusal.reason}`);
   };
 
   const forget = (local: LocalJob) => {
@@ -270,6 +303,9 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger): Builder
           case "drain":
             logger.info({ reason: response.message.value.reason }, "asked to drain");
             drain();
+            break;
+          case "refused":
+            onRefused(response.message.value);
             break;
         }
       }

@@ -72,7 +72,11 @@ export async function metaConsumerLag(nc: NatsConnection, timeoutMs: number, dur
 export interface MetaConsumerOptions {
   readonly nc: NatsConnection;
   readonly depgraph: DepGraph;
-  /** Resolves once the change just applied is durable; the event is acked only then. */
+  /**
+   * Resolves once the change just applied is stored, however long that takes
+   * (NATS away): the event is acked only then, so a crash before it replays
+   * the event instead of losing the change.
+   */
   readonly durable?: () => Promise<unknown>;
   readonly logger: Logger;
   /** Rescans locations named by a files event; without it such events are refused. */
@@ -102,6 +106,9 @@ interface Handled {
 
 /** Most events applied before one wait for the store and their acks. */
 const MAX_BATCH = 256;
+
+/** How often a wait for the state store is logged while it lasts. */
+const STORE_WAIT_WARN_MS = 2_000;
 
 /** How long NATS waits before it delivers again an event whose handling hit NATS trouble. */
 const REDELIVER_AFTER_MS = 5_000;
@@ -252,6 +259,27 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
     return started;
   };
 
+  /** Waits for the store, saying so while it is away; false when stopped first. */
+  const untilStored = async (stored: Promise<unknown>, events: number): Promise<boolean> => {
+    let done = false;
+    let onStop: (() => void) | undefined;
+    const warn = setInterval(() => logger.warn({ events }, "the state store has not taken the applied change yet; its events stay unacked"), STORE_WAIT_WARN_MS);
+    try {
+      await Promise.race([
+        stored.then(() => (done = true)),
+        new Promise<void>((resolve) => {
+          onStop = () => resolve();
+          if (stopping.signal.aborted) resolve();
+          else stopping.signal.addEventListener("abort", onStop, { once: true });
+        }),
+      ]);
+    } finally {
+      clearInterval(warn);
+      stopping.signal.removeEventListener("abort", onStop!);
+    }
+    return done;
+  };
+
   const loop = async () => {
     let failures = 0;
     while (!stopped) {
@@ -276,7 +304,11 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
           const taken = batch.splice(0);
           const stored = options.durable?.();
           const published = await Promise.allSettled(taken.map(({ handled }) => handled.publishing));
-          await stored;
+          if (stored !== undefined && !(await untilStored(stored, taken.length))) {
+            // Stopping with the change applied but not stored: unacked, the
+            // events come again to the next depgraph, which applies them again.
+            return;
+          }
           taken.forEach(({ m, handled }, i) => {
             const outcome = published[i]!;
             if (outcome.status === "rejected") {

@@ -136,7 +136,11 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     await metrics?.close();
     throw e;
   });
-  const events = nc === undefined ? undefined : startEvents(nc, depgraph, scanHelper, durable, hooks, logger);
+  // RPCs answer after at most DURABLE_WAIT_MS (a late answer beats none while
+  // NATS is away; the client retries), but a change event is acked only once
+  // its change is stored: an ack is a promise never to deliver it again.
+  const stored = store === undefined ? undefined : () => store.settled();
+  const events = nc === undefined ? undefined : startEvents(nc, depgraph, scanHelper, stored, hooks, logger);
   if (metrics !== undefined && nc !== undefined && events !== undefined) {
     registerEventMetrics(metrics.registry, { nc, publisher: events.jobEvents, logger: logger.child({ component: "metrics" }) });
   }

@@ -78,6 +78,9 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
     for (const wake of [...waiters]) wake();
   });
   const leaseTimer = createLeaseTimer(depgraph, logger, options.now);
+  // Leases restored from the store run out on their own deadlines, not
+  // only once some NextReadyJob or RenewLease call arms the timer.
+  leaseTimer.arm();
 
   const guard = async <T>(method: string, run: () => Promise<T> | T): Promise<T> => {
     try {
@@ -306,6 +309,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
             logRef: r.logRef,
             failureReason: r.failureReason,
             failedPhase: r.failedPhase,
+            agentId: r.agentId,
           };
         });
         for (const r of results) {
@@ -415,7 +419,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
 
 
 function leaseRefFromWire(ref: WireLeaseRef): LeaseRef {
-  return { buildId: ref.buildId, pkgname: ref.pkgname, leaseId: ref.leaseId };
+  return { buildId: ref.buildId, pkgname: ref.pkgname, leaseId: ref.leaseId, agentId: ref.agentId };
 }
 
 function leaseRefToWire(ref: LeaseRef): { buildId: string; pkgname: string; leaseId: string } {

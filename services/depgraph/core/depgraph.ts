@@ -66,6 +66,12 @@ export interface LeaseRef {
   readonly buildId: string;
   readonly pkgname: string;
   readonly leaseId: string;
+  /**
+   * The build host that runs the job, when the caller knows it: a dispatcher
+   * leases jobs before it picks the agent, so the lease holder is the
+   * dispatcher and only this says which host built the package.
+   */
+  readonly agentId?: string;
 }
 
 export interface JobResult extends LeaseRef {
@@ -869,6 +875,7 @@ export class DepGraph {
     results.forEach((result, i) => {
       const { build, job } = held[i]!;
       this.leasesHeld--;
+      if (result.agentId) job.agentId = result.agentId;
       if (result.succeeded) {
         newlyReady += build.succeed(job, { durationMs: result.durationMs, binaryPackage: result.binaryPackage!, logRef: result.logRef }, now);
         this.options.history.record(job.pkgname, job.pkg.record.location, result.durationMs);
@@ -909,6 +916,7 @@ export class DepGraph {
         throw e;
       }
       held.job.lease!.deadline = deadline;
+      if (ref.agentId) held.job.agentId = ref.agentId;
       this.leaseDeadlines.push({ deadline, build: held.build, job: held.job, leaseId: ref.leaseId });
       renewed.push(ref);
     }
@@ -921,7 +929,8 @@ export class DepGraph {
     if (refs.length === 0) throw new InvalidRequest("leases is empty: name at least one lease to give back");
     const scanRefs = refs.filter((ref) => this.scans.has(ref.buildId));
     const heldScans = scanRefs.map((ref) => this.heldScanJob(ref));
-    const held = refs.filter((ref) => !this.scans.has(ref.buildId)).map((ref) => this.heldJob(ref));
+    const buildRefs = refs.filter((ref) => !this.scans.has(ref.buildId));
+    const held = buildRefs.map((ref) => this.heldJob(ref));
     const now = this.options.now();
     let requeued = 0;
     let failed = 0;
@@ -932,12 +941,13 @@ export class DepGraph {
       else failed++;
       this.settleScan(scan);
     }
-    for (const { build, job } of held) {
+    held.forEach(({ build, job }, i) => {
       this.leasesHeld--;
+      if (buildRefs[i]!.agentId) job.agentId = buildRefs[i]!.agentId!;
       const reason = message || (agentLost ? `agent ${job.agentId} went away` : `agent ${job.agentId} gave it back`);
       if (build.requeue(job, reason, agentLost, this.options.maxLosses, now) === "requeued") requeued++;
       else failed++;
-    }
+    });
     if (requeued > 0) this.announceReady();
     return { requeued, failed };
   }
