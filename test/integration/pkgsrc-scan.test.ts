@@ -99,13 +99,22 @@ describe("the built-in pkgsrc scan on the real tree", { skip: unavailable ?? fal
     assert.ok(words(recs[1]!.get("ALL_DEPENDS")).some((d) => d.startsWith("python26>=")));
   });
 
-  test("an unknown location fails alone, with the tail of bmake's stderr; a malformed one never reaches bmake", async () => {
-    const scans = await scanLocations(host, ["nosuch/package", "pkgtools/digest", "../etc", "-x/y"]);
+  test("an unknown location fails alone, with the tail of bmake's stderr; a malformed one never reaches bmake (two sandboxes at once)", async () => {
+    // Two sandboxes at once, sharing the queue.
+    const scans = await scanLocations({ ...host, concurrency: 2 }, ["nosuch/package", "pkgtools/digest", "../etc", "-x/y", "lang/nawk"]);
+    assert.deepEqual(scans.map((s) => s.location), ["nosuch/package", "pkgtools/digest", "../etc", "-x/y", "lang/nawk"]);
+    assert.match(scans[4]!.pbulkIndex, /^PKGNAME=nawk-20050424nb3\nPKG_LOCATION=lang\/nawk\n/);
     assert.match(scans[0]!.error, /exited with status 1: bmake: chdir .*nosuch\/package: No such file or directory/);
     assert.equal(scans[0]!.pbulkIndex, "");
     assert.equal(scans[1]!.error, "");
     assert.match(scans[2]!.error, /invalid location/);
     assert.match(scans[3]!.error, /invalid location/);
+  });
+
+  test("a sandbox that cannot be set up fails each location with the reason, and does not retry forever", async () => {
+    const broken = { ...host, binds: [{ source: join(work, "no-such-prefix"), target: "/usr/pkg" }] };
+    const scans = await scanLocations(broken, ["pkgtools/digest", "lang/nawk", "devel/nbpatch"]);
+    for (const scan of scans) assert.match(scan.error, /did not finish: the sandbox exited with status 125: .*no-such-prefix/s, scan.location);
   });
 
   test("a location past its timeout is killed with its sandbox, and the scan goes on with the next in a new one", async () => {

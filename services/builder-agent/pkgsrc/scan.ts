@@ -406,7 +406,12 @@ async function runQueued(host: PkgsrcHost, mode: DriverMode, queue: string[], wo
   signal?.throwIfAborted();
 }
 
-/** One sandbox: scans from the shared queue until it is empty or a location times out. */
+/**
+ * One sandbox: scans from the shared queue until it is empty or a location
+ * times out. One location waits in the driver's stdin behind the running one,
+ * so the driver never waits for this process to be scheduled; when the
+ * sandbox ends early, what it had not begun goes back to the queue.
+ */
 function runSandbox(
   host: PkgsrcHost,
   mode: DriverMode,
@@ -423,61 +428,74 @@ function runSandbox(
     // EPIPE when the sandbox died; its exit reports that.
   });
 
-  let current: string | undefined;
-  let startedAt = 0;
-  let outText = "";
-  let errText = "";
-  let outDone: { status: number; at: number } | undefined;
-  let errDone = false;
+  const sent: string[] = []; // written to the driver, not begun
+  // Begun on stdout and not reported yet, oldest first: the driver may begin
+  // the next location before this process has read the last one's stderr.
+  const begun: { location: string; startedAt: number }[] = [];
+  const outDone: { status: number; at: number; stdout: string }[] = [];
+  let running: { location: string; startedAt: number } | undefined;
+  let began = 0;
+  let stdinEnded = false;
   let timer: NodeJS.Timeout | undefined;
   let killedWhy: string | undefined;
-  let sawBegin = false;
-  let errSawBegin = false;
-  let outBuf = "";
-  let errBuf = "";
+
   const beginLine = `${marker} begin\n`;
   const endOut = new RegExp(`\\n${marker} end (\\d+)\\n`);
   const endErr = `\n${marker} end\n`;
+  let outBuf = "";
+  let outText = "";
+  let inOut = false;
+  let errBuf = "";
+  let errText = "";
+  let inErr = false;
+  const errDone: string[] = [];
 
-  const next = (): void => {
-    const location = queue.shift();
-    if (location === undefined || isAborted()) {
-      current = undefined;
-      stdin.end();
-      return;
+  const feed = (): void => {
+    while (!stdinEnded && sent.length + begun.length < 2) {
+      const location = isAborted() ? undefined : queue.shift();
+      if (location === undefined) {
+        stdinEnded = true;
+        stdin.end();
+        return;
+      }
+      sent.push(location);
+      stdin.write(`${location}\n`);
     }
-    current = location;
-    outText = errText = "";
-    outDone = undefined;
-    errDone = false;
-    sawBegin = errSawBegin = false;
-    killedWhy = undefined;
-    startedAt = performance.now();
+  };
+  const maybeFinish = (): void => {
+    while (begun.length > 0 && outDone.length > 0 && errDone.length > 0) {
+      const { location, startedAt } = begun.shift()!;
+      const out = outDone.shift()!;
+      onRun({ location, status: out.status, stdout: out.stdout, stderr: errDone.shift()!, durationMs: Math.round(out.at - startedAt) });
+    }
+    feed();
+  };
+  const begin = (): void => {
+    const location = sent.shift();
+    if (location === undefined) return; // cannot happen: the driver only begins what it read
+    began++;
+    running = { location, startedAt: performance.now() };
+    begun.push(running);
     timer = setTimeout(() => {
       killedWhy = `timed out after ${Number((host.timeoutMs / 1000).toFixed(3))} s`;
       killGroup(child);
     }, Math.min(Math.max(host.timeoutMs, 0), 2 ** 31 - 1));
-    stdin.write(`${location}\n`);
-  };
-  const maybeFinish = (): void => {
-    if (current === undefined || outDone === undefined || !errDone) return;
-    clearTimeout(timer);
-    onRun({ location: current, status: outDone.status, stdout: outText, stderr: errText, durationMs: Math.round(outDone.at - startedAt) });
-    next();
   };
 
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => {
     outBuf += chunk;
     for (;;) {
-      if (!sawBegin) {
+      if (!inOut) {
         const i = outBuf.indexOf(beginLine);
         if (i < 0) return;
         outBuf = outBuf.slice(i + beginLine.length);
-        sawBegin = true;
+        inOut = true;
+        outText = "";
+        begin();
       }
       const m = endOut.exec(outBuf);
       if (m === null) {
-        // Keep what cannot be the start of an end marker as output.
+        // Keep what could be the start of an end marker; the rest is output.
         const keep = Math.max(0, outBuf.length - (marker.length + 32));
         outText += outBuf.slice(0, keep);
         outBuf = outBuf.slice(keep);
@@ -485,24 +503,27 @@ function runSandbox(
       }
       outText += outBuf.slice(0, m.index);
       outBuf = outBuf.slice(m.index + m[0].length);
-      sawBegin = false;
-      outDone = { status: Number(m[1]), at: performance.now() };
+      inOut = false;
+      clearTimeout(timer);
+      running = undefined;
+      outDone.push({ status: Number(m[1]), at: performance.now(), stdout: outText });
       maybeFinish();
     }
   });
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => {
     errBuf += chunk;
     for (;;) {
-      if (!errSawBegin) {
+      if (!inErr) {
         const i = errBuf.indexOf(beginLine);
         if (i < 0) {
-          // Before any location: the sandbox's own complaints (a failed mount).
-          errText = keepTail(errText + errBuf.slice(0, Math.max(0, errBuf.length - beginLine.length)));
-          errBuf = errBuf.slice(Math.max(0, errBuf.length - beginLine.length));
+          // Outside any location: the sandbox's own complaints (a failed mount).
+          const keep = Math.max(0, errBuf.length - beginLine.length);
+          errText = keepTail(errText + errBuf.slice(0, keep));
+          errBuf = errBuf.slice(keep);
           return;
         }
         errBuf = errBuf.slice(i + beginLine.length);
-        errSawBegin = true;
+        inErr = true;
         errText = "";
       }
       const i = errBuf.indexOf(endErr);
@@ -512,10 +533,10 @@ function runSandbox(
         errBuf = errBuf.slice(keep);
         return;
       }
-      errText = keepTail(errText + errBuf.slice(0, i));
+      errDone.push(keepTail(errText + errBuf.slice(0, i)));
+      errText = "";
       errBuf = errBuf.slice(i + endErr.length);
-      errSawBegin = false;
-      errDone = true;
+      inErr = false;
       maybeFinish();
     }
   });
@@ -528,22 +549,28 @@ function runSandbox(
     child.once("close", (code, sig) => {
       clearTimeout(timer);
       active.delete(child);
-      if (current !== undefined && !isAborted()) {
-        const why = killedWhy
-          ?? (spawnError !== "" ? `could not start the sandbox: ${spawnError}`
-            : `did not finish: the sandbox ${sig !== null ? `was killed by ${sig}` : `exited with status ${code}`}`);
-        onRun({
-          location: current,
-          status: null,
-          stdout: "",
-          stderr: keepTail(errText + errBuf),
-          durationMs: Math.round(performance.now() - startedAt),
-          killed: why,
-        });
+      if (!isAborted()) {
+        const ended = spawnError !== "" ? `could not start the sandbox: ${spawnError}`
+          : `did not finish: the sandbox ${sig !== null ? `was killed by ${sig}` : `exited with status ${code}`}`;
+        // A sandbox that never began anything fails the first location it
+        // was given, so a sandbox that cannot start cannot loop forever.
+        // Once the output is closed, only the running location is unreported.
+        const failed = running ?? (began === 0 && sent.length > 0 ? { location: sent.shift()!, startedAt: performance.now() } : undefined);
+        if (failed !== undefined) {
+          onRun({
+            location: failed.location,
+            status: null,
+            stdout: "",
+            stderr: keepTail(errText + errBuf),
+            durationMs: Math.round(performance.now() - failed.startedAt),
+            killed: killedWhy ?? ended,
+          });
+        }
+        queue.unshift(...sent);
       }
       resolve();
     });
-    next();
+    feed();
   });
 }
 
