@@ -26,12 +26,26 @@ function phase(what: string): void {
   process.stderr.write(`[${new Date().toISOString()}] ${what}\n`);
 }
 
-function run(argv: readonly string[]): Promise<number | null> {
+function run(argv: readonly string[], onStderr?: (text: string) => void): Promise<number | null> {
   return new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "ignore", "ignore"], env: { PATH: "/usr/pkg/bin:/usr/sbin:/usr/bin:/sbin:/bin" } });
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ["ignore", "ignore", "pipe"], env: { PATH: "/usr/pkg/bin:/usr/sbin:/usr/bin:/sbin:/bin" } });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (s: string) => (stderr += s));
     child.once("error", reject);
-    child.once("close", (code) => resolve(code));
+    child.once("close", (code) => {
+      onStderr?.(stderr);
+      resolve(code);
+    });
   });
+}
+
+// dash's `times`: "0m0.01s 0m0.00s\n0m9.87s 0m1.23s" (shell, then children: user system).
+function childrenCpuMs(timesOutput: string): number {
+  const line = timesOutput.trim().split("\n").at(-1) ?? "";
+  return line.split(/\s+/).reduce((sum, t) => {
+    const m = /^(\d+)m([\d.]+)s$/.exec(t);
+    return m === null ? sum : sum + (Number(m[1]) * 60 + Number(m[2])) * 1000;
+  }, 0);
 }
 
 async function timed(f: () => Promise<unknown>): Promise<number> {
@@ -60,8 +74,10 @@ async function main(): Promise<void> {
     const binds = [{ source: prefix, target: "/usr/pkg" }];
     const host: PkgsrcHost = { treeDir: tree, bmake: "/usr/pkg/bin/bmake", sandbox: "namespace", binds, timeoutMs: 300_000 };
     const locations = limitedList().slice(0, n);
-    const loop = 'tree=$1 make=$2; shift 2; for loc; do "$make" -C "$tree/$loc" pbulk-index >/dev/null 2>&1 </dev/null; done';
-    const direct = (): Promise<unknown> => run(sandboxCommand("namespace", { binds }, ["/bin/sh", "-c", loop, "loop", tree, host.bmake, ...locations]));
+    const loop = 'tree=$1 make=$2; shift 2; for loc; do "$make" -C "$tree/$loc" pbulk-index >/dev/null 2>&1 </dev/null; done; times >&2';
+    const bmakeCpuMs: number[] = [];
+    const direct = (): Promise<unknown> => run(sandboxCommand("namespace", { binds }, ["/bin/sh", "-c", loop, "loop", tree, host.bmake, ...locations]),
+      (stderr) => bmakeCpuMs.push(childrenCpuMs(stderr)));
     let failures = 0;
     const nodeCpuMs: number[] = [];
     const viaScan = async (): Promise<unknown> => {
@@ -113,7 +129,11 @@ async function main(): Promise<void> {
         scanLocationsVsDirect: round((best(times.scanLocations) / best(times.direct) - 1) * 100),
         perLocationSandboxVsDirect: round((best(times.perLocation) / best(times.direct) - 1) * 100),
       },
-      agentCpuMsPerLocation: round(Math.min(...nodeCpuMs) / locations.length, 2),
+      cpuMsPerLocation: {
+        bmake: round(median(bmakeCpuMs) / locations.length, 1),
+        agent: round(median(nodeCpuMs) / locations.length, 2),
+        agentPercentOfBmake: round((median(nodeCpuMs) / median(bmakeCpuMs)) * 100, 2),
+      },
       sandboxSetupMs: { medianSandboxedTrue: round(median(sandboxed)), medianPlainTrue: round(median(plain)), extraPerSandbox: round(median(sandboxed) - median(plain)) },
       resetPrefixMs: { median: round(median(resetMs)), min: round(Math.min(...resetMs)), max: round(Math.max(...resetMs)) },
     })}\n`);

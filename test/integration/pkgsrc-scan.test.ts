@@ -178,6 +178,13 @@ describe("the built-in pkgsrc scan on the real tree", { skip: unavailable ?? fal
     // mk.conf is the sandbox's /usr/pkg/etc/mk.conf, found through the binds.
     assert.equal(await unchangedSince(scanDepends, tree, before, opts), false, "the mk.conf changed");
     assert.equal(await unchangedSince(scanDepends, tree, before, { ...opts, binds: host.binds }), true, "the other slot's mk.conf did not");
+    // With the lines' own time, a reset prefix gets the same mk.conf time again.
+    const linesTime = new Date(before - 3_600_000);
+    const third = slotDirs(work, 2).prefix;
+    const kitTime = await resetPrefix(third, BOOTSTRAP_KIT).then(() => statSync(join(third, "etc", "mk.conf")).mtimeMs);
+    await writeMkConf(third, "# nothing", { mtime: linesTime });
+    assert.equal(statSync(join(third, "etc", "mk.conf")).mtimeMs, Math.max(kitTime, linesTime.getTime()));
+    assert.match(readFileSync(join(third, "etc", "mk.conf"), "utf8"), /USE_BUILTIN\.openssl=\tno[\s\S]*# nothing\n$/);
     const [failed] = await scanLocations(otherHost, ["pkgtools/digest"]);
     const [still] = await scanLocations(host, ["pkgtools/digest"]);
     assert.equal(records(failed!)[0]!.get("PKG_FAIL_REASON"), '"digest is not for this group"');

@@ -30,14 +30,14 @@
 //   enumerateLocations(host, signal?): Promise<string[]>
 //   readPlatform(host, signal?): Promise<{ opsys, osVersion, machineArch, platform }>
 //   unchangedSince(scanDepends, treeDir, lastScannedMs, options?): Promise<boolean>
-//   writeMkConf(prefixDir, extraLines): Promise<string>
+//   writeMkConf(prefixDir, extraLines, { mtime? }?): Promise<string>
 //   addPkgLocation(location, output): { pbulkIndex, problem? }   (pure)
 //   locationProblem(location): string | undefined                 (pure)
 //   class PkgsrcScanError extends Error
 
 import { spawn, type ChildProcessByStdio } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFile, readFile, stat } from "node:fs/promises";
+import { appendFile, readFile, stat, utimes } from "node:fs/promises";
 import { dirname, join, normalize, posix } from "node:path";
 import { performance } from "node:perf_hooks";
 import type { Readable, Writable } from "node:stream";
@@ -336,17 +336,29 @@ function hostPath(entry: string, treeDir: string, options: UnchangedOptions): st
  * resetPrefix; the kit's own settings stay), so one group of agents can scan
  * and build with settings of its own: PKG_FAIL_REASON for a package, options,
  * ACCEPTABLE_LICENSES. The lines are make syntax, given by the operator.
- * Returns the file's path. The file's new modification time is what makes
- * unchangedSince see the change, since every record lists mk.conf.
+ * Returns the file's path.
+ *
+ * Every record lists mk.conf in SCAN_DEPENDS, so its modification time
+ * decides whether unchangedSince reuses records. By default it becomes "now"
+ * (everything scanned before looks stale). A prefix is reset before every
+ * job, though, so pass options.mtime, the time the operator's lines last
+ * changed (their file's mtime): the file then gets the later of that and the
+ * kit's own mk.conf time, the same after every reset, and records survive
+ * resets until the lines or the kit really change.
  */
-export async function writeMkConf(prefixDir: string, extraLines: string): Promise<string> {
+export async function writeMkConf(prefixDir: string, extraLines: string, options: { readonly mtime?: Date } = {}): Promise<string> {
   const path = join(prefixDir, "etc", "mk.conf");
   const current = await readFile(path, "utf8").catch((error: NodeJS.ErrnoException) => {
     throw new PkgsrcScanError(`no mk.conf at ${path} (unpack the bootstrap kit first): ${error.code ?? error.message}`);
   });
+  const kitTime = (await stat(path)).mtime;
   const separator = current === "" || current.endsWith("\n") ? "" : "\n";
   const body = extraLines.endsWith("\n") ? extraLines : `${extraLines}\n`;
   await appendFile(path, `${separator}\n# added by pkgfarm for this agent\n${body}`);
+  if (options.mtime !== undefined) {
+    const when = options.mtime.getTime() > kitTime.getTime() ? options.mtime : kitTime;
+    await utimes(path, when, when);
+  }
   return path;
 }
 
