@@ -149,7 +149,7 @@ describe("the built-in pkgsrc scan on the real tree", { skip: unavailable ?? fal
       .split("\n").filter((l) => l !== "").map((l) => l.slice(tree.length + 1, -"/Makefile".length));
     const inFind = new Set(all);
     assert.ok(locations.every((l) => inFind.has(l)), "every enumerated location has a Makefile");
-    console.log(`enumeration: ${locations.length} locations in ${took} ms; find */*/Makefile: ${all.length} (the rest: regress/, commented-out SUBDIRs, mk/ and other non-packages)`);
+    console.log(`enumeration: ${locations.length} locations in ${took} ms; find */*/Makefile: ${all.length} (the rest: regress/ and doc/, outside the top-level SUBDIR, and #SUBDIR+= lines in category Makefiles)`);
   });
 
   test("readPlatform names the platform as pkgsrc does, matching uname", async () => {
@@ -189,6 +189,7 @@ describe("the built-in pkgsrc scan on the real tree", { skip: unavailable ?? fal
     const [still] = await scanLocations(host, ["pkgtools/digest"]);
     assert.equal(records(failed!)[0]!.get("PKG_FAIL_REASON"), '"digest is not for this group"');
     assert.equal(records(still!)[0]!.get("PKG_FAIL_REASON"), "", "the first prefix is untouched");
+    assert.deepEqual(readdirSync("/usr/pkg"), [], "the host's /usr/pkg is still an empty mount point");
   });
 });
 
