@@ -3,7 +3,7 @@
 // environment, the command writes <PKGNAME>.tgz to PKGFARM_OUTPUT, and its
 // output is the job's log (no phases: the command's own business).
 
-import { stat } from "node:fs/promises";
+import { mkdir, stat } from "node:fs/promises";
 import type { JobAssignment } from "../../../gen/pkgfarm/v1/dispatcher_pb.js";
 import type { JobWorkdir } from "../workdir.js";
 import { runBuildCommand } from "../runner.js";
@@ -26,7 +26,10 @@ export function createCommandExecutor(options: CommandExecutorOptions): Executor
     name: "command",
     async run(job, ctx) {
       const env = commandEnvironment(options, job, ctx.workdir, ctx.slot);
-      const argv = options.sandbox === undefined ? [...options.command] : await options.sandbox.wrap(ctx.slot, options.command);
+      // The slot's prefix is what the command sees as /usr/pkg; the command
+      // itself decides what goes into it.
+      if (options.sandbox !== undefined && options.sandbox.kind === "namespace") await mkdir(options.sandbox.paths(ctx.slot).prefix, { recursive: true });
+      const argv = options.sandbox === undefined ? [...options.command] : options.sandbox.wrap(ctx.slot, options.command, ctx.workdir.dir);
       ctx.log.write("", `=== running ${options.command.join(" ")}\n`);
       const result = await runBuildCommand({
         command: argv,

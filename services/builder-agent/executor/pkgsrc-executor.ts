@@ -181,7 +181,7 @@ class PkgBuild {
     }
     if (ctx.signal.aborted) return;
     await runBuildCommand({
-      command: this.o.sandbox.wrap(ctx.slot, this.makeArgv("clean")),
+      command: this.o.sandbox.wrap(ctx.slot, this.makeArgv("clean"), this.dir),
       env: this.env({}),
       cwd: this.dir,
       timeoutMs: 120_000,
@@ -253,7 +253,7 @@ class PkgBuild {
     const shown = argv.map((a) => a.startsWith("/") && a.startsWith(PKG_PREFIX) ? a.slice(a.lastIndexOf("/") + 1) : a).slice(0, 2).join(" ");
     ctx.log.write(phase, `=== ${phase}: ${argv.join(" ")}${as === "user" ? ` (as ${user!.name})` : ""}\n`);
     const result = await runBuildCommand({
-      command: this.o.sandbox.wrap(ctx.slot, inner),
+      command: this.o.sandbox.wrap(ctx.slot, inner, this.dir),
       env: this.env(extraEnv),
       cwd: this.dir,
       timeoutMs: left,

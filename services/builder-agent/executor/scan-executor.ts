@@ -10,7 +10,7 @@ import { durationFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { ScanLocationResultSchema, ScanOutputSchema, type ScanLocationResult } from "../../../gen/pkgfarm/v1/depgraph_pb.js";
 import { cancelled, elapsedSince, failed, succeeded, type Executor } from "./executor.js";
 
-/** ScanResultOf is what a Scanner says about one location. */
+/** LocationScan is what a Scanner says about one location (pkgsrc/scan.ts's LocationScan). */
 export interface LocationScan {
   readonly location: string;
   /** pbulk-index records of every variant, PKG_LOCATION added; "" on error. */
@@ -25,8 +25,8 @@ export interface Scanner {
   readonly name: string;
   scan(locations: readonly string[], slot: number, signal: AbortSignal): Promise<LocationScan[]>;
   enumerate(slot: number, signal: AbortSignal): Promise<string[]>;
-  /** True when none of scanDepends changed since lastScannedMs (a location may then be reused). */
-  unchangedSince(scanDepends: readonly string[], lastScannedMs: number): Promise<boolean>;
+  /** True when none of the location's scanDepends changed since lastScannedMs (it may then be reused). */
+  unchangedSince(location: string, scanDepends: readonly string[], lastScannedMs: number, slot: number): Promise<boolean>;
 }
 
 export function createScanExecutor(scanner: Scanner): Executor {
@@ -47,7 +47,7 @@ export function createScanExecutor(scanner: Scanner): Executor {
         const toScan: string[] = [];
         for (const loc of task.locations) {
           if (task.reuse && loc.lastScanned !== undefined && loc.scanDepends.length > 0
-            && await scanner.unchangedSince(loc.scanDepends, timestampMs(loc.lastScanned))) {
+            && await scanner.unchangedSince(loc.location, loc.scanDepends, timestampMs(loc.lastScanned), ctx.slot)) {
             results.set(loc.location, create(ScanLocationResultSchema, { location: loc.location, reused: true, duration: durationFromMs(0) }));
           } else {
             toScan.push(loc.location);
