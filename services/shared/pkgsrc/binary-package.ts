@@ -230,8 +230,9 @@ function cString(bytes: Buffer): string {
 
 function headerPath(header: Buffer): string {
   const base = cString(header.subarray(0, 100));
+  // POSIX ustar only: old GNU headers keep times where ustar has the prefix.
   const magic = header.subarray(257, 263).toString("latin1");
-  const prefix = magic.startsWith("ustar") ? cString(header.subarray(345, 500)) : "";
+  const prefix = magic === "ustar\u0000" ? cString(header.subarray(345, 500)) : "";
   return prefix === "" ? base : `${prefix}/${base}`;
 }
 
