@@ -32,7 +32,7 @@ export interface AgentConfig {
   readonly token?: string;
   /** How builds run: the operator's build command, or pbulk's pkg-build on treeDir. Absent: "command". */
   readonly executor?: "command" | "pkgsrc";
-  /** pkgsrc: the bootstrap kit restored into the slot's prefix before every build and scan. */
+  /** pkgsrc: the bootstrap kit restored into the slot's prefix before every build and scan (with a pkgsrc tree it also makes the agent scan with bmake). */
   readonly bootstrapKit?: string;
   /** How slots are contained. Absent: "none" (the command executor's traditional way). */
   readonly sandbox?: "namespace" | "chroot" | "none";
@@ -115,11 +115,13 @@ export function loadAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv)
   if (executor === "command" && buildCommand.length === 0) read.errors.push("--build-command (PKGFARM_BUILD_COMMAND) is required with --executor command: the command that builds one package (e.g. [\"node\", \"/path/build-one.mjs\"])");
   const treeDir = resolve(read.string("tree", "PKGFARM_TREE", "."));
   let bootstrapKit: string | undefined;
+  const kit = read.string("bootstrap-kit", "PKGFARM_BOOTSTRAP_KIT", "");
   if (executor === "pkgsrc") {
     if (!existsSync(join(treeDir, "mk", "bsd.pkg.mk"))) read.errors.push(`--tree (PKGFARM_TREE) must be a pkgsrc tree with --executor pkgsrc: ${treeDir} has no mk/bsd.pkg.mk`);
-    const kit = read.string("bootstrap-kit", "PKGFARM_BOOTSTRAP_KIT", "");
     if (kit === "") read.errors.push("--bootstrap-kit (PKGFARM_BOOTSTRAP_KIT) is required with --executor pkgsrc: the tarball of usr/pkg restored before every build");
-    else if (!isFile(kit)) read.errors.push(`--bootstrap-kit (PKGFARM_BOOTSTRAP_KIT): ${kit} is not a file`);
+  }
+  if (kit !== "") {
+    if (!isFile(kit)) read.errors.push(`--bootstrap-kit (PKGFARM_BOOTSTRAP_KIT): ${kit} is not a file`);
     else bootstrapKit = resolve(kit);
   }
   const sandbox = read.oneOf("sandbox", "PKGFARM_SANDBOX", executor === "pkgsrc" ? "namespace" : "none", ["namespace", "chroot", "none"] as const);

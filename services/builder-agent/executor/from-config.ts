@@ -3,6 +3,7 @@
 // set of flags means. Everything it returns is then composed with the
 // wrappers by the agent.
 
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "pino";
 import { agentEnvironment, type AgentExecutors } from "../agent.js";
@@ -10,6 +11,9 @@ import type { AgentConfig } from "../config.js";
 import { sandboxSupport } from "../sandbox.js";
 import { ensureBuildUser } from "./build-user.js";
 import { createCommandExecutor } from "./command-executor.js";
+import type { Executor } from "./executor.js";
+import { createCommandScanner } from "./command-scanner.js";
+import { pkgsrcUpToDate } from "./pkgsrc-up-to-date.js";
 import { createPkgsrcExecutor } from "./pkgsrc-executor.js";
 import { createPkgsrcScanner } from "./pkgsrc-scanner.js";
 import { createScanExecutor } from "./scan-executor.js";
@@ -46,8 +50,17 @@ export async function executorsFromConfig(config: AgentConfig, logger: Logger): 
       baseEnv,
     });
     const scan = createScanExecutor(createPkgsrcScanner({ treeDir: config.treeDir, bootstrapKit: kit, sandbox: sandbox!, mkConfLines, timeoutMs: config.scanTimeoutMs ?? 600_000 }));
-    return { build, scan, sandbox };
+    return { build, scan, sandbox, checkUpToDate: pkgsrcUpToDate(config.treeDir) };
   }
   const build = createCommandExecutor({ command: config.buildCommand, treeDir: config.treeDir, timeoutMs: config.jobTimeoutMs, baseEnv, ...(sandbox === undefined ? {} : { sandbox }) });
-  return { build, sandbox };
+  // Scans: with bmake when the tree is pkgsrc and there is a kit to scan
+  // with (in the slot sandboxes), else with the operator's scan command.
+  let scan: Executor | undefined;
+  if (config.bootstrapKit !== undefined && existsSync(join(config.treeDir, "mk", "bsd.pkg.mk"))) {
+    const scanSandbox = sandbox ?? createSlotSandbox({ kind, root: config.sandboxRoot ?? join(config.workDir, "..", "sandbox"), chrootDirs: config.chrootDirs ?? [] });
+    scan = createScanExecutor(createPkgsrcScanner({ treeDir: config.treeDir, bootstrapKit: config.bootstrapKit, sandbox: scanSandbox, mkConfLines: config.mkConfLines ?? [], timeoutMs: config.scanTimeoutMs ?? 600_000 }));
+  } else if (config.scanCommand !== undefined) {
+    scan = createScanExecutor(createCommandScanner({ command: config.scanCommand, treeDir: config.treeDir, timeoutMs: config.scanTimeoutMs ?? 600_000, env: baseEnv }));
+  }
+  return { build, sandbox, ...(scan === undefined ? {} : { scan }) };
 }
