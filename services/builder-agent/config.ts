@@ -42,6 +42,8 @@ export interface AgentConfig {
   readonly chrootDirs?: readonly string[];
   /** Lines appended to the kit's mk.conf at every reset (--mk-conf FILE), e.g. a PKG_FAIL_REASON. */
   readonly mkConfLines?: readonly string[];
+  /** The later of the kit's and the --mk-conf file's modification times: the prefix's mk.conf gets it. */
+  readonly mkConfMtimeMs?: number;
   /** pbulk's keep_wrkdir: a failed pkgsrc build's WRKDIR is saved under <workDir>/../kept/<PKGNAME>/. */
   readonly keepWrkdir?: boolean;
   /** pbulk's unprivileged_user for USE_DESTDIR builds; created when missing. Absent: "pkgfarm". */
@@ -76,7 +78,7 @@ export const AGENT_FLAGS: ReadonlyArray<readonly [flag: string, env: string, mea
   ["--cache-dir DIR", "PKGFARM_CACHE_DIR", "dependencies' packages by digest (default <work-dir>/../cache)"],
   ["--job-timeout-seconds N", "PKGFARM_JOB_TIMEOUT_SECONDS", "limit for one job (default 14400)"],
   ["--log-level LEVEL", "PKGFARM_LOG_LEVEL", "pino level (default info)"],
-  ["--tls-ca, --tls-cert, --tls-key", "PKGFARM_TLS_*", "TLS to an https:// dispatcher"],
+  ["--tls-ca, --tls-client-cert, --tls-client-key", "PKGFARM_TLS_CA, PKGFARM_TLS_CLIENT_CERT, PKGFARM_TLS_CLIENT_KEY", "trust and client certificate for an https:// dispatcher"],
   ["", "PKGFARM_AGENT_TOKEN(_FILE)", "the agent token (never a flag)"],
   ["--help", "", "this list"],
 ];
@@ -129,9 +131,11 @@ export function loadAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv)
   const chrootDirs = read.string("chroot-dirs", "PKGFARM_CHROOT_DIRS", "").split(",").map((d) => d.trim()).filter((d) => d !== "").map((d) => resolve(d));
   const mkConfPath = read.string("mk-conf", "PKGFARM_MK_CONF", "");
   let mkConfLines: string[] = [];
+  let mkConfMtimeMs: number | undefined;
   if (mkConfPath !== "") {
     try {
       mkConfLines = readFileSync(mkConfPath, "utf8").split("\n").filter((l) => l.trim() !== "");
+      mkConfMtimeMs = statSync(mkConfPath).mtimeMs;
     } catch (e) {
       read.errors.push(`--mk-conf (PKGFARM_MK_CONF): cannot read ${mkConfPath}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
@@ -179,6 +183,7 @@ export function loadAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv)
     sandboxRoot: resolve(read.string("sandbox-root", "PKGFARM_SANDBOX_ROOT", `${workDir}/../sandbox`)),
     chrootDirs,
     mkConfLines,
+    mkConfMtimeMs: mkConfMtimeMs === undefined || bootstrapKit === undefined ? mkConfMtimeMs : Math.max(mkConfMtimeMs, statSync(bootstrapKit).mtimeMs),
     keepWrkdir: keepWrkdirFlag || keepEnv === "yes",
     buildUser,
     scanCommand: scanCommand.length > 0 ? scanCommand : undefined,

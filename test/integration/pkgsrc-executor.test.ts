@@ -5,7 +5,7 @@
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { JobOutcome } from "../../gen/pkgfarm/v1/depgraph_pb.js";
@@ -13,6 +13,11 @@ import type { JobAssignment } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
 import { ensureBuildUser } from "../../services/builder-agent/executor/build-user.js";
 import type { Executor, JobResult } from "../../services/builder-agent/executor/executor.js";
 import { createPkgsrcExecutor } from "../../services/builder-agent/executor/pkgsrc-executor.js";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { JobAssignmentSchema } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
+import { createPkgsrcScanner } from "../../services/builder-agent/executor/pkgsrc-scanner.js";
+import { createScanExecutor } from "../../services/builder-agent/executor/scan-executor.js";
 import { withJobLog } from "../../services/builder-agent/executor/with-job-log.js";
 import { createSlotSandbox, type SlotSandbox } from "../../services/builder-agent/executor/slot-sandbox.js";
 import { prepareJobWorkdir } from "../../services/builder-agent/workdir.js";
@@ -77,6 +82,25 @@ describe("pkgsrc executor on the real tree", { skip }, () => {
   }
 
   const built = new Map<string, string>();
+
+  test("the scan executor scans with bmake pbulk-index in a slot sandbox and reuses what did not change", async () => {
+    const scan = createScanExecutor(createPkgsrcScanner({ treeDir: tree, bootstrapKit: BOOTSTRAP_KIT, sandbox, mkConfLines: ["PKG_FAIL_REASON.test= yes"], mkConfMtimeMs: statSync(BOOTSTRAP_KIT).mtimeMs, timeoutMs: 120_000 }));
+    const first = create(JobAssignmentSchema, { job: { buildId: "s", pkgname: "scan-0001", leaseId: "l" }, scan: { scanId: "s", jobName: "scan-0001", locations: [{ location: "pkgtools/digest" }, { location: "devel/nbpatch" }] } });
+    const workdir = await prepareJobWorkdir(join(root, "work"), "s", "scan-0001");
+    const r = await scan.run(first, { workdir, slot: 0, log: phaseLogs(), signal: new AbortController().signal });
+    assert.equal(r.outcome, JobOutcome.SUCCEEDED, r.failureReason);
+    const [digest, nbpatch] = r.scanOutput!.locations;
+    assert.match(digest!.pbulkIndex, /^PKGNAME=digest-20121220\nPKG_LOCATION=pkgtools\/digest\n/);
+    assert.match(nbpatch!.pbulkIndex, /^PKGNAME=nbpatch-20100124\n/);
+    const scanDepends = (text: string) => /^SCAN_DEPENDS=(.*)$/m.exec(text)![1]!.split(" ");
+    // Rescanned with reuse: digest as of now (nothing changed since), nbpatch as of 1970.
+    const again = create(JobAssignmentSchema, { job: { buildId: "s", pkgname: "scan-0002", leaseId: "l" }, scan: { scanId: "s", jobName: "scan-0002", reuse: true, locations: [
+      { location: "pkgtools/digest", lastScanned: timestampFromMs(Date.now()), scanDepends: scanDepends(digest!.pbulkIndex) },
+      { location: "devel/nbpatch", lastScanned: timestampFromMs(1000), scanDepends: scanDepends(nbpatch!.pbulkIndex) },
+    ] } });
+    const r2 = await scan.run(again, { workdir, slot: 0, log: phaseLogs(), signal: new AbortController().signal });
+    assert.deepEqual(r2.scanOutput!.locations.map((l) => [l.location, l.reused, l.pbulkIndex !== ""]), [["pkgtools/digest", true, false], ["devel/nbpatch", false, true]]);
+  });
 
   test("builds digest in slot 0 and nbpatch in slot 1 at the same time; each package lists what pbulk's did", async () => {
     const digestVars = await varsOf("pkgtools/digest", 0);

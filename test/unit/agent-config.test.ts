@@ -66,7 +66,7 @@ test("--help lists every flag the agent reads", () => {
   const help = agentHelp();
   for (const flag of ["--dispatcher", "--id", "--slots", "--executor", "--tree", "--bootstrap-kit", "--sandbox", "--sandbox-root", "--chroot-dirs", "--mk-conf",
     "--keep-wrkdir", "--build-user", "--build-command", "--scan-command", "--scan-timeout-seconds", "--platform", "--os", "--os-release", "--arch", "--labels",
-    "--work-dir", "--cache-dir", "--job-timeout-seconds", "--log-level", "--tls-ca", "--help"]) {
+    "--work-dir", "--cache-dir", "--job-timeout-seconds", "--log-level", "--tls-ca", "--tls-client-cert", "--tls-client-key", "--help"]) {
     assert.ok(help.includes(flag), `--help does not mention ${flag}`);
   }
   assert.ok(AGENT_FLAGS.length > 20);

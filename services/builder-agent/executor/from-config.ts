@@ -39,17 +39,19 @@ export async function executorsFromConfig(config: AgentConfig, logger: Logger): 
     const buildUser = root ? await ensureBuildUser(config.buildUser ?? "pkgfarm") : undefined;
     if (buildUser !== undefined) logger.info({ user: buildUser.name, uid: buildUser.uid }, "USE_DESTDIR builds run as this user");
     const mkConfLines = config.mkConfLines ?? [];
+    const mkConfMtimeMs = config.mkConfMtimeMs;
     const build = createPkgsrcExecutor({
       treeDir: config.treeDir,
       bootstrapKit: kit,
       sandbox: sandbox!,
       mkConfLines,
+      mkConfMtimeMs,
       keepWrkdirDir: config.keepWrkdir === true ? join(config.workDir, "..", "kept") : undefined,
       buildUser,
       timeoutMs: config.jobTimeoutMs,
       baseEnv,
     });
-    const scan = createScanExecutor(createPkgsrcScanner({ treeDir: config.treeDir, bootstrapKit: kit, sandbox: sandbox!, mkConfLines, timeoutMs: config.scanTimeoutMs ?? 600_000 }));
+    const scan = createScanExecutor(createPkgsrcScanner({ treeDir: config.treeDir, bootstrapKit: kit, sandbox: sandbox!, mkConfLines, mkConfMtimeMs, timeoutMs: config.scanTimeoutMs ?? 600_000 }));
     return { build, scan, sandbox, checkUpToDate: pkgsrcUpToDate(config.treeDir) };
   }
   const build = createCommandExecutor({ command: config.buildCommand, treeDir: config.treeDir, timeoutMs: config.jobTimeoutMs, baseEnv, ...(sandbox === undefined ? {} : { sandbox }) });
@@ -58,7 +60,7 @@ export async function executorsFromConfig(config: AgentConfig, logger: Logger): 
   let scan: Executor | undefined;
   if (config.bootstrapKit !== undefined && existsSync(join(config.treeDir, "mk", "bsd.pkg.mk"))) {
     const scanSandbox = sandbox ?? createSlotSandbox({ kind, root: config.sandboxRoot ?? join(config.workDir, "..", "sandbox"), chrootDirs: config.chrootDirs ?? [] });
-    scan = createScanExecutor(createPkgsrcScanner({ treeDir: config.treeDir, bootstrapKit: config.bootstrapKit, sandbox: scanSandbox, mkConfLines: config.mkConfLines ?? [], timeoutMs: config.scanTimeoutMs ?? 600_000 }));
+    scan = createScanExecutor(createPkgsrcScanner({ treeDir: config.treeDir, bootstrapKit: config.bootstrapKit, sandbox: scanSandbox, mkConfLines: config.mkConfLines ?? [], mkConfMtimeMs: config.mkConfMtimeMs, timeoutMs: config.scanTimeoutMs ?? 600_000 }));
   } else if (config.scanCommand !== undefined) {
     scan = createScanExecutor(createCommandScanner({ command: config.scanCommand, treeDir: config.treeDir, timeoutMs: config.scanTimeoutMs ?? 600_000, env: baseEnv }));
   }

@@ -50,6 +50,8 @@ export interface PkgsrcExecutorOptions {
   readonly sandbox: SlotSandbox;
   /** Lines appended to the kit's mk.conf on every reset (--mk-conf). */
   readonly mkConfLines: readonly string[];
+  /** The modification time the prefix's mk.conf gets after the lines are added (SlotSandbox.reset). */
+  readonly mkConfMtimeMs?: number;
   /** pbulk's keep_wrkdir: a failed build's WRKDIR is saved as <keepDir>/<PKGNAME>/wrkdir.tar.gz. */
   readonly keepWrkdirDir?: string;
   /** pbulk's unprivileged_user, for USE_DESTDIR builds when the agent runs as root. */
@@ -97,11 +99,11 @@ export function createPkgsrcExecutor(options: PkgsrcExecutorOptions): Executor {
 class PkgBuild {
   private readonly pkgname: string;
   private readonly dir: string;
-  private readonly useDestdir: string;
-  private readonly isBootstrap: boolean;
-  private readonly usergroupPhase: string;
-  private readonly runBuild: Runner;
-  private readonly runInstall: Runner;
+  private useDestdir = "no";
+  private isBootstrap = false;
+  private usergroupPhase = "";
+  private runBuild: Runner = "root";
+  private runInstall: Runner = "root";
   private readonly paths;
 
   constructor(
@@ -112,17 +114,51 @@ class PkgBuild {
   ) {
     this.pkgname = job.job!.pkgname;
     this.dir = join(o.treeDir, job.location);
-    const vars = job.scanVars;
-    this.useDestdir = vars["USE_DESTDIR"] ?? "no";
+    this.paths = o.sandbox.paths(ctx.slot);
+  }
+
+  /**
+   * The scan's USE_DESTDIR, BOOTSTRAP_PKG and USERGROUP_PHASE, as pkg-build
+   * reads them from the build info. An assignment without them (a
+   * dispatcher that does not pass scan variables) gets them from bmake.
+   */
+  private async readBuildVars(): Promise<void> {
+    let vars: Record<string, string> = this.job.scanVars;
+    if (!("USE_DESTDIR" in vars)) {
+      const names = ["_USE_DESTDIR", "BOOTSTRAP_PKG", "USERGROUP_PHASE"];
+      const out = await this.capture("pre-clean", [...this.makeArgv("show-vars"), `VARNAMES=${names.join(" ")}`]);
+      const lines = out.split("\n");
+      vars = { USE_DESTDIR: lines[0] ?? "no", BOOTSTRAP_PKG: lines[1] ?? "", USERGROUP_PHASE: lines[2] ?? "" };
+      this.ctx.log.write("pre-clean", `=== no scan variables in the assignment; from bmake: USE_DESTDIR=${vars["USE_DESTDIR"]} BOOTSTRAP_PKG=${vars["BOOTSTRAP_PKG"]} USERGROUP_PHASE=${vars["USERGROUP_PHASE"]}\n`);
+    }
+    this.useDestdir = vars["USE_DESTDIR"] || "no";
     this.isBootstrap = (vars["BOOTSTRAP_PKG"] ?? "") !== "";
     this.usergroupPhase = vars["USERGROUP_PHASE"] ?? "";
     // pkg-build: user-destdir builds and installs as the user, destdir only
     // builds as the user; without root (or without a user) everything runs
     // as the agent.
-    const unprivileged = o.buildUser !== undefined && process.getuid?.() === 0;
+    const unprivileged = this.o.buildUser !== undefined && process.getuid?.() === 0;
     this.runBuild = unprivileged && (this.useDestdir === "user-destdir" || this.useDestdir === "destdir") ? "user" : "root";
     this.runInstall = unprivileged && this.useDestdir === "user-destdir" ? "user" : "root";
-    this.paths = o.sandbox.paths(ctx.slot);
+  }
+
+  /** Runs argv in the sandbox as root and returns its stdout (stderr goes to the phase's log). */
+  private async capture(phase: PkgsrcPhase, argv: readonly string[]): Promise<string> {
+    let out = "";
+    const result = await runBuildCommand({
+      command: this.o.sandbox.wrap(this.ctx.slot, argv, this.dir),
+      env: this.env({}),
+      cwd: this.dir,
+      timeoutMs: Math.max(1, this.deadline - performance.now()),
+      signal: this.ctx.signal,
+      onOutput: (chunk, stream) => {
+        if (stream === "stdout") out += Buffer.from(chunk).toString("utf8");
+        else this.ctx.log.write(phase, chunk);
+      },
+    });
+    if (result.cancelled) throw new Cancelled();
+    if (result.failureReason !== "") throw new PhaseFailure(phase, "bmake show-vars", result.failureReason);
+    return out;
   }
 
   async run(): Promise<void> {
@@ -134,10 +170,11 @@ class PkgBuild {
     if (!isDir) throw new PhaseFailure("pre-clean", "the location", `${this.job.location} is not in the tree ${o.treeDir}`);
 
     // client-clean
-    await o.sandbox.reset(ctx.slot, o.bootstrapKit, o.mkConfLines);
+    await o.sandbox.reset(ctx.slot, o.bootstrapKit, o.mkConfLines, o.mkConfMtimeMs);
     await rm(join(this.paths.wrkobjdir, this.job.location), { recursive: true, force: true });
     ctx.log.write("pre-clean", `=== ${this.paths.prefix} restored from ${o.bootstrapKit}; it is ${PKG_PREFIX} in slot ${ctx.slot}'s sandbox\n`);
 
+    await this.readBuildVars();
     await this.make("pre-clean", "clean", "root");
     const deps = this.dependencies();
     if (deps.length > 0) await this.step("depends", [PKG_ADD, "-K", PKG_DBDIR, ...deps], "root", { PKG_PATH: ctx.workdir.dependsDir });

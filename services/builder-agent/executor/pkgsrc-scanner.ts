@@ -13,13 +13,15 @@ export interface PkgsrcScannerOptions {
   readonly bootstrapKit: string;
   readonly sandbox: SlotSandbox;
   readonly mkConfLines: readonly string[];
+  /** The modification time the prefix's mk.conf gets after the lines are added (SlotSandbox.reset). */
+  readonly mkConfMtimeMs?: number;
   /** Limit for one location's bmake pbulk-index, in milliseconds. */
   readonly timeoutMs: number;
 }
 
 export function createPkgsrcScanner(o: PkgsrcScannerOptions): Scanner {
   const host = async (slot: number): Promise<PkgsrcHost> => {
-    await o.sandbox.reset(slot, o.bootstrapKit, o.mkConfLines);
+    await o.sandbox.reset(slot, o.bootstrapKit, o.mkConfLines, o.mkConfMtimeMs);
     const chrootDir = o.sandbox.chrootDir(slot);
     return { treeDir: o.treeDir, bmake: BMAKE, sandbox: o.sandbox.kind, binds: o.sandbox.binds(slot), timeoutMs: o.timeoutMs, ...(chrootDir === undefined ? {} : { chrootDir }) };
   };

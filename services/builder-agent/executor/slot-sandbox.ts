@@ -15,7 +15,7 @@
 // - "none": commands run on the host and the prefix is the host's /usr/pkg:
 //   one slot, on a host given over to building, as pbulk runs.
 
-import { chmod, mkdir, rm } from "node:fs/promises";
+import { chmod, mkdir, rm, utimes } from "node:fs/promises";
 import { join } from "node:path";
 import { writeMkConf } from "../pkgsrc/scan.js";
 import { resetPrefix, sandboxCommand, slotDirs, type SandboxBind, type SandboxKind, type SlotDirs } from "../sandbox.js";
@@ -38,9 +38,11 @@ export interface SlotSandbox {
   /**
    * pbulk's client-clean: the slot's prefix emptied and the kit (a tarball
    * of usr/pkg) unpacked into it, mkConfLines appended to its etc/mk.conf,
-   * an empty packages directory.
+   * an empty packages directory. mk.conf then gets the modification time
+   * stampMs (when given): every scan lists mk.conf in SCAN_DEPENDS, so a
+   * fresh time at every reset would make a reuse scan rescan everything.
    */
-  reset(slot: number, kit: string, mkConfLines: readonly string[]): Promise<void>;
+  reset(slot: number, kit: string, mkConfLines: readonly string[], stampMs?: number): Promise<void>;
 }
 
 export interface SlotSandboxOptions {
@@ -82,10 +84,13 @@ export function createSlotSandbox(options: SlotSandboxOptions): SlotSandbox {
       const dir = chrootDir(slot);
       return sandboxCommand(options.kind, { binds: binds(slot), ...(dir === undefined ? {} : { chrootDir: dir }) }, inner);
     },
-    async reset(slot, kit, mkConfLines) {
+    async reset(slot, kit, mkConfLines, stampMs) {
       const p = paths(slot);
       await resetPrefix(p.prefix, kit);
-      if (mkConfLines.length > 0) await writeMkConf(p.prefix, mkConfLines.join("\n"));
+      if (mkConfLines.length > 0) {
+        const file = await writeMkConf(p.prefix, mkConfLines.join("\n"));
+        if (stampMs !== undefined) await utimes(file, stampMs / 1000, stampMs / 1000);
+      }
       // Traversable by all: USE_DESTDIR builds run as an unprivileged user
       // that must reach WRKOBJDIR.
       for (const dir of [options.root, p.root, p.wrkobjdir, p.distdir, p.tmp]) {
