@@ -9,6 +9,7 @@ import {
   RunningJobSchema,
   type ConnectRequest,
   type JobAssignment,
+  type Refusal,
   type RunningJob,
 } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
 import { createChannel, createPkgfarmTransport, type Channel } from "../shared/index.js";
@@ -20,8 +21,9 @@ import type { Executor, JobResult } from "./executor/executor.js";
 import { withDependencies } from "./executor/with-dependencies.js";
 import { withJobLog } from "./executor/with-job-log.js";
 import { withUpToDate, type CheckUpToDate } from "./executor/with-up-to-date.js";
-import { UploadFailed, withUpload } from "./executor/with-upload.js";
+import { UploadFailed, withUpload, type UploadOutcome } from "./executor/with-upload.js";
 import { createPackageCache, type PackageCache } from "./package-cache.js";
+import { ReportedJobs, refusalAction, uploadUntilSettled } from "./refusals.js";
 import { createSlotPool, NoFreeSlot } from "./slots.js";
 import { prepareJobWorkdir, removeJobWorkdir } from "./workdir.js";
 
@@ -85,10 +87,13 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger, executor
   // Without a pkg-up-to-date the honest answer for an incremental job is to rebuild it.
   const checkUpToDate: CheckUpToDate = executors?.checkUpToDate ?? (async () => ({ upToDate: false, reason: "rebuilt: this agent cannot check packages for being up to date" }));
   const executor: Executor = withJobLog(byJobKind(
-    withUpload(withUpToDate(withDependencies(build, packages.fetchDependencies), packages.fetchCurrent, checkUpToDate), packages.upload),
+    withUpload(withUpToDate(withDependencies(build, packages.fetchDependencies), packages.fetchCurrent, checkUpToDate), (a, path, signal) => uploadSettled(a, path, signal)),
     executors?.scan), config.agentId);
   const slots = createSlotPool(config.slots);
   const jobs = new Map<string, LocalJob>();
+  const reported = new ReportedJobs();
+  // Uploads waiting for the stream to come back (the "later" of uploadUntilSettled).
+  const welcomeWaiters = new Set<() => void>();
   const stopped = new AbortController();
   let phase: AgentPhase = "running";
   let outbox: Channel<ConnectRequest> | undefined;
@@ -127,7 +132,50 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger, executor
         scanOutput: r.scanOutput,
       },
     });
+    // Kept for a while, so a refusal of the result still finds the job.
+    reported.note(local.job, r.outcome, Date.now());
     forget(local);
+  };
+
+  /** A message of ours was refused: give the job back, stop it, or just log it (see refusalAction). */
+  const onRefused = (refusal: Refusal) => {
+    const action = refusalAction(refusal, reported);
+    logger.warn({ pkgname: refusal.job?.pkgname, message: refusal.message, code: refusal.code, reason: refusal.reason, action: action.kind }, "the dispatcher refused a message");
+    if (action.kind === "release") send({ case: "released", value: { job: action.job, reason: action.reason } });
+    else if (action.kind === "stop") onCancel(action.job, `the dispatcher refused its ${refusal.message}: ${refusal.reason}`);
+  };
+
+  const whenWelcomed = (signal: AbortSignal) => new Promise<void>((resolve) => {
+    const done = () => {
+      welcomeWaiters.delete(done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    welcomeWaiters.add(done);
+    signal.addEventListener("abort", done, { once: true });
+  });
+
+  /** Uploads with retries (refusals.ts); while the stream is down it waits for the next welcome and tries again. */
+  const uploadSettled = async (assignment: JobAssignment, path: string, signal: AbortSignal): Promise<UploadOutcome> => {
+    const pkgname = assignment.job!.pkgname;
+    for (;;) {
+      const settled = await uploadUntilSettled(() => packages.upload(assignment, path, signal), {
+        signal,
+        connected: () => outbox !== undefined && !outbox.closed,
+        onFailure: (code, message, tries) => logger.warn({ pkgname, code, err: message, tries }, "upload failed"),
+      });
+      switch (settled.kind) {
+        case "uploaded":
+        case "fail":
+        case "release":
+          return settled;
+        case "forget":
+          return { kind: "forget", reason: "the dispatcher no longer holds the job" };
+        case "later":
+          await whenWelcomed(signal);
+          if (signal.aborted) return { kind: "forget", reason: "the job was dropped while the stream was down" };
+      }
+    }
   };
 
   const forget = (local: LocalJob) => {
@@ -152,9 +200,10 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger, executor
     } catch (e) {
       if (local.abort.signal.aborted) return;
       if (e instanceof UploadFailed) {
-        logger.warn({ pkgname: job.pkgname, err: e.message }, "upload failed");
-        // The dispatcher already failed the job for a corrupt upload, or took
-        // it away; either way there is nothing more to report.
+        logger.warn({ pkgname: job.pkgname, err: e.message, release: e.release }, "upload failed");
+        // Either the job goes back unfinished, or the dispatcher no longer
+        // holds it; in both cases there is no result to report.
+        if (e.release) send({ case: "released", value: { job, reason: e.message } });
         forget(local);
         return;
       }
@@ -239,6 +288,7 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger, executor
               forget(local);
             }
             for (const local of [...jobs.values()]) if (local.report !== undefined) report(local);
+            for (const wake of [...welcomeWaiters]) wake();
             const every = Math.max(100, durationMs(welcome.heartbeatInterval ?? durationFromMs(5000)));
             heartbeat = setInterval(() => send({ case: "heartbeat", value: { running: [...jobs.values()].map((j) => j.job), draining: phase !== "running" } }), every);
             logger.info({ platform: welcome.platform, kept: kept.size }, "connected to the dispatcher");
@@ -254,6 +304,9 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger, executor
           case "drain":
             logger.info({ reason: response.message.value.reason }, "asked to drain");
             drain();
+            break;
+          case "refused":
+            onRefused(response.message.value);
             break;
         }
       }

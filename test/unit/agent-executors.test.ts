@@ -90,22 +90,28 @@ describe("withUpload", () => {
 
   test("uploads what a successful build made and reports what was stored", async () => {
     const uploaded: string[] = [];
-    const r = await withUpload(recording(() => succeeded(1, "/out/digest-20121220.tgz")), async (_a, path) => { uploaded.push(path); return stored; }).run(job(), await context());
+    const r = await withUpload(recording(() => succeeded(1, "/out/digest-20121220.tgz")), async (_a, path) => { uploaded.push(path); return { kind: "uploaded", binaryPackage: stored }; }).run(job(), await context());
     assert.deepEqual(uploaded, ["/out/digest-20121220.tgz"]);
     assert.equal(r.binaryPackage, stored);
   });
 
   test("uploads nothing for a failure or a result without a package (a scan)", async () => {
     let uploads = 0;
-    const upload = async () => { uploads++; return stored; };
+    const upload = async () => { uploads++; return { kind: "uploaded" as const, binaryPackage: stored }; };
     await withUpload(recording(() => failed(1, "build failed", "build")), upload).run(job(), await context());
     await withUpload(recording(() => succeeded(1, "")), upload).run(job(), await context());
     assert.equal(uploads, 0);
   });
 
-  test("a refused upload is UploadFailed, not a result", async () => {
-    await assert.rejects(withUpload(recording(() => succeeded(1, "/p.tgz")), async () => { throw new Error("digest mismatch"); }).run(job(), await context()),
-      (e: unknown) => e instanceof UploadFailed && /upload of digest-20121220 failed: digest mismatch/.test(e.message));
+  test("a refused package fails the job in upload; a give-back or a lost job is UploadFailed, not a result", async () => {
+    const refused = await withUpload(recording(() => succeeded(1, "/p.tgz")), async () => ({ kind: "fail", reason: "the package upload was refused (RESOURCE_EXHAUSTED): too big" })).run(job(), await context());
+    assert.equal(refused.outcome, JobOutcome.FAILED);
+    assert.equal(refused.failedPhase, "upload");
+    assert.match(refused.failureReason, /too big/);
+    await assert.rejects(withUpload(recording(() => succeeded(1, "/p.tgz")), async () => ({ kind: "release", reason: "failed 3 times" })).run(job(), await context()),
+      (e: unknown) => e instanceof UploadFailed && e.release && /upload of digest-20121220 failed: failed 3 times/.test(e.message));
+    await assert.rejects(withUpload(recording(() => succeeded(1, "/p.tgz")), async () => ({ kind: "forget", reason: "gone" })).run(job(), await context()),
+      (e: unknown) => e instanceof UploadFailed && !e.release);
   });
 });
 
@@ -123,7 +129,7 @@ describe("withJobLog", () => {
     const r = await withJobLog(recording(() => { throw new Error("EACCES: permission denied, mkdir '/x'"); }), "a").run(job(), ctx);
     assert.equal(r.outcome, JobOutcome.FAILED);
     assert.equal(r.failureReason, "the agent could not run the job: EACCES: permission denied, mkdir '/x'");
-    await assert.rejects(withJobLog(recording(() => { throw new UploadFailed("p", new Error("x")); }), "a").run(job(), await context()), UploadFailed);
+    await assert.rejects(withJobLog(recording(() => { throw new UploadFailed("p", false, "x"); }), "a").run(job(), await context()), UploadFailed);
   });
 });
 

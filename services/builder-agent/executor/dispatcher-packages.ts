@@ -12,17 +12,18 @@ import { pipeline } from "node:stream/promises";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { BinaryPackage } from "../../../gen/pkgfarm/v1/depgraph_pb.js";
-import { type DispatcherService, type UploadPackageRequestSchema } from "../../../gen/pkgfarm/v1/dispatcher_pb.js";
+import { type DispatcherService, type JobAssignment, type UploadPackageRequestSchema } from "../../../gen/pkgfarm/v1/dispatcher_pb.js";
 import type { PackageCache } from "../package-cache.js";
 import type { FetchDependencies } from "./with-dependencies.js";
-import type { UploadPackage } from "./with-upload.js";
+
 import type { FetchCurrentPackage } from "./with-up-to-date.js";
 
 const UPLOAD_CHUNK_BYTES = 256 * 1024;
 
 export interface DispatcherPackages {
   readonly fetchDependencies: FetchDependencies;
-  readonly upload: UploadPackage;
+  /** One try at storing the package; throws what the dispatcher said (the caller retries). */
+  readonly upload: (assignment: JobAssignment, path: string, signal: AbortSignal) => Promise<BinaryPackage>;
   readonly fetchCurrent: FetchCurrentPackage;
 }
 
