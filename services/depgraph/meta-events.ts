@@ -305,8 +305,9 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
           const stored = options.durable?.();
           const published = await Promise.allSettled(taken.map(({ handled }) => handled.publishing));
           if (stored !== undefined && !(await untilStored(stored, taken.length))) {
-            // Stopping with the change applied but not stored: unacked, the
-            // events come again to the next depgraph, which applies them again.
+            // Stopping with the change applied but not stored: the events go
+            // back unacked, to the next depgraph, which applies them again.
+            for (const { m } of taken) m.nak();
             return;
           }
           taken.forEach(({ m, handled }, i) => {

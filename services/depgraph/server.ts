@@ -18,7 +18,7 @@ import { readScanChunks } from "./scan-file.js";
 import { createDepGraphService } from "./service.js";
 import { startLocalScanner } from "./local-scanner.js";
 import { openKvStateStore } from "./kv-state-store.js";
-import { persistState, restoreState, settledWithin } from "./state-persister.js";
+import { ackWhenStored, persistState, restoreState, settledWithin } from "./state-persister.js";
 import type { StateStore } from "./state-store.js";
 
 /** How long a state-changing call waits for its change to be durable before answering anyway. */
@@ -139,7 +139,7 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
   // RPCs answer after at most DURABLE_WAIT_MS (a late answer beats none while
   // NATS is away; the client retries), but a change event is acked only once
   // its change is stored: an ack is a promise never to deliver it again.
-  const stored = store === undefined ? undefined : () => store.settled();
+  const stored = store === undefined ? undefined : ackWhenStored(store);
   const events = nc === undefined ? undefined : startEvents(nc, depgraph, scanHelper, stored, hooks, logger);
   if (metrics !== undefined && nc !== undefined && events !== undefined) {
     registerEventMetrics(metrics.registry, { nc, publisher: events.jobEvents, logger: logger.child({ component: "metrics" }) });

@@ -91,3 +91,13 @@ export async function settledWithin(store: StateStore, ms: number): Promise<bool
   clearTimeout(timer);
   return result;
 }
+
+/**
+ * ackWhenStored is how the change-event consumer waits for the store: with
+ * no time limit, unlike an RPC's settledWithin. An ack tells NATS never to
+ * deliver the event again, so it may only go out once the change is stored;
+ * a crash before then replays the event instead of losing the change.
+ */
+export function ackWhenStored(store: StateStore): () => Promise<void> {
+  return () => store.settled();
+}

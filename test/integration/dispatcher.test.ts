@@ -135,9 +135,9 @@ describe("dispatcher and agents on loopback", () => {
     })());
     await assert.rejects(upload({ pkgname: job.pkgname, leaseId: "forged", sha: sha256(data) }), (e: unknown) => ConnectError.from(e).code === Code.FailedPrecondition);
     await assert.rejects(upload({ pkgname: "gmake-4.4.1", leaseId: job.leaseId, sha: sha256(data) }), (e: unknown) => ConnectError.from(e).code === Code.FailedPrecondition);
-    // A finished report for a job it does not hold changes nothing.
+    // A finished report for a job it does not hold changes nothing, and the agent is told so.
     agent.send({ case: "finished", value: { job: { buildId: job.buildId, pkgname: job.pkgname, leaseId: "forged" }, outcome: JobOutcome.FAILED } });
-    await sleep(100);
+    await agent.waitFor((m) => m.message.case === "refused" && m.message.value.job?.leaseId === "forged");
     assert.equal((await depgraph.listJobs({ buildId: build!.id })).jobs.find((j) => j.pkgname === job.pkgname)!.state, JobState.LEASED);
     // The corrupt upload: wrong digest.
     await assert.rejects(upload({ pkgname: job.pkgname, leaseId: job.leaseId, sha: "0".repeat(64) }), (e: unknown) => ConnectError.from(e).code === Code.DataLoss);
