@@ -8,11 +8,13 @@
 //                 script, framing, PKG_LOCATION), concurrency 1
 //   perLocation:  the same N with a fresh sandbox per location (what the
 //                 driver avoids)
+//   machinery:    a stand-in bmake printing a real record at once, 300
+//                 locations: what the driver, pipes and parsing cost per location
 //   sandboxSetup: a sandbox running /bin/true vs a plain spawn of /bin/true
-// Rounds alternate the modes so drift in the machine's load hits all alike.
+// Rounds alternate the order of the modes so drift in the machine's load hits all alike.
 
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { scanLocations, type PkgsrcHost } from "../services/builder-agent/pkgsrc/scan.js";
@@ -21,6 +23,7 @@ import { BOOTSTRAP_KIT, limitedList, pkgsrcTree, pkgsrcUnavailable } from "../te
 
 const ROUNDS = Number(process.argv[3] ?? 3);
 const SETUP_RUNS = 20;
+const FAKE_LOCATIONS = 300;
 
 function phase(what: string): void {
   process.stderr.write(`[${new Date().toISOString()}] ${what}\n`);
@@ -95,13 +98,13 @@ async function main(): Promise<void> {
     phase(`warming up (${locations.length} locations)`);
     await direct();
     const times = { direct: [] as number[], scanLocations: [] as number[], perLocation: [] as number[] };
+    const modes: [keyof typeof times, () => Promise<unknown>][] = [["direct", direct], ["scanLocations", viaScan], ["perLocation", perLocation]];
     for (let r = 0; r < ROUNDS; r++) {
-      phase(`round ${r + 1}: direct`);
-      times.direct.push(await timed(direct));
-      phase(`round ${r + 1}: scanLocations`);
-      times.scanLocations.push(await timed(viaScan));
-      phase(`round ${r + 1}: perLocation`);
-      times.perLocation.push(await timed(perLocation));
+      // Odd rounds run the modes in reverse, so a trend in the load favours none.
+      for (const [name, f] of r % 2 === 0 ? modes : [...modes].reverse()) {
+        phase(`round ${r + 1}: ${name}`);
+        times[name].push(await timed(f));
+      }
     }
     phase("sandbox setup");
     const sandboxed: number[] = [];
@@ -109,6 +112,27 @@ async function main(): Promise<void> {
     for (let i = 0; i < SETUP_RUNS; i++) {
       sandboxed.push(await timed(() => run(sandboxCommand("namespace", { binds }, ["/bin/true"]))));
       plain.push(await timed(() => run(["/bin/true"])));
+    }
+    // The machinery alone: a stand-in bmake that prints a real record (pkglint's,
+    // 4 KB) at once, so nothing but the driver, the pipes and the agent's
+    // parsing is timed, over many locations, beside the same stand-in in a loop.
+    phase("machinery (stand-in bmake)");
+    const record = join(work, "record.txt");
+    const standIn = join(work, "fake-bmake");
+    await run(sandboxCommand("namespace", { binds }, ["/bin/sh", "-c", '"$1" -C "$2" pbulk-index > "$3"', "rec", host.bmake, `${tree}/pkgtools/pkglint`, record]));
+    writeFileSync(standIn, `#!/bin/sh\nexec cat ${record}\n`);
+    chmodSync(standIn, 0o755);
+    const fakeLocations = Array.from({ length: FAKE_LOCATIONS }, (_, i) => `cat/p${i}`);
+    const fakeHost = { ...host, bmake: standIn };
+    const fakeDirect: number[] = [];
+    const fakeScan: number[] = [];
+    const fakeCpu: number[] = [];
+    for (let r = 0; r < 3; r++) {
+      fakeDirect.push(await timed(() => run(sandboxCommand("namespace", { binds }, ["/bin/sh", "-c", loop, "loop", tree, standIn, ...fakeLocations]))));
+      const cpu = process.cpuUsage();
+      fakeScan.push(await timed(() => scanLocations(fakeHost, fakeLocations)));
+      const used = process.cpuUsage(cpu);
+      fakeCpu.push((used.user + used.system) / 1000);
     }
     phase("concurrency 2");
     const two = await timed(() => scanLocations({ ...host, concurrency: 2 }, locations));
@@ -127,12 +151,19 @@ async function main(): Promise<void> {
       wallMs: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, v.map((x) => Math.round(x))])),
       overheadPercent: {
         scanLocationsVsDirect: round((best(times.scanLocations) / best(times.direct) - 1) * 100),
+        scanLocationsVsDirectMedian: round((median(times.scanLocations) / median(times.direct) - 1) * 100),
         perLocationSandboxVsDirect: round((best(times.perLocation) / best(times.direct) - 1) * 100),
       },
       cpuMsPerLocation: {
         bmake: round(median(bmakeCpuMs) / locations.length, 1),
         agent: round(median(nodeCpuMs) / locations.length, 2),
         agentPercentOfBmake: round((median(nodeCpuMs) / median(bmakeCpuMs)) * 100, 2),
+      },
+      machinery: {
+        locations: FAKE_LOCATIONS,
+        msPerLocationDirectLoop: round(median(fakeDirect) / FAKE_LOCATIONS, 2),
+        msPerLocationScanLocations: round(median(fakeScan) / FAKE_LOCATIONS, 2),
+        agentCpuMsPerLocation: round(median(fakeCpu) / FAKE_LOCATIONS, 3),
       },
       sandboxSetupMs: { medianSandboxedTrue: round(median(sandboxed)), medianPlainTrue: round(median(plain)), extraPerSandbox: round(median(sandboxed) - median(plain)) },
       resetPrefixMs: { median: round(median(resetMs)), min: round(Math.min(...resetMs)), max: round(Math.max(...resetMs)) },
