@@ -239,6 +239,26 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
     throw new Error(`unknown subject ${m.subject}`);
   };
 
+  /**
+   * scanPlatforms starts, on every platform with a tree of its own, a scan
+   * of the locations the files touch (their directories and every location
+   * whose SCAN_DEPENDS names one). Returns the platform:location pairs.
+   */
+  const scanPlatforms = (files: readonly string[]): string[] => {
+    const started: string[] = [];
+    for (const platform of depgraph.platforms()) {
+      const own = depgraph.platformTree(platform);
+      const known = new Set<string>();
+      for (const pkg of own.values()) known.add(pkg.record.location);
+      const { locations } = locationsToRescan(files, known, platformIndex(platform));
+      if (locations.length === 0) continue;
+      const scan = depgraph.startScan({ platform, scope: "locations", locations: [...locations].sort(), reuse: false, locationsPerJob: 0 });
+      logger.info({ platform, scanId: scan.id, files: files.length, locations: locations.length }, "changed files: rescan started on the platform's agents");
+      started.push(...locations.map((l) => `${platform}:${l}`));
+    }
+    return started;
+  };
+
   /** Waits for the store, saying so while it is away; false when stopped first. */
   const untilStored = async (stored: Promise<unknown>, events: number): Promise<boolean> => {
     let done = false;
@@ -258,26 +278,6 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
       stopping.signal.removeEventListener("abort", onStop!);
     }
     return done;
-  };
-
-  /**
-   * scanPlatforms starts, on every platform with a tree of its own, a scan
-   * of the locations the files touch (their directories and every location
-   * whose SCAN_DEPENDS names one). Returns the platform:location pairs.
-   */
-  const scanPlatforms = (files: readonly string[]): string[] => {
-    const started: string[] = [];
-    for (const platform of depgraph.platforms()) {
-      const own = depgraph.platformTree(platform);
-      const known = new Set<string>();
-      for (const pkg of own.values()) known.add(pkg.record.location);
-      const { locations } = locationsToRescan(files, known, platformIndex(platform));
-      if (locations.length === 0) continue;
-      const scan = depgraph.startScan({ platform, scope: "locations", locations: [...locations].sort(), reuse: false, locationsPerJob: 0 });
-      logger.info({ platform, scanId: scan.id, files: files.length, locations: locations.length }, "changed files: rescan started on the platform's agents");
-      started.push(...locations.map((l) => `${platform}:${l}`));
-    }
-    return started;
   };
 
   const loop = async () => {
