@@ -17,8 +17,15 @@ export interface AgentMessageOptions {
   readonly results: ResultRelay;
   readonly wake: (platform: string) => void;
   readonly now: () => number;
-  /** How often agents send heartbeats: an assignment younger than this may not be in one yet. */
-  readonly heartbeatIntervalMs: number;
+  /**
+   * How long an assignment the agent has not accepted yet may be missing
+   * from its heartbeats: it may still be on its way down the stream. At
+   * least a heartbeat interval; the dispatcher gives it the heartbeat
+   * timeout, since a slow link or a loaded host can hold a message back for
+   * longer than an interval, and a live agent accepts or releases every
+   * assignment it gets anyway.
+   */
+  readonly unacceptedGraceMs: number;
   readonly metrics?: DispatcherMetrics;
 }
 
@@ -51,7 +58,7 @@ export function createAgentMessageHandler(options: AgentMessageOptions): AgentMe
         // Jobs we hold for the agent that it no longer runs (it lost them,
         // or dropped one whose report was refused) go back now, not when
         // the stream ends: the agent may live for weeks.
-        const gone = registry.notListed(agent, request.message.value.running, now(), options.heartbeatIntervalMs);
+        const gone = registry.notListed(agent, request.message.value.running, now(), options.unacceptedGraceMs);
         if (gone.length > 0) {
           const why = `agent ${agent.id} no longer runs the job (its heartbeat does not list it)`;
           for (const job of gone) void jobs.end(job, `${why}; the job goes back to the queue`);

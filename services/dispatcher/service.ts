@@ -68,7 +68,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
   });
   const streams = createAgentStreams({
     registry, sessions, depgraph, jobs, wake, logger, now,
-    onMessage: createAgentMessageHandler({ registry, logs, jobs, results, wake, now, metrics, heartbeatIntervalMs: options.heartbeatIntervalMs }),
+    onMessage: createAgentMessageHandler({ registry, logs, jobs, results, wake, now, metrics, unacceptedGraceMs: Math.max(options.heartbeatIntervalMs, options.heartbeatTimeoutMs) }),
     heartbeatIntervalMs: options.heartbeatIntervalMs,
     heartbeatTimeoutMs: options.heartbeatTimeoutMs,
     maxAgents: options.maxAgents,

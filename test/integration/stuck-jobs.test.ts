@@ -82,7 +82,9 @@ describe("nothing stuck: refusals, heartbeats, uploads, who built it", () => {
     assert.equal((await jobState(build!.id, job!.pkgname)).state, JobState.LEASED);
     // What the real agent does with a refused success: give the job back.
     agent.send({ case: "released", value: { job, reason: "result refused" } });
-    await eventually("the job ready again", async () => ((await jobState(build!.id, job!.pkgname)).state === JobState.READY ? true : undefined), 5000);
+    // Back in the queue, it comes straight back to the only agent of its platform, under a new lease.
+    const again = (await agent.waitFor((m) => m.message.case === "assign" && m.message.value.attempt === 2, 5000)).message.value as JobAssignment;
+    assert.notEqual(again.job!.leaseId, job!.leaseId);
     // Giving back what it no longer holds is refused in turn, and that is the end of it.
     agent.send({ case: "released", value: { job, reason: "again" } });
     assert.equal((await refusalOf(agent, "released", job!.pkgname)).code, "FAILED_PRECONDITION");

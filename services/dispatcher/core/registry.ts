@@ -199,7 +199,7 @@ export class AgentRegistry {
    * or dropped them, and they must go back. An assignment may still be on
    * its way down the stream when the agent sends its heartbeat, so a job
    * counts only once the agent accepted it or it was sent at least graceMs
-   * (a heartbeat interval) ago.
+   * (a heartbeat interval or more) ago.
    */
   notListed(agent: AgentRecord, listed: readonly { buildId: string; pkgname: string; leaseId: string }[], now: number, graceMs: number): HeldJob[] {
     const running = new Set(listed.map((j) => `${jobKey(j.buildId, j.pkgname)}\u0000${j.leaseId}`));
