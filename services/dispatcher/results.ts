@@ -65,6 +65,21 @@ export function createResultRelay(options: ResultRelayOptions): ResultRelay {
     return create(BinaryPackageSchema, { fileName: stored.fileName, sha256: stored.sha256, sizeBytes: stored.sizeBytes });
   };
 
+  /**
+   * A depgraph that does not take JOB_OUTCOME_UP_TO_DATE yet (INVALID_ARGUMENT)
+   * gets the result again as a success with the same package, which is what
+   * an up-to-date package is to the jobs that need it; otherwise the job
+   * would stay leased there until its lease ran out.
+   */
+  const markDone = async (result: Parameters<DepGraphLink["markDone"]>[0]) => {
+    try {
+      await depgraph.markDone(result);
+    } catch (e) {
+      if (result.outcome !== JobOutcome.UP_TO_DATE || ConnectError.from(e).code !== Code.InvalidArgument) throw e;
+      await depgraph.markDone({ ...result, outcome: JobOutcome.SUCCEEDED });
+    }
+  };
+
   return {
     async finished(session, finished) {
       const held = registry.held(session.agent, refOf(finished.job));
@@ -92,7 +107,7 @@ export function createResultRelay(options: ResultRelayOptions): ResultRelay {
       await jobs.end(held);
       wake(session.agent.platform);
       try {
-        await depgraph.markDone(result);
+        await markDone(result);
         session.logger.info({ buildId: held.buildId, pkgname: held.pkgname, kind: held.kind, outcome: JobOutcome[finished.outcome], durationMs: durationMsValue }, "job finished");
       } catch (e) {
         session.logger.warn({ err: e, buildId: held.buildId, pkgname: held.pkgname }, "depgraph refused the result");

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -190,6 +190,41 @@ describe("nothing stuck: refusals, heartbeats, uploads, who built it", () => {
     assert.equal(built.agentId, "builder-7");
     agent.close();
     await agent.ended;
+  });
+});
+
+describe("up to date against today's depgraph", () => {
+  test("an up-to-date result is taken by a depgraph that does not know JOB_OUTCOME_UP_TO_DATE, as a success with the stored package", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pkgfarm-uptodate-"));
+    writeFileSync(join(dir, "scan.txt"), execFileSync(process.execPath, [join(ROOT, "examples", "bin", "scan-one.mjs"), "--all"], { encoding: "utf8" }));
+    const depgraphServer = await startTestDepGraph({ importFile: join(dir, "scan.txt") });
+    const dispatcher = await startDispatcherServer({
+      host: "127.0.0.1", port: 0, depgraphUrl: depgraphServer.url, packagesRoot: join(dir, "packages"), logsRoot: dir,
+      heartbeatIntervalMs: 300, heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS, leaseMs: 3000, logLevel: "silent",
+    }, pino({ level: "silent" }));
+    const depgraph = createClient(DepGraphService, createPkgfarmTransport(depgraphServer.url));
+    try {
+      const platform = "Current-1.0-x86_64";
+      const data = Buffer.from("built yesterday");
+      mkdirSync(join(dir, "packages", platform, "All"), { recursive: true });
+      writeFileSync(join(dir, "packages", platform, "All", "cwrappers-20220403.tgz"), data);
+      const { build } = await depgraph.createBuild({ platform, limitTo: ["pkgtools/cwrappers"] });
+      const agent = connectRawAgent(dispatcher.url, { agentId: "current", platform });
+      const { job } = await assignmentOf(agent);
+      agent.send({ case: "finished", value: { job, outcome: JobOutcome.UP_TO_DATE, decision: "up to date" } });
+      const done = await eventually("the job to end", async () => {
+        const j = (await depgraph.listJobs({ buildId: build!.id })).jobs[0]!;
+        return j.state === JobState.SUCCEEDED ? j : undefined;
+      }, 5000);
+      assert.equal(done.binaryPackage!.sha256, sha256(data));
+      assert.equal(done.agentId, "current");
+      agent.close();
+      await agent.ended;
+    } finally {
+      await dispatcher.close();
+      await depgraphServer.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
