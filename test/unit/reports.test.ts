@@ -163,6 +163,9 @@ test("the diff with the previous build names what newly fails, what was fixed an
   assert.match(text, /misc\/newpkg +newpkg-1\.0: failed in configure, not in the previous build/);
   const html = renderHtml(report);
   assert.match(html, /<h2>Changes since build b1 /);
+  const withDecision = buildReport({ ...next, packages: [...packages, { pkgname: "digest-20121220", location: "pkgtools/digest", state: "succeeded", decision: "rebuilt: no binary package" }] });
+  assert.match(renderText(withDecision), /\nWhy packages were rebuilt\n\n {2}pkgtools\/digest +digest-20121220: rebuilt: no binary package\n/);
+  assert.match(renderHtml(withDecision), /<td>digest-20121220<\/td><td>rebuilt: no binary package<\/td>/);
   assert.match(html, /<td>pkgtools\/binpatch<\/td><td>binpatch-1\.0<\/td><td>failed in build, was succeeded<\/td>/);
   assert.equal(JSON.parse(renderJson(report)).diff.fixed.length, 15);
 });
