@@ -77,6 +77,12 @@ test("the repository has All/, pkg_summary.gz/.bz2 as pkg_info -X writes them, S
   assert.equal(readlinkSync(path.join(target, "devel", "sysexits-1.1.tgz")), "../All/sysexits-1.1.tgz");
   assert.equal(readFileSync(path.join(target, "devel", "sysexits-1.1.tgz")).length, statSync(path.join(store, "sysexits-1.1.tgz")).size);
   assert.deepEqual(published.packages.find((p) => p.pkgname === "sysexits-1.1")?.categories, ["pkgtools", "devel"]);
+
+  // Republished unchanged (facts of unchanged files are remembered by inode): the same index.
+  const again = await publishRepository({ allDir: store, target, packages: ALL });
+  assert.notEqual(again.directory, published.directory);
+  assert.equal(again.summary, expected);
+  assert.equal(bunzip(path.join(target, "SHA512.bz2")), sums.join(""));
 });
 
 test("pkg_add installs from the published repository, dependencies included, in a sandbox", { skip: skipKit }, async () => {
