@@ -78,6 +78,8 @@ export interface PublishedRepository {
   readonly packages: readonly PublishedPackage[];
   /** The uncompressed pkg_summary that was published. */
   readonly summary: string;
+  /** Problems after the switch that did not stop the publication (old generations left behind). */
+  readonly warnings: readonly string[];
 }
 
 /** RepositoryTargetInvalid: the target exists and is not a symlink, so it cannot be switched atomically. */
@@ -160,14 +162,14 @@ async function publishNow(options: PublishRepositoryOptions & { target: string }
   const dir = path.join(generations, name);
   await mkdir(path.join(dir, "All"), { recursive: true });
 
+  const packages: PublishedPackage[] = [];
+  const seen = new Map<string, PackageFacts>();
+  let summary = "";
   try {
     const fileNames = [...new Set(options.packages)].map((pkgname) => ({ pkgname, fileName: `${pkgname}.tgz` }));
     fileNames.sort((a, b) => bytewise(a.fileName, b.fileName));
 
-    const packages: PublishedPackage[] = [];
     const known = factsByTarget.get(target) ?? new Map<string, PackageFacts>();
-    const seen = new Map<string, PackageFacts>();
-    let summary = "";
     for (const { pkgname, fileName } of fileNames) {
       signal?.throwIfAborted();
       const published = path.join(dir, "All", fileName);
@@ -211,13 +213,18 @@ async function publishNow(options: PublishRepositoryOptions & { target: string }
 
     signal?.throwIfAborted();
     await switchSymlink(target, path.relative(path.dirname(target), dir));
-    factsByTarget.set(target, seen);
-    await pruneGenerations(generations, name, keep);
-    return { target, directory: dir, packages, summary };
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
+  // Published. What follows must not undo that: a generation that cannot be
+  // removed now is removed by a later publication.
+  factsByTarget.set(target, seen);
+  const warnings: string[] = [];
+  await pruneGenerations(generations, name, keep).catch((error: unknown) => {
+    warnings.push(`old generations in ${generations} were not all removed: ${(error as Error).message}`);
+  });
+  return { target, directory: dir, packages, summary, warnings };
 }
 
 function generationsDir(target: string): string {
