@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { execFile, execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -20,6 +21,7 @@ import {
   selectPublishable,
   type PublishCandidate,
 } from "../../services/dispatcher/repository/index.js";
+import { createPackageStore } from "../../services/dispatcher/package-store.js";
 import { parseSummary } from "../../services/shared/pkgsrc/index.js";
 import { pkgsrcUnavailable } from "../support/pkgsrc.js";
 import { runWithKit } from "../support/pkgsrc-sandbox.js";
@@ -152,6 +154,26 @@ test("a reader that resolves the repository while it is republished always finds
   t.diagnostic(`the reader checked ${checked} times, ${bz2Checked.size} generations, while 9 were published`);
   assert.ok(bz2Checked.size >= 2, "the reader saw the repository switch");
   assert.deepEqual(readdirSync(path.join(target, "All")).filter((f) => f.endsWith(".tgz")), ["pkg_chk-2.0.6.tgz", "sysexits-1.1.tgz"]);
+});
+
+test("published from the dispatcher's package store, the repository keeps what it indexed while uploads replace the store's files", async () => {
+  const root = path.join(scratch, `store-${n}`);
+  const packageStore = createPackageStore({ root });
+  const platform = "Linux-6.18.44-x86_64";
+  const upload = async (fileName: string, bytes: Buffer) => {
+    const up = await packageStore.beginUpload({ platform, fileName, sha256: createHash("sha256").update(bytes).digest("hex"), sizeBytes: BigInt(bytes.length) });
+    await up.write(bytes);
+    return up.commit();
+  };
+  for (const p of ["pkg_chk-2.0.6", "sysexits-1.1"]) await upload(`${p}.tgz`, readFileSync(path.join(FIXTURES, `${p}.tgz`)));
+  const repo = path.join(root, "..", `repository-${n}`, platform);
+  const published = await publishRepository({ allDir: path.join(packageStore.platformDir(platform), "All"), target: repo, packages: ["pkg_chk-2.0.6", "sysexits-1.1"] });
+  // A rebuild uploads other bytes under the same name (here: pkg_tarup's).
+  await upload("sysexits-1.1.tgz", readFileSync(path.join(FIXTURES, "pkg_tarup-1.9.1.tgz")));
+  const entry = parseSummary(gunzipSync(readFileSync(path.join(repo, "All", "pkg_summary.gz"))).toString()).find((e) => e.get("PKGNAME") === "sysexits-1.1")!;
+  assert.equal(String(statSync(path.join(repo, "All", "sysexits-1.1.tgz")).size), entry.get("FILE_SIZE"));
+  assert.equal(published.packages.find((p) => p.pkgname === "sysexits-1.1")?.sizeBytes, statSync(path.join(FIXTURES, "sysexits-1.1.tgz")).size);
+  assert.notEqual(statSync(path.join(repo, "All", "sysexits-1.1.tgz")).size, statSync(path.join(packageStore.platformDir(platform), "All", "sysexits-1.1.tgz")).size);
 });
 
 test("bad targets, missing packages, bad names and a missing bzip2 leave the published repository as it was", async () => {
