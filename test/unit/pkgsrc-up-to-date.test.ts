@@ -10,6 +10,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import {
+  checkUpToDate,
   createTreeFileReader,
   decideUpToDate,
   netbsdId,
@@ -222,4 +223,23 @@ test("the decision agrees with pbulk's own pkg-up-to-date run with the kit's pkg
   }
   assert.equal(ours.get("unchanged")!.upToDate, true, "the scenarios cover both answers");
   assert.equal(ours.get("dep-newer")!.reason, "rebuilt: dependency pkg_tarup-1.9.1 was rebuilt");
+});
+
+test("checkUpToDate reads the package from PACKAGES/All and decides against the tree", { skip }, async () => {
+  const packagesDir = path.join(scratch, "check", "packages");
+  const all = path.join(packagesDir, "All");
+  mkdirSync(all, { recursive: true });
+  const base = Date.now() - 3600_000;
+  for (const [i, name] of ["pkg_chk-2.0.6", "pkg_tarup-1.9.1", "pkg_rolling-replace-0.24.1"].entries()) {
+    copyFileSync(path.join(FIXTURES, `${name}.tgz`), path.join(all, `${name}.tgz`));
+    utimesSync(path.join(all, `${name}.tgz`), new Date(base + i * 1000), new Date(base + i * 1000));
+  }
+  const check = (pkgname: string, dependencies: readonly string[], ageCheck = false) => checkUpToDate({ packagesDir, pkgname, tree, dependencies, ageCheck });
+  assert.equal((await check("pkg_rolling-replace-0.24.1", ROLLING_DEPS)).reason, "up to date");
+  assert.equal((await check("pkg_chk-2.0.7", [])).reason, "rebuilt: no binary package");
+  // nbpatch's package is not in All/: pbulk's `-ot` is false for a missing file.
+  assert.equal((await check("pkg_rolling-replace-0.24.1", ROLLING_DEPS, true)).reason, "rebuilt: dependency nbpatch-20100124 was rebuilt");
+  writeFileSync(path.join(all, "nbpatch-20100124.tgz"), "");
+  utimesSync(path.join(all, "nbpatch-20100124.tgz"), new Date(base - 1000), new Date(base - 1000));
+  assert.equal((await check("pkg_rolling-replace-0.24.1", ROLLING_DEPS, true)).reason, "up to date");
 });

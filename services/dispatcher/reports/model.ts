@@ -124,7 +124,7 @@ export interface Report {
   readonly totals: ReportTotals;
   /** Every package, sorted by location then PKGNAME. */
   readonly packages: readonly ReportPackage[];
-  /** Packages with breaks > 0, most breakage first (then by location). */
+  /** Failed (and cyclic) packages with breaks > 0, most breakage first (then by location). */
   readonly topBreakers: readonly ReportPackage[];
   /** Failed packages (and cycle members), sorted by location. */
   readonly failures: readonly ReportPackage[];
@@ -183,7 +183,10 @@ export function buildReport(build: FinishedBuild, previous?: PreviousReport): Re
     unfinished: count("pending") + count("ready") + count("leased"),
   };
 
-  const topBreakers = packages.filter((p) => p.breaks > 0).sort((a, b) => b.breaks - a.breaks || byLocation(a, b));
+  // As pbulk: only packages that failed themselves head the list; a masked
+  // (prefailed) package's breakage is counted under "Depending on masked".
+  const failures = packages.filter((p) => p.state === "failed" || p.state === "cycle");
+  const topBreakers = failures.filter((p) => p.breaks > 0).sort((a, b) => b.breaks - a.breaks || byLocation(a, b));
   return {
     buildId: build.buildId,
     platform: build.platform,
@@ -192,7 +195,7 @@ export function buildReport(build: FinishedBuild, previous?: PreviousReport): Re
     totals,
     packages,
     topBreakers,
-    failures: packages.filter((p) => p.state === "failed" || p.state === "cycle"),
+    failures,
     unsuccessful: packages.filter((p) => isFailing(p.state)),
     diff: previous === undefined ? undefined : diffReports(previous, packages),
   };

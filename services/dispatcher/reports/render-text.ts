@@ -57,6 +57,13 @@ export function renderText(report: Report, links: { html: string; json: string }
     out.push(...failureDetail(p));
   }
   out.push("");
+
+  const rebuilt = report.packages.filter((p) => p.decision !== undefined && p.decision !== "" && p.decision !== "up to date");
+  if (rebuilt.length > 0) {
+    out.push("Why packages were rebuilt", "");
+    for (const p of rebuilt) out.push(`  ${clean(p.location).padEnd(36)} ${clean(p.pkgname)}: ${clean(p.decision!)}`);
+    out.push("");
+  }
   return out.join("\n");
 }
 

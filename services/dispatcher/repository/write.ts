@@ -78,6 +78,8 @@ export interface PublishedRepository {
   readonly packages: readonly PublishedPackage[];
   /** The uncompressed pkg_summary that was published. */
   readonly summary: string;
+  /** Problems after the switch that did not stop the publication (old generations left behind). */
+  readonly warnings: readonly string[];
 }
 
 /** RepositoryTargetInvalid: the target exists and is not a symlink, so it cannot be switched atomically. */
@@ -116,9 +118,23 @@ const CATEGORY_RE = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 // NUL and the other control characters: no tool that reads a repository expects them in a name.
 const CONTROL_RE = /[\u0000-\u001f\u007f]/;
 
+/**
+ * What one package contributes to a repository, remembered by the identity
+ * of its file (device, inode, size, mtime): the generations share the store's
+ * inodes, so after a build only the packages that were rebuilt are read and
+ * hashed again, not the whole repository. Holds the last publication's only.
+ */
+interface PackageFacts {
+  readonly entry: string;
+  readonly sha512: string;
+  readonly categories: readonly string[];
+  readonly sizeBytes: number;
+}
+
 // One publication per target at a time within this process: two running at
 // once could each remove the generation the other just switched to.
 const inFlight = new Map<string, Promise<unknown>>();
+const factsByTarget = new Map<string, Map<string, PackageFacts>>();
 
 export function publishRepository(options: PublishRepositoryOptions): Promise<PublishedRepository> {
   const target = path.resolve(options.target);
@@ -146,26 +162,36 @@ async function publishNow(options: PublishRepositoryOptions & { target: string }
   const dir = path.join(generations, name);
   await mkdir(path.join(dir, "All"), { recursive: true });
 
+  const packages: PublishedPackage[] = [];
+  const seen = new Map<string, PackageFacts>();
+  let summary = "";
   try {
     const fileNames = [...new Set(options.packages)].map((pkgname) => ({ pkgname, fileName: `${pkgname}.tgz` }));
     fileNames.sort((a, b) => bytewise(a.fileName, b.fileName));
 
-    const packages: PublishedPackage[] = [];
-    let summary = "";
+    const known = factsByTarget.get(target) ?? new Map<string, PackageFacts>();
     for (const { pkgname, fileName } of fileNames) {
       signal?.throwIfAborted();
       const published = path.join(dir, "All", fileName);
       await linkOrCopy(path.join(allDir, fileName), published, pkgname);
-      const meta = await readBinaryPackage(published);
-      const st = await stat(published);
-      summary += formatSummaryEntry(meta, { fileName, sizeBytes: st.size });
-      const categories = categoriesOf(meta.buildInfo);
-      for (const category of categories) {
+      // Everything is read from the link just made, so a rebuild that
+      // replaces the store's file now cannot make index and file disagree.
+      const st = await stat(published, { bigint: true });
+      const key = `${fileName}\u0000${st.dev}\u0000${st.ino}\u0000${st.size}\u0000${st.mtimeNs}`;
+      let facts = known.get(key);
+      if (facts === undefined) {
+        const meta = await readBinaryPackage(published);
+        const sizeBytes = Number(st.size);
+        facts = { entry: formatSummaryEntry(meta, { fileName, sizeBytes }), sha512: await sha512File(published), categories: categoriesOf(meta.buildInfo), sizeBytes };
+      }
+      seen.set(key, facts);
+      summary += facts.entry;
+      for (const category of facts.categories) {
         const catDir = path.join(dir, category);
         await mkdir(catDir, { recursive: true });
         await symlink(`../All/${fileName}`, path.join(catDir, fileName));
       }
-      packages.push({ pkgname, fileName, sizeBytes: st.size, sha512: await sha512File(published), categories });
+      packages.push({ pkgname, fileName, sizeBytes: facts.sizeBytes, sha512: facts.sha512, categories: facts.categories });
     }
 
     const summaryBytes = Buffer.from(summary, "utf8");
@@ -187,12 +213,18 @@ async function publishNow(options: PublishRepositoryOptions & { target: string }
 
     signal?.throwIfAborted();
     await switchSymlink(target, path.relative(path.dirname(target), dir));
-    await pruneGenerations(generations, name, keep);
-    return { target, directory: dir, packages, summary };
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
     throw error;
   }
+  // Published. What follows must not undo that: a generation that cannot be
+  // removed now is removed by a later publication.
+  factsByTarget.set(target, seen);
+  const warnings: string[] = [];
+  await pruneGenerations(generations, name, keep).catch((error: unknown) => {
+    warnings.push(`old generations in ${generations} were not all removed: ${(error as Error).message}`);
+  });
+  return { target, directory: dir, packages, summary, warnings };
 }
 
 function generationsDir(target: string): string {

@@ -13,3 +13,5 @@ export type { SummaryEntry, SummaryFile } from "./pkg-summary.js";
 export { decideUpToDate, describeRebuild, netbsdId, packageBase } from "./up-to-date.js";
 export type { RebuildCause, UpToDateDecision, UpToDateInput } from "./up-to-date.js";
 export { createTreeFileReader } from "./tree-files.js";
+export { checkUpToDate } from "./check-up-to-date.js";
+export type { CheckUpToDateOptions } from "./check-up-to-date.js";
