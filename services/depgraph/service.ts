@@ -141,7 +141,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         if (scope === "tree" && records.length === 0) {
           throw new InvalidRequest(`the import holds no valid record (${problems.length} refused; first: ${problems[0]?.message ?? "none"}); the tree was left as it was`);
         }
-        const result = applyImport(records, problems, scope, depgraph.resolvePlatform(platform));
+        const result = applyImport(records, problems, scope, depgraph.resolveTree(platform));
         return { recordsImported: records.length, ...result, elapsed: durationFromMs(Math.round(performance.now() - started)) };
       });
     },
@@ -158,14 +158,14 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const outcome = await runScanHelper(options.scanHelper, request.locations, ctx.signal);
         // A location whose scan printed nothing usable keeps its old records:
         // a broken helper run must not delete packages from the tree.
-        const result = applyImport(outcome.records, outcome.problems, "locations", depgraph.resolvePlatform(request.platform));
+        const result = applyImport(outcome.records, outcome.problems, "locations", depgraph.resolveTree(request.platform));
         return { recordsImported: outcome.records.length, ...result };
       });
     },
 
     getPackage(request) {
       return guard("GetPackage", () => {
-        const tree = depgraph.platformTree(depgraph.resolvePlatform(request.platform));
+        const tree = depgraph.treeOf(depgraph.resolvePlatform(request.platform));
         const pkg = tree.get(request.pkgname);
         if (pkg === undefined) throw new ConnectError(`the tree has no package "${request.pkgname.slice(0, 200)}"`, Code.NotFound);
         return { package: packageToWire(pkg, tree, history) };
@@ -174,7 +174,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
 
     listPackages(request) {
       return guard("ListPackages", () => {
-        const tree = depgraph.platformTree(depgraph.resolvePlatform(request.platform));
+        const tree = depgraph.treeOf(depgraph.resolvePlatform(request.platform));
         const names = request.location === "" ? [...tree.pkgnames()] : [...tree.atLocation(request.location)];
         names.sort();
         const { page, next } = pageOf(names, request, PackageSchema, (name) => packageToWire(tree.get(name)!, tree, history));
@@ -247,6 +247,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const leaseMs = optionalMs(request.leaseDuration, "lease_duration");
         const deadline = performance.now() + waitMs;
         if (request.platform === "") throw new InvalidRequest("platform is required: the agent's platform, e.g. \"NetBSD-10.0-x86_64\"");
+        depgraph.notePlatformServed(request.platform);
         for (;;) {
           const scans = request.includeScanJobs ? depgraph.nextScanJobs(request.platform, request.agentId, max, leaseMs) : [];
           const assignments = scans.length < max ? depgraph.nextReadyJobs(request.platform, request.agentId, max - scans.length, leaseMs) : [];
@@ -365,7 +366,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
     },
     listPlatforms() {
       return guard("ListPlatforms", () => ({
-        platforms: depgraph.platforms().map((platform) => ({ platform, tree: treeSummaryToWire(depgraph.platformTree(platform).summary()) })),
+        platforms: depgraph.knownPlatforms().map((platform) => ({ platform, tree: treeSummaryToWire(depgraph.treeOf(platform).summary()) })),
       }));
     },
 

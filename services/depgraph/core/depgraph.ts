@@ -126,6 +126,8 @@ export interface PendingBuild {
 }
 
 export const SHARED_TREE = "";
+/** How long a platform counts as served after a dispatcher last asked for its work. */
+const SERVED_FOR_MS = 120_000;
 export const DEFAULT_KEEP_FINISHED_SCANS = 20;
 
 /** RestoredBuild is a build as a durable store remembered it. */
@@ -173,6 +175,8 @@ export class DepGraph {
   /** When each location of each tree was last scanned, by tree then location. */
   private readonly scannedAt = new Map<string, Map<string, number>>();
   private readonly scanListeners = new Set<(scan: ScanRun) => void>();
+  /** When a dispatcher last asked for each platform's work. */
+  private readonly served = new Map<string, number>();
   private readonly leaseDeadlines = new Heap<LeaseDeadline>((a, b) => a.deadline < b.deadline);
   private leasesHeld = 0;
   private readonly transitionListeners = new Set<(t: JobTransition) => void>();
@@ -215,13 +219,42 @@ export class DepGraph {
   }
 
   /**
+   * notePlatformServed records that some dispatcher asks for the platform's
+   * work (its agents are connected), so a request naming no platform can
+   * mean it before its tree exists.
+   */
+  notePlatformServed(platform: string): void {
+    if (PLATFORM_SHAPE.test(platform)) this.served.set(platform, this.options.now());
+  }
+
+  /** Platforms with a tree of their own or asked for within the last SERVED_FOR_MS, by name. */
+  knownPlatforms(): string[] {
+    const now = this.options.now();
+    const names = new Set(this.platformTrees.keys());
+    for (const [platform, at] of this.served) if (now - at <= SERVED_FOR_MS) names.add(platform);
+    return [...names].sort();
+  }
+
+  /**
    * resolvePlatform turns a request's platform into a tree key: a named one
    * as given; "" as the only platform with a tree of its own, the shared
    * tree when there is none, and a refusal naming them when there are several.
    */
   resolvePlatform(requested: string): string {
+    return this.resolveAmong(requested, this.knownPlatforms());
+  }
+
+  /**
+   * resolveTree is resolvePlatform for writing records: "" is the only
+   * platform with a tree of its own, else the shared tree, so an import
+   * without a platform never starts a platform's tree by itself.
+   */
+  resolveTree(requested: string): string {
+    return this.resolveAmong(requested, this.platforms());
+  }
+
+  private resolveAmong(requested: string, named: readonly string[]): string {
     if (requested !== "") return requested;
-    const named = this.platforms();
     if (named.length === 1) return named[0]!;
     if (named.length === 0) return SHARED_TREE;
     throw new InvalidRequest(`name a platform: depgraph has trees for ${named.map((p) => `"${p}"`).join(", ")}`);
