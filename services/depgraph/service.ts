@@ -31,6 +31,7 @@ import type { DurationHistory } from "./core/history.js";
 import { readBinaryPackages } from "./packages-dir.js";
 import { runScanHelper, type ScanHelperOptions } from "./scan-helper.js";
 import { toConnectError } from "./status.js";
+import { quote } from "../shared/quote.js";
 
 export interface DepGraphServiceOptions {
   readonly depgraph: DepGraph;
@@ -138,7 +139,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         }
         if (request.locations.length === 0) throw new InvalidRequest("locations is empty: name at least one location");
         for (const location of request.locations) {
-          if (!isValidLocation(location)) throw new InvalidRequest(`location "${location}" is not category/package`);
+          if (!isValidLocation(location)) throw new InvalidRequest(`location ${quote(location)} is not category/package`);
         }
         const outcome = await runScanHelper(options.scanHelper, request.locations, ctx.signal);
         // A location whose scan printed nothing usable keeps its old records:
@@ -151,7 +152,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
     getPackage(request) {
       return guard("GetPackage", () => {
         const pkg = depgraph.tree.get(request.pkgname);
-        if (pkg === undefined) throw new ConnectError(`the tree has no package "${request.pkgname}"`, Code.NotFound);
+        if (pkg === undefined) throw new ConnectError(`the tree has no package ${quote(request.pkgname)}`, Code.NotFound);
         return { package: packageToWire(pkg, depgraph.tree, history) };
       });
     },
@@ -378,7 +379,7 @@ function paginate<T>(items: readonly T[], pageSize: number, pageToken: string): 
   const size = pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(pageSize, MAX_PAGE_SIZE);
   const start = pageToken === "" ? 0 : Number(pageToken);
   if (!Number.isInteger(start) || start < 0 || start > items.length) {
-    throw new InvalidRequest(`page_token "${pageToken}" is not one this server gave out`);
+    throw new InvalidRequest(`page_token ${quote(pageToken, 100)} is not one this server gave out`);
   }
   const end = start + size;
   return { page: items.slice(start, end), next: end < items.length ? String(end) : "" };

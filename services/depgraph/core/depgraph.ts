@@ -8,6 +8,7 @@ import { upToDatePackages, type BinaryPackageFile } from "./incremental.js";
 import { policies, type PolicyName } from "./priority.js";
 import { isValidLocation, isValidPkgname } from "./scan-record.js";
 import { PackageTree, prefailReason, type TreeChange } from "./tree.js";
+import { quote } from "../../shared/quote.js";
 
 export interface DepGraphOptions {
   /** Milliseconds since the epoch; read once per operation. */
@@ -205,7 +206,7 @@ export class DepGraph {
 
   createBuild(request: CreateBuildRequest): Build {
     if (!PLATFORM_SHAPE.test(request.platform)) {
-      throw new InvalidRequest(`platform "${request.platform}" must be 1-128 letters, digits, '.', '_', '+' or '-' (e.g. "NetBSD-10.0-x86_64")`);
+      throw new InvalidRequest(`platform ${quote(request.platform, 140)} must be 1-128 letters, digits, '.', '_', '+' or '-' (e.g. "NetBSD-10.0-x86_64")`);
     }
     if (this.tree.size === 0) throw new EmptyTree();
     if (request.mode === "incremental" && request.packagesDir === "") {
@@ -318,7 +319,7 @@ export class DepGraph {
     const stack: string[] = [];
     for (const entry of limitTo) {
       if (!isValidLocation(entry) && !isValidPkgname(entry)) {
-        throw new InvalidRequest(`"${entry}" is neither a location (category/package) nor a PKGNAME (name-version)`);
+        throw new InvalidRequest(`${quote(entry)} is neither a location (category/package) nor a PKGNAME (name-version)`);
       }
       const names = this.tree.get(entry) !== undefined ? [entry] : this.tree.atLocation(entry);
       // A restored build keeps what is left of its selection after the tree moved.
