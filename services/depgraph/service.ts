@@ -31,6 +31,8 @@ import type { DurationHistory } from "./core/history.js";
 import { readBinaryPackages } from "./packages-dir.js";
 import { runScanHelper, type ScanHelperOptions } from "./scan-helper.js";
 import { toConnectError } from "./status.js";
+import { checkRemovedShare, maxRemovedShareFromWire } from "./core/import-guard.js";
+import { estimatePackageBytes, packagePage, pageSizeFromWire } from "./package-pages.js";
 import { quote } from "../shared/quote.js";
 
 export interface DepGraphServiceOptions {
@@ -53,6 +55,18 @@ export interface DepGraphServiceOptions {
    * passes); calls that change state answer only after it.
    */
   readonly durable?: () => Promise<unknown>;
+  /** Most characters one ImportScan stream may carry (default DEFAULT_MAX_IMPORT_BYTES); more is RESOURCE_EXHAUSTED. */
+  readonly maxImportBytes?: number;
+}
+
+/** A whole pkgsrc scan is about 60 MB of text; four times that is still an import, more is not. */
+export const DEFAULT_MAX_IMPORT_BYTES = 256 * 1024 * 1024;
+
+/** ImportTooLarge: an ImportScan stream longer than the server takes. */
+class ImportTooLarge extends ConnectError {
+  constructor(limit: number) {
+    super(`the import is longer than this server takes (${limit} bytes, --max-import-mib); nothing was imported`, Code.ResourceExhausted);
+  }
 }
 
 /** Calls that change state answer only once the change is durable (see DepGraphServiceOptions.durable). */
@@ -71,6 +85,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
   close(): void;
 } {
   const { depgraph, logger, history } = options;
+  const maxImportChars = options.maxImportBytes ?? DEFAULT_MAX_IMPORT_BYTES;
   const waiters = new Set<() => void>();
   depgraph.onReady(() => {
     for (const wake of [...waiters]) wake();
@@ -101,7 +116,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
     const summary = depgraph.tree.summary();
     logger.info({ records: records.length, problems: problems.length, unresolved: unresolved.length, packages: summary.packages, cycles: summary.cycles.length, resolveMs: Math.round(performance.now() - started) }, "scan imported");
     return {
-      problems: [...problems.map(problemToWire), ...unresolved],
+      problems: capProblems([...problems.map(problemToWire), ...unresolved]),
       tree: treeSummaryToWire(summary),
     };
   };
@@ -113,20 +128,29 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const records: ScanRecord[] = [];
         const problems: InvalidScanRecord[] = [];
         const parser = createScanRecordParser((r) => records.push(r), (p) => problems.push(p));
-        let mode: ImportMode | undefined;
+        let first: ImportScanRequest | undefined;
+        let chars = 0;
         for await (const request of requests) {
-          mode ??= request.mode;
+          first ??= request;
+          // Characters, not bytes: counting is free, and a character is at
+          // least a byte, so the limit holds for bytes too.
+          chars += request.pbulkIndex.length;
+          if (chars > maxImportChars) throw new ImportTooLarge(maxImportChars);
           parser.push(request.pbulkIndex);
         }
         parser.end();
-        if (mode === undefined) throw new InvalidRequest("the import stream was empty: send pbulk-index text");
+        if (first === undefined) throw new InvalidRequest("the import stream was empty: send pbulk-index text");
+        const { mode } = first;
         if (mode !== ImportMode.UNSPECIFIED && mode !== ImportMode.REPLACE_TREE && mode !== ImportMode.REPLACE_LOCATIONS) {
           throw new InvalidRequest(`unknown import mode ${mode}`);
         }
+        const maxRemovedShare = maxRemovedShareFromWire(first.maxRemovedShare);
+        if (typeof maxRemovedShare === "string") throw new InvalidRequest(maxRemovedShare);
         const scope = mode === ImportMode.REPLACE_LOCATIONS ? "locations" : "tree";
         if (scope === "tree" && records.length === 0) {
           throw new InvalidRequest(`the import holds no valid record (${problems.length} refused; first: ${problems[0]?.message ?? "none"}); the tree was left as it was`);
         }
+        if (scope === "tree") checkRemovedShare(depgraph.tree.values(), records, maxRemovedShare);
         const result = applyImport(records, problems, scope);
         return { recordsImported: records.length, ...result, elapsed: durationFromMs(Math.round(performance.now() - started)) };
       });
@@ -161,9 +185,10 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
       return guard("ListPackages", () => {
         const names = request.location === "" ? [...depgraph.tree.pkgnames()] : [...depgraph.tree.atLocation(request.location)];
         names.sort();
-        const { page, next } = paginate(names, request.pageSize, request.pageToken);
+        const scanDepends = request.includeScanDepends;
+        const { page, next } = packagePage(names, request, (name) => estimatePackageBytes(depgraph.tree.get(name)!, scanDepends));
         return {
-          packages: page.map((name) => packageToWire(depgraph.tree.get(name)!, depgraph.tree, history)),
+          packages: page.map((name) => packageToWire(depgraph.tree.get(name)!, depgraph.tree, history, { scanDepends })),
           nextPageToken: next,
         };
       });
@@ -356,6 +381,19 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
   };
 }
 
+/**
+ * Problems one answer lists; a file of garbage must not make an answer
+ * bigger than the 4 MiB clients take by default. The rest are counted.
+ */
+const MAX_PROBLEMS_LISTED = 1000;
+
+function capProblems(problems: ScanProblem[]): ScanProblem[] {
+  if (problems.length <= MAX_PROBLEMS_LISTED) return problems;
+  const listed = problems.slice(0, MAX_PROBLEMS_LISTED);
+  listed.push(create(ScanProblemSchema, { message: `... and ${problems.length - MAX_PROBLEMS_LISTED} more problems, not listed` }));
+  return listed;
+}
+
 function problemToWire(p: InvalidScanRecord): ScanProblem {
   return create(ScanProblemSchema, { line: p.line, location: p.location, pkgname: p.pkgname, message: p.problem });
 }
@@ -376,7 +414,7 @@ function optionalMs(d: Duration | undefined, field: string): number | undefined 
 }
 
 function paginate<T>(items: readonly T[], pageSize: number, pageToken: string): { page: T[]; next: string } {
-  const size = pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(pageSize, MAX_PAGE_SIZE);
+  const size = pageSizeFromWire(pageSize, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
   const start = pageToken === "" ? 0 : Number(pageToken);
   if (!Number.isInteger(start) || start < 0 || start > items.length) {
     throw new InvalidRequest(`page_token ${quote(pageToken, 100)} is not one this server gave out`);

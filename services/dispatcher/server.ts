@@ -82,6 +82,8 @@ export async function startDispatcherServer(config: DispatcherConfig, logger: Lo
         operatorToken: config.operatorToken,
         agentToken: config.agentToken,
         agentTokens: config.agentTokens,
+        readToken: config.readToken,
+        readsNeedToken: config.readAuth === "token" ? [DispatcherService] : [],
       }),
     ],
   }).catch(async (e: unknown) => {

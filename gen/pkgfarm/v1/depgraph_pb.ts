@@ -193,7 +193,8 @@ export type ImportScanResponse = Message<"pkgfarm.v1.ImportScanResponse"> & {
   recordsImported: number;
 
   /**
-   * Records refused, with their lines, and dependencies not resolved.
+   * Records refused, with their lines, and dependencies not resolved; at
+   * most 1000, then one saying how many more there were.
    *
    * @generated from field: repeated pkgfarm.v1.ScanProblem problems = 2;
    */
@@ -469,7 +470,9 @@ export type ListPackagesRequest = Message<"pkgfarm.v1.ListPackagesRequest"> & {
   location: string;
 
   /**
-   * Most packages to return; 0 means 1000.
+   * Most packages to return; 0 means 1000, at most 10000 (more is
+   * INVALID_ARGUMENT). A page may hold fewer (about 3 MiB at most): follow
+   * next_page_token until it is empty.
    *
    * @generated from field: uint32 page_size = 2;
    */
@@ -1036,7 +1039,8 @@ export type ListJobsRequest = Message<"pkgfarm.v1.ListJobsRequest"> & {
   states: JobState[];
 
   /**
-   * Most jobs to return; 0 means 1000.
+   * Most jobs to return; 0 means 1000, at most 10000 (more is
+   * INVALID_ARGUMENT).
    *
    * @generated from field: uint32 page_size = 3;
    */
@@ -2588,7 +2592,11 @@ export const DepGraphService: GenService<{
    * KEY=value per line, a record starting at PKGNAME=) as a stream of text
    * chunks, resolves every dependency and replaces the tree's packages.
    * Malformed records are reported with their line and location; the rest of
-   * the import goes on.
+   * the import goes on. Limits: each message at most 16 MiB, the whole
+   * stream at most --max-import-mib (256 MiB by default; more is
+   * RESOURCE_EXHAUSTED and nothing is imported), lines at most 1 MiB; a
+   * whole-tree import that would remove more than max_removed_share of the
+   * packages is FAILED_PRECONDITION and changes nothing.
    *
    * @generated from rpc pkgfarm.v1.DepGraphService.ImportScan
    */
@@ -2620,6 +2628,8 @@ export const DepGraphService: GenService<{
   },
   /**
    * ListPackages lists the tree's packages, optionally those of one location.
+   * A page holds at most page_size packages and about 3 MiB, so every answer
+   * fits the 4 MiB clients take by default; follow next_page_token.
    *
    * @generated from rpc pkgfarm.v1.DepGraphService.ListPackages
    */
