@@ -8,6 +8,15 @@ import { createHealth, type ServerHealth } from "./health.js";
 import { registerReflection } from "./reflection.js";
 import type { ServerTls } from "./tls.js";
 import { MAX_MESSAGE_BYTES, SESSION_MEMORY_MIB } from "./transport.js";
+import { shapeWireErrors } from "./wire-errors.js";
+
+/**
+ * JSON requests are read strictly: an unknown field ("limitto" for
+ * "limitTo") or enum name ("BUILD_MODE_INCREMENTL") is INVALID_ARGUMENT.
+ * connect-es ignores both by default, which turned a typo into a whole-tree
+ * build. Every pkgfarm client sends fields this server knows.
+ */
+const STRICT_JSON = { ignoreUnknownFields: false } as const;
 
 type Handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
 
@@ -189,12 +198,14 @@ export async function startGrpcService(options: GrpcServiceOptions): Promise<Grp
   setMaxListeners(0, aborting.signal);
   const handler = connectNodeAdapter({
     readMaxBytes: MAX_MESSAGE_BYTES,
+    jsonOptions: STRICT_JSON,
     shutdownSignal: aborting.signal,
     interceptors: [...(options.interceptors ?? [])],
     routes(router) {
       options.register(router);
       health.register(router);
       registerReflection(router, options.files);
+      shapeWireErrors(router);
     },
   });
   const limits = { maxConcurrentStreams: options.maxConcurrentStreams };
@@ -203,8 +214,12 @@ export async function startGrpcService(options: GrpcServiceOptions): Promise<Grp
   if (options.healthPort !== undefined) {
     const healthHandler = connectNodeAdapter({
       readMaxBytes: HEALTH_MAX_MESSAGE_BYTES,
+      jsonOptions: STRICT_JSON,
       shutdownSignal: aborting.signal,
-      routes: (router) => health.register(router),
+      routes(router) {
+        health.register(router);
+        shapeWireErrors(router);
+      },
     });
     try {
       healthListening = await listenGrpc(healthHandler, options.host, options.healthPort, limits);

@@ -267,8 +267,10 @@ export function createScanRecordParser(
         takeLine(last, 0, last.length);
         cutLine = lineNumber;
       }
+      // Said over any other problem: whatever else is wrong with the last
+      // line (half a key, say) is because it was cut.
       if (cutLine !== undefined && current !== undefined) {
-        current.problem ??= `the input ends in the middle of line ${cutLine} (no newline after it): the record was cut off`;
+        current.problem = `the input ends in the middle of line ${cutLine} (no newline after it): the record was cut off`;
       }
       finishRecord(true);
     },
