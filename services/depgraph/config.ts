@@ -48,6 +48,10 @@ export interface DepGraphConfig {
   readonly readToken?: string;
   /** Most bytes one ImportScan stream may carry. */
   readonly maxImportBytes?: number;
+  /** Longest a WatchJobs message may wait for its reader before the stream is cut off (no flag: 30 s, tests set less). */
+  readonly streamStallMs?: number;
+  /** Most bytes of transitions a WatchJobs reader may fall behind (no flag: 8 MiB, tests set less). */
+  readonly maxWatchBacklogBytes?: number;
   /** How long a SIGTERM shutdown may take before the process exits anyway. */
   readonly shutdownGraceMs?: number;
 }

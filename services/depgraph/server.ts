@@ -113,6 +113,8 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     now,
     durable,
     maxImportBytes: config.maxImportBytes,
+    streamStallMs: config.streamStallMs,
+    maxWatchBacklogBytes: config.maxWatchBacklogBytes,
   });
   const metrics = config.metricsPort === undefined ? undefined : await startMetricsServer({ host: config.host, port: config.metricsPort });
   if (metrics !== undefined) registerDepGraphMetrics(metrics.registry, depgraph);

@@ -12,6 +12,8 @@ import {
   type ImportScanRequest,
   type LeaseRef as WireLeaseRef,
   type ScanProblem,
+  type WatchJobsRequest,
+  type WatchJobsResponse,
 } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import type { DepGraph, JobResult, LeaseRef } from "./core/depgraph.js";
 import { InvalidRequest, type InvalidScanRecord } from "./core/errors.js";
@@ -34,6 +36,7 @@ import { toConnectError } from "./status.js";
 import { checkRemovedShare, maxRemovedShareFromWire } from "./core/import-guard.js";
 import { estimatePackageBytes, packagePage, pageSizeFromWire } from "./package-pages.js";
 import { quote } from "../shared/quote.js";
+import { cutOffStalled, DEFAULT_STALL_MS } from "../shared/stream-guard.js";
 
 export interface DepGraphServiceOptions {
   readonly depgraph: DepGraph;
@@ -48,6 +51,10 @@ export interface DepGraphServiceOptions {
   readonly maxJobsPerCall: number;
   /** Most transitions a WatchJobs stream may fall behind before it is ended. */
   readonly maxWatchBacklog: number;
+  /** Most bytes of transitions a WatchJobs stream may fall behind (default DEFAULT_WATCH_BACKLOG_BYTES). */
+  readonly maxWatchBacklogBytes?: number;
+  /** Longest a streamed message may wait for its reader before the stream is cut off (default DEFAULT_STALL_MS). */
+  readonly streamStallMs?: number;
   /** The clock the core was given, so the lease timer agrees with it. */
   readonly now: () => number;
   /**
@@ -57,6 +64,17 @@ export interface DepGraphServiceOptions {
   readonly durable?: () => Promise<unknown>;
   /** Most characters one ImportScan stream may carry (default DEFAULT_MAX_IMPORT_BYTES); more is RESOURCE_EXHAUSTED. */
   readonly maxImportBytes?: number;
+}
+
+/**
+ * A watcher's backlog in bytes: cancelling a 29,000-job build queues about
+ * 4.5 MB of transitions at once, which a reader that keeps up takes; one
+ * that does not is ended rather than buffered for.
+ */
+export const DEFAULT_WATCH_BACKLOG_BYTES = 8 * 1024 * 1024;
+
+function transitionBytes(t: WatchJobsResponse): number {
+  return 64 + t.buildId.length + t.pkgname.length + t.location.length + t.reason.length + t.agentId.length;
 }
 
 /** A whole pkgsrc scan is about 60 MB of text; four times that is still an import, more is not. */
@@ -333,44 +351,64 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
       throw new ConnectError("ListPlatforms is not implemented yet", Code.Unimplemented);
     },
 
-    async *watchJobs(request, ctx) {
-      if (request.buildId !== "") {
-        try {
-          depgraph.getBuild(request.buildId);
-        } catch (e) {
-          throw toConnectError(e);
-        }
-      }
-      const backlog: ReturnType<typeof transitionToWire>[] = [];
-      let wake: (() => void) | undefined;
-      let overflowed = false;
-      const unsubscribe = depgraph.onTransition((t) => {
-        if (request.buildId !== "" && t.buildId !== request.buildId) return;
-        if (backlog.length >= options.maxWatchBacklog) overflowed = true;
-        else backlog.push(transitionToWire(t));
-        wake?.();
+    watchJobs(request, ctx) {
+      // A reader that takes nothing holds its backlog for as long as its
+      // connection lives: it is cut off once a transition waits too long.
+      return cutOffStalled(watchTransitions(request, ctx), ctx, {
+        stallMs: options.streamStallMs ?? DEFAULT_STALL_MS,
+        onCutOff: () => logger.warn({ buildId: request.buildId }, "WatchJobs reader took nothing for too long; stream cut off"),
       });
-      const onAbort = () => wake?.();
-      ctx.signal.addEventListener("abort", onAbort);
-      try {
-        while (!ctx.signal.aborted) {
-          if (overflowed) {
-            throw new ConnectError(`this watcher fell more than ${options.maxWatchBacklog} transitions behind; reconnect and re-read the build`, Code.ResourceExhausted);
-          }
-          const next = backlog.shift();
-          if (next !== undefined) {
-            yield next;
-            continue;
-          }
-          await new Promise<void>((resolve) => (wake = resolve));
-          wake = undefined;
-        }
-      } finally {
-        unsubscribe();
-        ctx.signal.removeEventListener("abort", onAbort);
-      }
     },
   };
+
+  async function* watchTransitions(request: WatchJobsRequest, ctx: HandlerContext) {
+    if (request.buildId !== "") {
+      try {
+        depgraph.getBuild(request.buildId);
+      } catch (e) {
+        throw toConnectError(e);
+      }
+    }
+    const backlog: ReturnType<typeof transitionToWire>[] = [];
+    let backlogBytes = 0;
+    let wake: (() => void) | undefined;
+    let overflowed = false;
+    const maxBytes = options.maxWatchBacklogBytes ?? DEFAULT_WATCH_BACKLOG_BYTES;
+    const unsubscribe = depgraph.onTransition((t) => {
+      if (overflowed || (request.buildId !== "" && t.buildId !== request.buildId)) return;
+      const message = transitionToWire(t);
+      backlogBytes += transitionBytes(message);
+      if (backlog.length >= options.maxWatchBacklog || backlogBytes > maxBytes) {
+        // What is queued is of no use to a watcher that must re-read the build anyway.
+        overflowed = true;
+        backlog.length = 0;
+        backlogBytes = 0;
+      } else {
+        backlog.push(message);
+      }
+      wake?.();
+    });
+    const onAbort = () => wake?.();
+    ctx.signal.addEventListener("abort", onAbort);
+    try {
+      while (!ctx.signal.aborted) {
+        if (overflowed) {
+          throw new ConnectError(`this watcher fell more than ${options.maxWatchBacklog} transitions or ${maxBytes} bytes behind; reconnect and re-read the build`, Code.ResourceExhausted);
+        }
+        const next = backlog.shift();
+        if (next !== undefined) {
+          backlogBytes -= transitionBytes(next);
+          yield next;
+          continue;
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+      }
+    } finally {
+      unsubscribe();
+      ctx.signal.removeEventListener("abort", onAbort);
+    }
+  }
 
   return {
     impl,

@@ -42,6 +42,8 @@ export interface DispatcherConfig {
   readonly readAuth?: ReadAuth;
   /** A token good for the read RPCs only. */
   readonly readToken?: string;
+  /** Longest a ReadLog chunk may wait for its reader before the stream is cut off (no flag: 30 s, tests set less). */
+  readonly streamStallMs?: number;
   /** Agent streams served at once (waiting for their hello included); more get RESOURCE_EXHAUSTED. */
   readonly maxAgents?: number;
   /** How long a SIGTERM shutdown may take before the process exits anyway. */

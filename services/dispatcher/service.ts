@@ -23,6 +23,7 @@ import type { DispatcherMetrics } from "./metrics.js";
 import { toConnectError } from "./status.js";
 import type { LogStore } from "./log-store.js";
 import type { PackageStore, StoredPackage } from "./package-store.js";
+import { cutOffStalled, DEFAULT_STALL_MS } from "../shared/stream-guard.js";
 
 export interface DispatcherServiceOptions {
   readonly depgraph: DepGraphLink;
@@ -38,6 +39,8 @@ export interface DispatcherServiceOptions {
   readonly now?: () => number;
   /** Where job movements are counted; none when metrics are off. */
   readonly metrics?: DispatcherMetrics;
+  /** Longest a ReadLog chunk may wait for its reader before the stream is cut off (default DEFAULT_STALL_MS). */
+  readonly streamStallMs?: number;
 }
 
 export interface RunningDispatcherService {
@@ -523,7 +526,14 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
 
     async *readLog(request, ctx) {
       try {
-        for await (const piece of logs.read(request.buildId, request.pkgname, { offset: request.offset, follow: request.follow, signal: ctx.signal })) {
+        const pieces = logs.read(request.buildId, request.pkgname, { offset: request.offset, follow: request.follow, signal: ctx.signal });
+        // A reader that takes nothing holds a chunk and an open file for as
+        // long as its connection lives: cut off once a chunk waits too long.
+        const guarded = cutOffStalled(pieces, ctx, {
+          stallMs: options.streamStallMs ?? DEFAULT_STALL_MS,
+          onCutOff: () => options.logger.warn({ buildId: request.buildId, pkgname: request.pkgname }, "ReadLog reader took nothing for too long; stream cut off"),
+        });
+        for await (const piece of guarded) {
           yield { offset: piece.offset, data: piece.data };
         }
       } catch (e) {

@@ -2,13 +2,22 @@ import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import { setMaxListeners } from "node:events";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createHealth, type ServerHealth } from "./health.js";
 import { registerReflection } from "./reflection.js";
 import type { ServerTls } from "./tls.js";
 import { MAX_MESSAGE_BYTES, SESSION_MEMORY_MIB } from "./transport.js";
 import { shapeWireErrors } from "./wire-errors.js";
+import { STREAM_RESET } from "./stream-guard.js";
+
+/** Gives handlers a way to cut their own stream off (see STREAM_RESET). */
+function streamContext(req: http2.Http2ServerRequest | { stream?: undefined }) {
+  const { stream } = req;
+  return createContextValues().set(STREAM_RESET, stream === undefined ? undefined : () => {
+    if (!stream.destroyed && !stream.closed) stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  });
+}
 
 /**
  * JSON requests are read strictly: an unknown field ("limitto" for
@@ -200,6 +209,7 @@ export async function startGrpcService(options: GrpcServiceOptions): Promise<Grp
     readMaxBytes: MAX_MESSAGE_BYTES,
     jsonOptions: STRICT_JSON,
     shutdownSignal: aborting.signal,
+    contextValues: (req) => streamContext(req as http2.Http2ServerRequest),
     interceptors: [...(options.interceptors ?? [])],
     routes(router) {
       options.register(router);
