@@ -10,7 +10,8 @@ const USAGE = `usage: pkgfarm COMMAND [options]
 
 commands:
   depgraph [--port N] [--import FILE] [--history CSV] ...   run the depgraph service
-  import [--server URL] [--locations] FILE                    stream a pbulk-index scan (gzip or plain) to depgraph
+  import [--server URL] [--locations] [--max-removed-share S] FILE
+                                                              stream a pbulk-index scan (gzip or plain) to depgraph
   publish [--nats URL] --records FILE | --changed-files FILE  put package-metadata changes on NATS for depgraph
   dispatcher [--port N] [--depgraph URL] [--data-dir DIR] ... run the dispatcher
   agent [--dispatcher URL] [--build-command CMD] [--slots N]  run a builder agent

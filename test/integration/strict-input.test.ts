@@ -210,6 +210,10 @@ describe("strict input over real servers", () => {
       assert.deepEqual(page.packages[0]!.scanVars, { NO_BIN_ON_FTP: "", RESTRICTED: "", USE_DESTDIR: "user-destdir", BOOTSTRAP_PKG: "", USERGROUP_PHASE: "" });
       const full = await big.getPackage({ pkgname: "w0000-1.0" });
       assert.equal(full.package!.scanDepends.length, 200, "GetPackage keeps SCAN_DEPENDS");
+      // The keys reach the build: an assignment's package carries them.
+      await big.createBuild({ platform: "NetBSD-10.0-x86_64", limitTo: ["misc/w0"] });
+      const [assignment] = (await big.nextReadyJob({ platform: "NetBSD-10.0-x86_64", agentId: "a", maxJobs: 1 })).assignments;
+      assert.equal(assignment!.package!.scanVars["USE_DESTDIR"], "user-destdir");
       // With SCAN_DEPENDS a page ends early, under 4 MiB, and the pages together hold everything once.
       const seen: string[] = [];
       let token = "";
