@@ -33,7 +33,7 @@ import type { DurationHistory } from "./core/history.js";
 import { readBinaryPackages } from "./packages-dir.js";
 import { runScanHelper, type ScanHelperOptions } from "./scan-helper.js";
 import { toConnectError } from "./status.js";
-import { checkRemovedShare, maxRemovedShareFromWire } from "./core/import-guard.js";
+import { checkRemovedShare, checkWhole, maxRemovedShareFromWire } from "./core/import-guard.js";
 import { estimatePackageBytes, packagePage, pageSizeFromWire } from "./package-pages.js";
 import { quote } from "../shared/quote.js";
 import { cutOffStalled, DEFAULT_STALL_MS } from "../shared/stream-guard.js";
@@ -168,7 +168,10 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         if (scope === "tree" && records.length === 0) {
           throw new InvalidRequest(`the import holds no valid record (${problems.length} refused; first: ${problems[0]?.message ?? "none"}); the tree was left as it was`);
         }
-        if (scope === "tree") checkRemovedShare(depgraph.tree.values(), records, maxRemovedShare);
+        if (scope === "tree") {
+          checkWhole(problems, maxRemovedShare);
+          checkRemovedShare(depgraph.tree.values(), records, maxRemovedShare);
+        }
         const result = applyImport(records, problems, scope);
         return { recordsImported: records.length, ...result, elapsed: durationFromMs(Math.round(performance.now() - started)) };
       });

@@ -298,10 +298,10 @@ describe("pkgfarm import", () => {
   });
 
   test("a refused record exits 1 even though the others were imported, with control bytes escaped", async () => {
-    await writeFile(join(dir, "bad.txt"), tree(3) + "PKGNAME=evil-1.0\nPKG_LOCATION=misc/evil\x1b[2J\nALL_DEPENDS=\n");
+    await writeFile(join(dir, "bad.txt"), tree(3) + "PKGNAME=evil-1.0\nPKG_LOCATION=misc/evil\x1b[2J\nALL_DEPENDS=\n" + tree(1, "z"));
     const bad = await cli([join(dir, "bad.txt")]);
     assert.equal(bad.code, 1);
-    assert.match(bad.out, /imported 3 records/);
+    assert.match(bad.out, /imported 4 records/);
     assert.ok(!bad.out.includes("\x1b"), "no raw ESC reaches the terminal");
     assert.match(bad.out, /\\x1b\[2J/);
     assert.match(bad.err, /1 record was refused/);
@@ -321,7 +321,14 @@ describe("pkgfarm import", () => {
     await writeFile(join(dir, "cut.txt"), text.slice(0, Math.floor(text.length * 0.3)));
     const cut = await cli([join(dir, "cut.txt")]);
     assert.equal(cut.code, 1);
-    assert.match(cut.err, /FAILED_PRECONDITION: this import would remove 1[45] of the tree's 20 packages/);
+    assert.match(cut.err, /FAILED_PRECONDITION: the import ends inside a record \(line \d+, misc\/t\d+\): it was cut off/);
+    // Cut at 85%, it would remove little, and is refused all the same: a cut file is not the tree.
+    await writeFile(join(dir, "cut85.txt"), text.slice(0, Math.floor(text.length * 0.85)));
+    assert.match((await cli([join(dir, "cut85.txt")])).err, /FAILED_PRECONDITION: the import ends inside a record/);
+    // Cut at a record boundary nothing shows it was cut; the share guard still holds.
+    const lines = text.split("\n");
+    await writeFile(join(dir, "boundary.txt"), lines.slice(0, 13 * 5).join("\n") + "\n");
+    assert.match((await cli([join(dir, "boundary.txt")])).err, /FAILED_PRECONDITION: this import would remove 15 of the tree's 20 packages \(75%/);
     const allowed = await cli(["--max-removed-share", "1", join(dir, "cut.txt")]);
     assert.equal(allowed.code, 1, "a cut-off record is still a refused record");
     assert.match(allowed.out, /ends in the middle of line|cut off/);

@@ -189,6 +189,8 @@ test("an input that ends in the middle of a line refuses its last record", () =>
   assert.equal(problems.length, 1);
   assert.equal(problems[0]!.location, "devel/b");
   assert.match(problems[0]!.message, /ends in the middle of line 26/);
+  assert.equal(problems[0]!.cutOff, true);
+  assert.equal(parse([text + "PKGNAME=c-1.0\nPKG_LOCATION=devel/c\nALL_DEPENDS=x\n" + text.split("\n").slice(3).join("\n")]).problems.every((p) => !p.cutOff), true, "a problem in the middle is no cut");
 });
 
 test("an input cut at a line end refuses a last record that lacks keys every earlier record has", () => {
@@ -201,6 +203,7 @@ test("an input cut at a line end refuses a last record that lacks keys every ear
     assert.equal(problems.length, 1);
     assert.equal(problems[0]!.pkgname, "b-1.0");
     assert.match(problems[0]!.message, /the input ends inside this record, which has no .*SCAN_DEPENDS= line although every record before it has: the input was cut off/);
+    assert.equal(problems[0]!.cutOff, true);
   }
   // One record alone has nothing to compare with, and a whole last record is fine.
   assert.equal(parse([lines.slice(0, 2).join("\n") + "\n"]).records.length, 1);

@@ -49,7 +49,8 @@ export type ImportScanRequest = Message<"pkgfarm.v1.ImportScanRequest"> & {
   /**
    * A whole-tree import that would remove more than this share of the
    * platform's packages (0 to 1) is refused; 0 means 0.5. Set 1 to allow
-   * any. Read from the first message only.
+   * any (and to take a whole-tree import whose input was cut off). Read from
+   * the first message only.
    *
    * @generated from field: double max_removed_share = 4;
    */
@@ -2596,7 +2597,8 @@ export const DepGraphService: GenService<{
    * stream at most --max-import-mib (256 MiB by default; more is
    * RESOURCE_EXHAUSTED and nothing is imported), lines at most 1 MiB; a
    * whole-tree import that would remove more than max_removed_share of the
-   * packages is FAILED_PRECONDITION and changes nothing.
+   * packages, or whose input ends inside a record (a cut file), is
+   * FAILED_PRECONDITION and changes nothing.
    *
    * @generated from rpc pkgfarm.v1.DepGraphService.ImportScan
    */

@@ -18,6 +18,8 @@ export class InvalidScanRecord extends Error {
     location: string,
     pkgname: string,
     problem: string,
+    /** The input ends inside this record: it was cut off (a truncated file, a killed scan). */
+    readonly cutOff = false,
   ) {
     const where = clip(location, 200);
     super(`line ${line}${where ? ` (${where})` : ""}: ${clip(problem, 1000)}`);

@@ -1,3 +1,4 @@
+import type { InvalidScanRecord } from "./errors.js";
 import type { ScanRecord } from "./scan-record.js";
 
 /** The share of a platform's packages a whole-tree import may remove when the caller names none. */
@@ -23,6 +24,28 @@ export class TooManyRemoved extends Error {
         "If the packages are really gone, import again allowing it (max_removed_share 1, `pkgfarm import --max-removed-share 1`)",
     );
   }
+}
+
+/**
+ * CutOffImport: a whole-tree import whose input ends inside a record. A cut
+ * file is never the whole tree, whatever share it happens to keep, so it
+ * replaces nothing unless the caller allows any removal.
+ */
+export class CutOffImport extends Error {
+  override readonly name = "CutOffImport";
+  constructor(readonly cut: InvalidScanRecord) {
+    super(
+      `the import ends inside a record (line ${cut.line}${cut.location ? `, ${cut.location}` : ""}): it was cut off, and a whole-tree import of part of a scan would drop the rest; ` +
+        "the tree was left as it was. Import the whole file, or allow it anyway with max_removed_share 1 (`pkgfarm import --max-removed-share 1`)",
+    );
+  }
+}
+
+/** checkWhole throws CutOffImport when a whole-tree import was cut off and the caller did not allow any removal. */
+export function checkWhole(problems: readonly InvalidScanRecord[], maxShare: number): void {
+  if (maxShare >= 1) return;
+  const cut = problems.find((p) => p.cutOff);
+  if (cut !== undefined) throw new CutOffImport(cut);
 }
 
 /**

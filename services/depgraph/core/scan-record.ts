@@ -116,6 +116,8 @@ interface RecordUnderConstruction {
   readonly fields: Map<string, string>;
   readonly lines: Map<string, number>;
   problem: string | undefined;
+  /** The input ends inside this record. */
+  cutOff?: boolean;
 }
 
 export function createScanRecordParser(
@@ -143,12 +145,13 @@ export function createScanRecordParser(
     if (building.orphan) {
       const location = building.fields.get("PKG_LOCATION") ?? "";
       const span = building.lastLine > building.line ? ` (lines ${building.line}-${building.lastLine} skipped)` : "";
-      onProblem(new InvalidScanRecord(building.line, location, "", building.problem! + span));
+      onProblem(new InvalidScanRecord(building.line, location, "", building.problem! + span, building.cutOff));
       return;
     }
     if (last && everyRecordHad !== undefined && building.problem === undefined) {
       const missing = [...everyRecordHad].filter((key) => !building.fields.has(key));
       if (missing.length > 0) {
+        building.cutOff = true;
         building.problem = `the input ends inside this record, which has no ${missing.map((k) => `${k}=`).join(", ")} line although every record before it has: the input was cut off`;
       }
     }
@@ -270,6 +273,7 @@ export function createScanRecordParser(
       // Said over any other problem: whatever else is wrong with the last
       // line (half a key, say) is because it was cut.
       if (cutLine !== undefined && current !== undefined) {
+        current.cutOff = true;
         current.problem = `the input ends in the middle of line ${cutLine} (no newline after it): the record was cut off`;
       }
       finishRecord(true);
@@ -281,7 +285,7 @@ function toScanRecord(building: RecordUnderConstruction): ScanRecord | InvalidSc
   const { fields, line } = building;
   const pkgname = fields.get("PKGNAME") ?? "";
   const location = fields.get("PKG_LOCATION") ?? "";
-  const invalid = (problem: string) => new InvalidScanRecord(line, location, pkgname, problem);
+  const invalid = (problem: string) => new InvalidScanRecord(line, location, pkgname, problem, building.cutOff);
   if (building.problem !== undefined) return invalid(building.problem);
   if (!isValidPkgname(pkgname)) return invalid(`PKGNAME ${quote(pkgname)} is not name-version`);
   if (location === "") return invalid(`record for ${pkgname} has no PKG_LOCATION`);
