@@ -12,7 +12,8 @@ const USAGE = `usage: pkgfarm COMMAND [options]
 
 commands:
   depgraph [--port N] [--import FILE] [--history CSV] ...   run the depgraph service
-  import [--server URL] [--locations] FILE                    stream a pbulk-index scan (gzip or plain) to depgraph
+  import [--server URL] [--locations] [--max-removed-share S] FILE
+                                                              stream a pbulk-index scan (gzip or plain) to depgraph
   publish [--nats URL] --records FILE | --changed-files FILE  put package-metadata changes on NATS for depgraph
   scan [--server URL] (--all | --limit FILE | LOCATION...)    scan a platform's tree on its agents, and wait
   build [--server URL] [--limit FILE] [--incremental]         start a build on the farm, and wait

@@ -9,6 +9,7 @@ import { pino, type Logger } from "pino";
 import { BuildMode, BuildState, DepGraphService, ImportMode, JobState, type Build, type Job } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { createBuilderAgent, type BuilderAgent } from "../builder-agent/agent.js";
 import { hostPlatform } from "../builder-agent/config.js";
+import { scanHelperEnv } from "../depgraph/scan-helper.js";
 import { loadDepGraphConfig } from "../depgraph/config.js";
 import { startDepGraphServer } from "../depgraph/server.js";
 import { startDispatcherServer } from "../dispatcher/server.js";
@@ -96,7 +97,7 @@ export async function runUp(argv: readonly string[], out: NodeJS.WritableStream)
   try {
     const depgraph = createClient(DepGraphService, createPkgfarmTransport(depgraphServer.url, { token: operatorToken }));
     say(`pkgfarm up: scanning ${config.treeDir}`);
-    const scan = await promisify(execFile)(config.scanHelper[0]!, [...config.scanHelper.slice(1), "--all"], { cwd: config.treeDir, env: { ...process.env, PKGFARM_TREE: config.treeDir }, maxBuffer: 256 * 1024 * 1024 });
+    const scan = await promisify(execFile)(config.scanHelper[0]!, [...config.scanHelper.slice(1), "--all"], { cwd: config.treeDir, env: scanHelperEnv(process.env, config.treeDir, []), maxBuffer: 256 * 1024 * 1024 });
     const imported = await depgraph.importScan((async function* () {
       yield { pbulkIndex: scan.stdout, mode: ImportMode.REPLACE_TREE };
     })());

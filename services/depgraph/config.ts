@@ -1,4 +1,4 @@
-import { LOG_LEVELS, readConfig, readServerTls, readShutdownGraceMs, SERVER_TLS_FLAGS, SHUTDOWN_FLAGS, type ServerTls } from "../shared/index.js";
+import { LOG_LEVELS, READ_AUTH_MODES, readConfig, readServerTls, readShutdownGraceMs, SERVER_TLS_FLAGS, SHUTDOWN_FLAGS, type ReadAuth, type ServerTls } from "../shared/index.js";
 import { DEFAULT_KEEP_FINISHED_BUILDS } from "./core/depgraph.js";
 import type { PolicyName } from "./core/priority.js";
 
@@ -42,6 +42,16 @@ export interface DepGraphConfig {
   readonly healthPort?: number;
   /** Required of callers of the state-changing RPCs (DEPGRAPH_OPERATOR_RPCS). */
   readonly operatorToken?: string;
+  /** "token": the read RPCs need a token too (the read token, or the operator token). */
+  readonly readAuth?: ReadAuth;
+  /** A token good for the read RPCs only. */
+  readonly readToken?: string;
+  /** Most bytes one ImportScan stream may carry. */
+  readonly maxImportBytes?: number;
+  /** Longest a WatchJobs message may wait for its reader before the stream is cut off (no flag: 30 s, tests set less). */
+  readonly streamStallMs?: number;
+  /** Most bytes of transitions a WatchJobs reader may fall behind (no flag: 8 MiB, tests set less). */
+  readonly maxWatchBacklogBytes?: number;
   /** How long a SIGTERM shutdown may take before the process exits anyway. */
   readonly shutdownGraceMs?: number;
 }
@@ -57,7 +67,7 @@ export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessE
   const read = readConfig(argv, env, [
     "host", "port", "packages-dir", "scan-helper", "scan-batch", "tree", "history", "import", "policy",
     "lease-seconds", "max-lease-seconds", "max-losses", "keep-finished-builds", "log-level", "nats", "state", "state-bucket", "metrics-port",
-    ...SERVER_TLS_FLAGS, "health-port", ...SHUTDOWN_FLAGS,
+    "read-auth", "max-import-mib", ...SERVER_TLS_FLAGS, "health-port", ...SHUTDOWN_FLAGS,
   ]);
   const config: DepGraphConfig = {
     host: read.string("host", "PKGFARM_HOST", "127.0.0.1"),
@@ -81,8 +91,14 @@ export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessE
     tls: readServerTls(read),
     healthPort: read.optionalInt("health-port", "PKGFARM_HEALTH_PORT", 0, 65535),
     operatorToken: read.secret("PKGFARM_OPERATOR_TOKEN"),
+    readAuth: read.oneOf("read-auth", "PKGFARM_READ_AUTH", "open", READ_AUTH_MODES),
+    readToken: read.secret("PKGFARM_READ_TOKEN"),
+    maxImportBytes: read.int("max-import-mib", "PKGFARM_MAX_IMPORT_MIB", 256, 1, 64 * 1024) * 1024 * 1024,
     shutdownGraceMs: readShutdownGraceMs(read),
   };
+  if (config.readAuth === "token" && !config.operatorToken && !config.readToken) {
+    read.errors.push("--read-auth token (PKGFARM_READ_AUTH) needs a token to check: set PKGFARM_READ_TOKEN or PKGFARM_OPERATOR_TOKEN (or their _FILE)");
+  }
   if (config.state === "nats-kv" && config.natsUrl === "") {
     read.errors.push("--state nats-kv (PKGFARM_STATE) keeps state in JetStream KV: it needs --nats (PKGFARM_NATS_URL)");
   }

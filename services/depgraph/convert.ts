@@ -116,7 +116,12 @@ export function jobToWire(build: Build, job: Job): WireJob {
   });
 }
 
-export function packageToWire(pkg: TreePackage, tree: PackageTree, history: DurationHistory): WirePackage {
+export interface PackageToWireOptions {
+  /** SCAN_DEPENDS is most of a package's bytes (about 5 KB); lists leave it out unless asked (default: included). */
+  readonly scanDepends?: boolean;
+}
+
+export function packageToWire(pkg: TreePackage, tree: PackageTree, history: DurationHistory, options: PackageToWireOptions = {}): WirePackage {
   const r = pkg.record;
   const expected = history.expectedMs(r.pkgname, r.location);
   return create(PackageSchema, {
@@ -127,12 +132,13 @@ export function packageToWire(pkg: TreePackage, tree: PackageTree, history: Dura
     dependencies: [...pkg.dependencies],
     failReason: r.failReason || pkg.unresolved,
     skipReason: r.skipReason,
-    scanDepends: r.scanDepends === "" ? [] : r.scanDepends.split(" ").filter((s) => s !== ""),
+    scanDepends: options.scanDepends === false || r.scanDepends === "" ? [] : r.scanDepends.split(" ").filter((s) => s !== ""),
     pbulkWeight: r.pbulkWeight,
     expectedDuration: expected === undefined ? undefined : durationFromMs(Math.round(expected)),
     categories: [...r.categories],
     maintainer: r.maintainer,
     directDependents: tree.dependentsOf(r.pkgname).length,
+    scanVars: { ...r.vars },
   });
 }
 

@@ -24,6 +24,28 @@ export interface ScanHelperOptions {
   readonly batchSize?: number;
 }
 
+/** The search path a helper gets when depgraph itself has none. */
+const DEFAULT_PATH = "/usr/bin:/bin:/usr/sbin:/sbin";
+
+/**
+ * scanHelperEnv is the whole environment a scan helper runs with. The
+ * helper runs Makefiles from the tree (`bmake pbulk-index`), so it gets what
+ * a scan needs and nothing else: never depgraph's secrets (the operator
+ * token, TLS keys) or settings. LC_ALL=C unless depgraph's own LC_ALL says
+ * otherwise, so a scan prints the same on every host.
+ */
+export function scanHelperEnv(parent: NodeJS.ProcessEnv, treeDir: string, locations: readonly string[]): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {
+    PATH: parent["PATH"] || DEFAULT_PATH,
+    LC_ALL: parent["LC_ALL"] || "C",
+    TMPDIR: parent["TMPDIR"] || "/tmp",
+    PKGFARM_TREE: treeDir,
+  };
+  if (parent["HOME"]) env["HOME"] = parent["HOME"];
+  if (locations.length === 1) env["PKGFARM_LOCATION"] = locations[0];
+  return env;
+}
+
 export interface ScanOutcome {
   readonly records: ScanRecord[];
   readonly problems: InvalidScanRecord[];
@@ -58,9 +80,7 @@ function scanBatch(options: ScanHelperOptions, locations: readonly string[], sig
       resolve(failAll("no scan helper is configured (--scan-helper)"));
       return;
     }
-    const env: NodeJS.ProcessEnv = { ...process.env, PKGFARM_TREE: options.treeDir };
-    if (locations.length === 1) env["PKGFARM_LOCATION"] = locations[0];
-    else delete env["PKGFARM_LOCATION"];
+    const env = scanHelperEnv(process.env, options.treeDir, locations);
     execFile(
       file,
       [...args, ...locations],

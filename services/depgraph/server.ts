@@ -116,6 +116,9 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     maxWatchBacklog: 100_000,
     now,
     durable,
+    maxImportBytes: config.maxImportBytes,
+    streamStallMs: config.streamStallMs,
+    maxWatchBacklogBytes: config.maxWatchBacklogBytes,
   });
   const metrics = config.metricsPort === undefined ? undefined : await startMetricsServer({ host: config.host, port: config.metricsPort });
   if (metrics !== undefined) registerDepGraphMetrics(metrics.registry, depgraph);
@@ -130,7 +133,11 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     // Metrics outermost, so refused calls are counted too.
     interceptors: [
       ...(metrics === undefined ? [] : [createRpcMetricsInterceptor(metrics.registry)]),
-      createAuthInterceptor(DEPGRAPH_OPERATOR_RPCS, { operatorToken: config.operatorToken }),
+      createAuthInterceptor(DEPGRAPH_OPERATOR_RPCS, {
+        operatorToken: config.operatorToken,
+        readToken: config.readToken,
+        readsNeedToken: config.readAuth === "token" ? [DepGraphService] : [],
+      }),
     ],
   }).catch(async (e: unknown) => {
     await metrics?.close();

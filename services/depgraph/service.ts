@@ -14,6 +14,8 @@ import {
   type ImportScanRequest,
   type LeaseRef as WireLeaseRef,
   type ScanProblem,
+  type WatchJobsRequest,
+  type WatchJobsResponse,
 } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { Build } from "./core/build.js";
 import { SHARED_TREE, type DepGraph, type JobResult, type LeaseRef, type ScanJobResult } from "./core/depgraph.js";
@@ -37,6 +39,10 @@ import { pageOf } from "./paging.js";
 import { runSliced } from "./slices.js";
 import { runScanHelper, type ScanHelperOptions } from "./scan-helper.js";
 import { toConnectError } from "./status.js";
+import { checkRemovedShare, checkWhole, maxRemovedShareFromWire } from "./core/import-guard.js";
+import { estimatePackageBytes, packagePage, pageSizeFromWire } from "./package-pages.js";
+import { quote } from "../shared/quote.js";
+import { cutOffStalled, DEFAULT_STALL_MS } from "../shared/stream-guard.js";
 
 export interface DepGraphServiceOptions {
   readonly depgraph: DepGraph;
@@ -51,6 +57,10 @@ export interface DepGraphServiceOptions {
   readonly maxJobsPerCall: number;
   /** Most transitions a WatchJobs stream may fall behind before it is ended. */
   readonly maxWatchBacklog: number;
+  /** Most bytes of transitions a WatchJobs stream may fall behind (default DEFAULT_WATCH_BACKLOG_BYTES). */
+  readonly maxWatchBacklogBytes?: number;
+  /** Longest a streamed message may wait for its reader before the stream is cut off (default DEFAULT_STALL_MS). */
+  readonly streamStallMs?: number;
   /** The clock the core was given, so the lease timer agrees with it. */
   readonly now: () => number;
   /**
@@ -58,6 +68,29 @@ export interface DepGraphServiceOptions {
    * passes); calls that change state answer only after it.
    */
   readonly durable?: () => Promise<unknown>;
+  /** Most characters one ImportScan stream may carry (default DEFAULT_MAX_IMPORT_BYTES); more is RESOURCE_EXHAUSTED. */
+  readonly maxImportBytes?: number;
+}
+
+/**
+ * A watcher's backlog in bytes: cancelling a 29,000-job build queues about
+ * 4.5 MB of transitions at once, which a reader that keeps up takes; one
+ * that does not is ended rather than buffered for.
+ */
+export const DEFAULT_WATCH_BACKLOG_BYTES = 8 * 1024 * 1024;
+
+function transitionBytes(t: WatchJobsResponse): number {
+  return 64 + t.buildId.length + t.pkgname.length + t.location.length + t.reason.length + t.agentId.length;
+}
+
+/** A whole pkgsrc scan is about 60 MB of text; four times that is still an import, more is not. */
+export const DEFAULT_MAX_IMPORT_BYTES = 256 * 1024 * 1024;
+
+/** ImportTooLarge: an ImportScan stream longer than the server takes. */
+class ImportTooLarge extends ConnectError {
+  constructor(limit: number) {
+    super(`the import is longer than this server takes (${limit} bytes, --max-import-mib); nothing was imported`, Code.ResourceExhausted);
+  }
 }
 
 /** Calls that change state answer only once the change is durable (see DepGraphServiceOptions.durable). */
@@ -73,6 +106,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
   close(): void;
 } {
   const { depgraph, logger, history } = options;
+  const maxImportChars = options.maxImportBytes ?? DEFAULT_MAX_IMPORT_BYTES;
   const waiters = new Set<() => void>();
   depgraph.onReady(() => {
     for (const wake of [...waiters]) wake();
@@ -113,7 +147,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
     const summary = tree.summary();
     logger.info({ platform, records: records.length, problems: problems.length, unresolved: unresolved.length, packages: summary.packages, cycles: summary.cycles.length, resolveMs: Math.round(performance.now() - started) }, "scan imported");
     return {
-      problems: [...problems.map(problemToWire), ...unresolved],
+      problems: capProblems([...problems.map(problemToWire), ...unresolved]),
       tree: treeSummaryToWire(summary),
     };
   };
@@ -125,23 +159,34 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const records: ScanRecord[] = [];
         const problems: InvalidScanRecord[] = [];
         const parser = createScanRecordParser((r) => records.push(r), (p) => problems.push(p));
-        let mode: ImportMode | undefined;
-        let platform = "";
+        let first: ImportScanRequest | undefined;
+        let chars = 0;
         for await (const request of requests) {
-          if (mode === undefined) platform = request.platform;
-          mode ??= request.mode;
+          first ??= request;
+          // Characters, not bytes: counting is free, and a character is at
+          // least a byte, so the limit holds for bytes too.
+          chars += request.pbulkIndex.length;
+          if (chars > maxImportChars) throw new ImportTooLarge(maxImportChars);
           parser.push(request.pbulkIndex);
         }
         parser.end();
-        if (mode === undefined) throw new InvalidRequest("the import stream was empty: send pbulk-index text");
+        if (first === undefined) throw new InvalidRequest("the import stream was empty: send pbulk-index text");
+        const { mode } = first;
         if (mode !== ImportMode.UNSPECIFIED && mode !== ImportMode.REPLACE_TREE && mode !== ImportMode.REPLACE_LOCATIONS) {
           throw new InvalidRequest(`unknown import mode ${mode}`);
         }
+        const maxRemovedShare = maxRemovedShareFromWire(first.maxRemovedShare);
+        if (typeof maxRemovedShare === "string") throw new InvalidRequest(maxRemovedShare);
         const scope = mode === ImportMode.REPLACE_LOCATIONS ? "locations" : "tree";
         if (scope === "tree" && records.length === 0) {
           throw new InvalidRequest(`the import holds no valid record (${problems.length} refused; first: ${problems[0]?.message ?? "none"}); the tree was left as it was`);
         }
-        const result = applyImport(records, problems, scope, depgraph.resolveTree(platform));
+        const platform = depgraph.resolveTree(first.platform);
+        if (scope === "tree") {
+          checkWhole(problems, maxRemovedShare);
+          checkRemovedShare(depgraph.platformTree(platform).values(), records, maxRemovedShare);
+        }
+        const result = applyImport(records, problems, scope, platform);
         return { recordsImported: records.length, ...result, elapsed: durationFromMs(Math.round(performance.now() - started)) };
       });
     },
@@ -153,7 +198,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         }
         if (request.locations.length === 0) throw new InvalidRequest("locations is empty: name at least one location");
         for (const location of request.locations) {
-          if (!isValidLocation(location)) throw new InvalidRequest(`location "${location}" is not category/package`);
+          if (!isValidLocation(location)) throw new InvalidRequest(`location ${quote(location)} is not category/package`);
         }
         const outcome = await runScanHelper(options.scanHelper, request.locations, ctx.signal);
         // A location whose scan printed nothing usable keeps its old records:
@@ -165,20 +210,24 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
 
     getPackage(request) {
       return guard("GetPackage", () => {
-        const tree = depgraph.treeOf(depgraph.resolvePlatform(request.platform));
+        const tree = depgraph.treeOf(depgraph.resolveTree(request.platform));
         const pkg = tree.get(request.pkgname);
-        if (pkg === undefined) throw new ConnectError(`the tree has no package "${request.pkgname.slice(0, 200)}"`, Code.NotFound);
+        if (pkg === undefined) throw new ConnectError(`the tree has no package ${quote(request.pkgname)}`, Code.NotFound);
         return { package: packageToWire(pkg, tree, history) };
       });
     },
 
     listPackages(request) {
       return guard("ListPackages", () => {
-        const tree = depgraph.treeOf(depgraph.resolvePlatform(request.platform));
+        const tree = depgraph.treeOf(depgraph.resolveTree(request.platform));
         const names = request.location === "" ? [...tree.pkgnames()] : [...tree.atLocation(request.location)];
         names.sort();
-        const { page, next } = pageOf(names, request, PackageSchema, (name) => packageToWire(tree.get(name)!, tree, history));
-        return { packages: page, nextPageToken: next };
+        const scanDepends = request.includeScanDepends;
+        const { page, next } = packagePage(names, request, (name) => estimatePackageBytes(tree.get(name)!, scanDepends));
+        return {
+          packages: page.map((name) => packageToWire(tree.get(name)!, tree, history, { scanDepends })),
+          nextPageToken: next,
+        };
       });
     },
 
@@ -370,44 +419,64 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
       }));
     },
 
-    async *watchJobs(request, ctx) {
-      if (request.buildId !== "") {
-        try {
-          depgraph.getBuild(request.buildId);
-        } catch (e) {
-          throw toConnectError(e);
-        }
-      }
-      const backlog: ReturnType<typeof transitionToWire>[] = [];
-      let wake: (() => void) | undefined;
-      let overflowed = false;
-      const unsubscribe = depgraph.onTransition((t) => {
-        if (request.buildId !== "" && t.buildId !== request.buildId) return;
-        if (backlog.length >= options.maxWatchBacklog) overflowed = true;
-        else backlog.push(transitionToWire(t));
-        wake?.();
+    watchJobs(request, ctx) {
+      // A reader that takes nothing holds its backlog for as long as its
+      // connection lives: it is cut off once a transition waits too long.
+      return cutOffStalled(watchTransitions(request, ctx), ctx, {
+        stallMs: options.streamStallMs ?? DEFAULT_STALL_MS,
+        onCutOff: () => logger.warn({ buildId: request.buildId }, "WatchJobs reader took nothing for too long; stream cut off"),
       });
-      const onAbort = () => wake?.();
-      ctx.signal.addEventListener("abort", onAbort);
-      try {
-        while (!ctx.signal.aborted) {
-          if (overflowed) {
-            throw new ConnectError(`this watcher fell more than ${options.maxWatchBacklog} transitions behind; reconnect and re-read the build`, Code.ResourceExhausted);
-          }
-          const next = backlog.shift();
-          if (next !== undefined) {
-            yield next;
-            continue;
-          }
-          await new Promise<void>((resolve) => (wake = resolve));
-          wake = undefined;
-        }
-      } finally {
-        unsubscribe();
-        ctx.signal.removeEventListener("abort", onAbort);
-      }
     },
   };
+
+  async function* watchTransitions(request: WatchJobsRequest, ctx: HandlerContext) {
+    if (request.buildId !== "") {
+      try {
+        depgraph.getBuild(request.buildId);
+      } catch (e) {
+        throw toConnectError(e);
+      }
+    }
+    const backlog: ReturnType<typeof transitionToWire>[] = [];
+    let backlogBytes = 0;
+    let wake: (() => void) | undefined;
+    let overflowed = false;
+    const maxBytes = options.maxWatchBacklogBytes ?? DEFAULT_WATCH_BACKLOG_BYTES;
+    const unsubscribe = depgraph.onTransition((t) => {
+      if (overflowed || (request.buildId !== "" && t.buildId !== request.buildId)) return;
+      const message = transitionToWire(t);
+      backlogBytes += transitionBytes(message);
+      if (backlog.length >= options.maxWatchBacklog || backlogBytes > maxBytes) {
+        // What is queued is of no use to a watcher that must re-read the build anyway.
+        overflowed = true;
+        backlog.length = 0;
+        backlogBytes = 0;
+      } else {
+        backlog.push(message);
+      }
+      wake?.();
+    });
+    const onAbort = () => wake?.();
+    ctx.signal.addEventListener("abort", onAbort);
+    try {
+      while (!ctx.signal.aborted) {
+        if (overflowed) {
+          throw new ConnectError(`this watcher fell more than ${options.maxWatchBacklog} transitions or ${maxBytes} bytes behind; reconnect and re-read the build`, Code.ResourceExhausted);
+        }
+        const next = backlog.shift();
+        if (next !== undefined) {
+          backlogBytes -= transitionBytes(next);
+          yield next;
+          continue;
+        }
+        await new Promise<void>((resolve) => (wake = resolve));
+        wake = undefined;
+      }
+    } finally {
+      unsubscribe();
+      ctx.signal.removeEventListener("abort", onAbort);
+    }
+  }
 
   return {
     impl,
@@ -416,6 +485,19 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
       for (const wake of [...waiters]) wake();
     },
   };
+}
+
+/**
+ * Problems one answer lists; a file of garbage must not make an answer
+ * bigger than the 4 MiB clients take by default. The rest are counted.
+ */
+const MAX_PROBLEMS_LISTED = 1000;
+
+function capProblems(problems: ScanProblem[]): ScanProblem[] {
+  if (problems.length <= MAX_PROBLEMS_LISTED) return problems;
+  const listed = problems.slice(0, MAX_PROBLEMS_LISTED);
+  listed.push(create(ScanProblemSchema, { message: `... and ${problems.length - MAX_PROBLEMS_LISTED} more problems, not listed` }));
+  return listed;
 }
 
 

@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { EmptyTree, InvalidRequest, InvalidScanRecord, StaleLease, UnknownBuild, UnknownPackage } from "./core/errors.js";
+import { CutOffImport, TooManyRemoved } from "./core/import-guard.js";
 
 /**
  * toConnectError is the one place core failures become gRPC statuses. Anything
@@ -13,7 +14,7 @@ export function toConnectError(error: unknown): ConnectError {
   if (error instanceof UnknownBuild || error instanceof UnknownPackage) {
     return new ConnectError(error.message, Code.NotFound, undefined, undefined, error);
   }
-  if (error instanceof StaleLease || error instanceof EmptyTree) {
+  if (error instanceof StaleLease || error instanceof EmptyTree || error instanceof TooManyRemoved || error instanceof CutOffImport) {
     return new ConnectError(error.message, Code.FailedPrecondition, undefined, undefined, error);
   }
   return new ConnectError("internal error; see the depgraph log", Code.Internal, undefined, undefined, error);

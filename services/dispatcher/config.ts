@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  CLIENT_TLS_FLAGS, LOG_LEVELS, MIN_SECRET_LENGTH, parseAgentTokens, readClientTls, readConfig, readServerTls, readShutdownGraceMs,
-  SERVER_TLS_FLAGS, SHUTDOWN_FLAGS, type ClientTls, type ServerTls,
+  CLIENT_TLS_FLAGS, LOG_LEVELS, MIN_SECRET_LENGTH, READ_AUTH_MODES, parseAgentTokens, readClientTls, readConfig, readServerTls, readShutdownGraceMs,
+  SERVER_TLS_FLAGS, SHUTDOWN_FLAGS, type ClientTls, type ReadAuth, type ServerTls,
 } from "../shared/index.js";
 
 /** DispatcherConfig is everything the dispatcher reads from its command line and environment. */
@@ -38,6 +38,12 @@ export interface DispatcherConfig {
   readonly agentToken?: string;
   /** Tokens each valid for one agent name only. */
   readonly agentTokens?: ReadonlyMap<string, string>;
+  /** "token": the read RPCs (ReadLog, ListAgents) need a token too: the read, operator or an agent token. */
+  readonly readAuth?: ReadAuth;
+  /** A token good for the read RPCs only. */
+  readonly readToken?: string;
+  /** Longest a ReadLog chunk may wait for its reader before the stream is cut off (no flag: 30 s, tests set less). */
+  readonly streamStallMs?: number;
   /** Agent streams served at once (waiting for their hello included); more get RESOURCE_EXHAUSTED. */
   readonly maxAgents?: number;
   /** How long a SIGTERM shutdown may take before the process exits anyway. */
@@ -46,7 +52,7 @@ export interface DispatcherConfig {
 
 export function loadDispatcherConfig(argv: readonly string[], env: NodeJS.ProcessEnv): DispatcherConfig | { errors: string[] } {
   const read = readConfig(argv, env, ["host", "port", "depgraph", "data-dir", "heartbeat-seconds", "heartbeat-timeout-seconds", "lease-seconds", "log-level", "metrics-port",
-    "max-agents", "health-port", ...SERVER_TLS_FLAGS, ...CLIENT_TLS_FLAGS, ...SHUTDOWN_FLAGS]);
+    "max-agents", "health-port", "read-auth", ...SERVER_TLS_FLAGS, ...CLIENT_TLS_FLAGS, ...SHUTDOWN_FLAGS]);
   const dataDir = read.string("data-dir", "PKGFARM_DATA_DIR", "var");
   const heartbeatIntervalMs = read.int("heartbeat-seconds", "PKGFARM_HEARTBEAT_SECONDS", 5, 1, 3600) * 1000;
   const heartbeatTimeoutMs = read.int("heartbeat-timeout-seconds", "PKGFARM_HEARTBEAT_TIMEOUT_SECONDS", 15, 1, 3600) * 1000;
@@ -72,9 +78,14 @@ export function loadDispatcherConfig(argv: readonly string[], env: NodeJS.Proces
     operatorToken: read.secret("PKGFARM_OPERATOR_TOKEN"),
     agentToken: read.secret("PKGFARM_AGENT_TOKEN"),
     agentTokens: readAgentTokensFile(env, read.errors),
+    readAuth: read.oneOf("read-auth", "PKGFARM_READ_AUTH", "open", READ_AUTH_MODES),
+    readToken: read.secret("PKGFARM_READ_TOKEN"),
     maxAgents: read.int("max-agents", "PKGFARM_MAX_AGENTS", 1000, 1, 100_000),
     shutdownGraceMs: readShutdownGraceMs(read),
   };
+  if (config.readAuth === "token" && !config.operatorToken && !config.readToken && !config.agentToken && (config.agentTokens?.size ?? 0) === 0) {
+    read.errors.push("--read-auth token (PKGFARM_READ_AUTH) needs a token to check: set PKGFARM_READ_TOKEN, PKGFARM_OPERATOR_TOKEN or agent tokens");
+  }
   return read.errors.length > 0 ? { errors: read.errors } : config;
 }
 

@@ -1,3 +1,5 @@
+import type { Logger } from "pino";
+import { cutOffStalled, DEFAULT_STALL_MS } from "../shared/stream-guard.js";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { DispatcherService } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
 import type { LogStore } from "./log-store.js";
@@ -29,10 +31,17 @@ export function createDownloadHandler(packages: PackageStore): Impl["downloadPac
 }
 
 /** createReadLogHandler serves ReadLog: a job's log (or one phase's) from an offset, followed while it grows when asked. */
-export function createReadLogHandler(logs: LogStore): Impl["readLog"] {
+export function createReadLogHandler(logs: LogStore, options: { stallMs?: number; logger: Logger }): Impl["readLog"] {
   return async function* (request, ctx) {
     try {
-      for await (const piece of logs.read(request.buildId, request.pkgname, { offset: request.offset, follow: request.follow, signal: ctx.signal, phase: request.phase })) {
+      const pieces = logs.read(request.buildId, request.pkgname, { offset: request.offset, follow: request.follow, signal: ctx.signal, phase: request.phase });
+      // A reader that takes nothing holds a chunk and an open file for as
+      // long as its connection lives: cut off once a chunk waits too long.
+      const guarded = cutOffStalled(pieces, ctx, {
+        stallMs: options.stallMs ?? DEFAULT_STALL_MS,
+        onCutOff: () => options.logger.warn({ buildId: request.buildId, pkgname: request.pkgname }, "ReadLog reader took nothing for too long; stream cut off"),
+      });
+      for await (const piece of guarded) {
         yield { offset: piece.offset, data: piece.data };
       }
     } catch (e) {

@@ -65,6 +65,7 @@ export async function startDispatcherServer(config: DispatcherConfig, logger: Lo
     renewEveryMs: Math.max(1000, Math.floor(config.leaseMs / 3)),
     metrics: metrics === undefined ? undefined : createDispatcherMetrics(metrics.registry),
     maxAgents: config.maxAgents,
+    streamStallMs: config.streamStallMs,
   });
   if (metrics !== undefined) registerAgentMetrics(metrics.registry, service.registry);
   const server = await startGrpcService({
@@ -82,6 +83,8 @@ export async function startDispatcherServer(config: DispatcherConfig, logger: Lo
         operatorToken: config.operatorToken,
         agentToken: config.agentToken,
         agentTokens: config.agentTokens,
+        readToken: config.readToken,
+        readsNeedToken: config.readAuth === "token" ? [DispatcherService] : [],
       }),
     ],
   }).catch(async (e: unknown) => {

@@ -32,6 +32,8 @@ export interface DispatcherServiceOptions {
   readonly now?: () => number;
   /** Where job movements are counted; none when metrics are off. */
   readonly metrics?: DispatcherMetrics;
+  /** Longest a ReadLog chunk may wait for its reader before the stream is cut off (default DEFAULT_STALL_MS). */
+  readonly streamStallMs?: number;
 }
 
 export interface RunningDispatcherService {
@@ -78,7 +80,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
     connect: streams.connect,
     uploadPackage: createUploadHandler({ sessions, registry, packages, uploads, jobs, depgraph, logs, metrics }),
     downloadPackage: createDownloadHandler(packages),
-    readLog: createReadLogHandler(logs),
+    readLog: createReadLogHandler(logs, { stallMs: options.streamStallMs, logger }),
     ...createAgentsView(registry, sessions),
   };
 

@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
-import type { DescMethod } from "@bufbuild/protobuf";
+import type { DescMethod, DescService } from "@bufbuild/protobuf";
 
 /**
  * Caller is who a call was authenticated as, put in the handler's context
@@ -11,12 +11,17 @@ import type { DescMethod } from "@bufbuild/protobuf";
 export type Caller =
   | { readonly kind: "anyone" }
   | { readonly kind: "operator" }
+  | { readonly kind: "reader" }
   | { readonly kind: "agent"; readonly agentId?: string };
 
 export const CALLER = createContextKey<Caller>({ kind: "anyone" }, { description: "pkgfarm authenticated caller" });
 
-/** Who may call a guarded method. */
-export type Guard = "operator" | "agent";
+/**
+ * Who may call a guarded method. "reader" is a read-only method when reads
+ * need a token (ServerTokens.readsNeedToken): the read token, the operator
+ * token or an agent token will do.
+ */
+export type Guard = "operator" | "agent" | "reader";
 
 /**
  * ServerTokens are the secrets a server checks. A check whose tokens are all
@@ -28,7 +33,19 @@ export interface ServerTokens {
   readonly agentToken?: string;
   /** Tokens that each authenticate one agent name only. */
   readonly agentTokens?: ReadonlyMap<string, string>;
+  /**
+   * Services whose methods not in `guards` (the reads: GetBuild, ListJobs,
+   * WatchJobs, ReadLog ...) need a token too. Health and reflection stay
+   * open whatever this says: probes and `grpcurl list` carry no token.
+   */
+  readonly readsNeedToken?: readonly DescService[];
+  /** A token good for reads only (dashboards, `buf curl` users), when readsNeedToken is set. */
+  readonly readToken?: string;
 }
+
+/** READS_FLAG is the --read-auth flag: who may call the read-only RPCs. */
+export const READ_AUTH_MODES = ["open", "token"] as const;
+export type ReadAuth = (typeof READ_AUTH_MODES)[number];
 
 /**
  * parseAgentTokens reads a PKGFARM_AGENT_TOKENS_FILE: one `agent-name token`
@@ -66,20 +83,35 @@ export function parseAgentTokens(text: string, source: string, minLength: number
  */
 export function createAuthInterceptor(guards: ReadonlyMap<DescMethod, Guard>, tokens: ServerTokens): Interceptor {
   const byPath = new Map([...guards].map(([method, guard]) => [methodPath(method), guard]));
+  for (const service of tokens.readsNeedToken ?? []) {
+    for (const method of service.methods) if (!byPath.has(methodPath(method))) byPath.set(methodPath(method), "reader");
+  }
   const operator = tokens.operatorToken ? digest(tokens.operatorToken) : undefined;
+  const reader = tokens.readToken ? digest(tokens.readToken) : undefined;
   const shared = tokens.agentToken ? digest(tokens.agentToken) : undefined;
   const perAgent = [...(tokens.agentTokens ?? [])].map(([agentId, token]) => ({ agentId, digest: digest(token) }));
   const agentCheckOn = shared !== undefined || perAgent.length > 0;
 
+  const readCheckOn = operator !== undefined || reader !== undefined || agentCheckOn;
+
   const authenticate = (guard: Guard, header: Headers, path: string): Caller => {
     if (guard === "operator" && operator === undefined) return { kind: "anyone" };
     if (guard === "agent" && !agentCheckOn) return { kind: "anyone" };
+    if (guard === "reader" && !readCheckOn) return { kind: "anyone" };
     const presented = bearer(header);
-    const who = guard === "operator" ? "the operator token" : "an agent token";
+    const who = guard === "operator" ? "the operator token" : guard === "agent" ? "an agent token" : "a token (read, operator or agent)";
     if (presented === undefined) throw new ConnectError(`${path} needs ${who}: send the metadata "authorization: Bearer <token>"`, Code.Unauthenticated);
     const given = digest(presented);
     if (guard === "operator") {
       if (timingSafeEqual(given, operator!)) return { kind: "operator" };
+    } else if (guard === "reader") {
+      // Every comparison runs, so the time says nothing about which matched.
+      const asReader = reader !== undefined && timingSafeEqual(given, reader);
+      const asOperator = operator !== undefined && timingSafeEqual(given, operator);
+      let asAgent = shared !== undefined && timingSafeEqual(given, shared);
+      for (const entry of perAgent) if (timingSafeEqual(given, entry.digest)) asAgent = true;
+      if (asOperator) return { kind: "operator" };
+      if (asReader || asAgent) return { kind: "reader" };
     } else {
       // Compare against every token, without stopping at a match, so the
       // time taken says nothing about which one matched.

@@ -2,12 +2,30 @@ import * as http2 from "node:http2";
 import type { AddressInfo, Socket } from "node:net";
 import { setMaxListeners } from "node:events";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextValues, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createHealth, type ServerHealth } from "./health.js";
 import { registerReflection } from "./reflection.js";
 import type { ServerTls } from "./tls.js";
 import { MAX_MESSAGE_BYTES, SESSION_MEMORY_MIB } from "./transport.js";
+import { shapeWireErrors } from "./wire-errors.js";
+import { STREAM_RESET } from "./stream-guard.js";
+
+/** Gives handlers a way to cut their own stream off (see STREAM_RESET). */
+function streamContext(req: http2.Http2ServerRequest | { stream?: undefined }) {
+  const { stream } = req;
+  return createContextValues().set(STREAM_RESET, stream === undefined ? undefined : () => {
+    if (!stream.destroyed && !stream.closed) stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  });
+}
+
+/**
+ * JSON requests are read strictly: an unknown field ("limitto" for
+ * "limitTo") or enum name ("BUILD_MODE_INCREMENTL") is INVALID_ARGUMENT.
+ * connect-es ignores both by default, which turned a typo into a whole-tree
+ * build. Every pkgfarm client sends fields this server knows.
+ */
+const STRICT_JSON = { ignoreUnknownFields: false } as const;
 
 type Handler = (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
 
@@ -189,12 +207,15 @@ export async function startGrpcService(options: GrpcServiceOptions): Promise<Grp
   setMaxListeners(0, aborting.signal);
   const handler = connectNodeAdapter({
     readMaxBytes: MAX_MESSAGE_BYTES,
+    jsonOptions: STRICT_JSON,
     shutdownSignal: aborting.signal,
+    contextValues: (req) => streamContext(req as http2.Http2ServerRequest),
     interceptors: [...(options.interceptors ?? [])],
     routes(router) {
       options.register(router);
       health.register(router);
       registerReflection(router, options.files);
+      shapeWireErrors(router);
     },
   });
   const limits = { maxConcurrentStreams: options.maxConcurrentStreams };
@@ -203,8 +224,12 @@ export async function startGrpcService(options: GrpcServiceOptions): Promise<Grp
   if (options.healthPort !== undefined) {
     const healthHandler = connectNodeAdapter({
       readMaxBytes: HEALTH_MAX_MESSAGE_BYTES,
+      jsonOptions: STRICT_JSON,
       shutdownSignal: aborting.signal,
-      routes: (router) => health.register(router),
+      routes(router) {
+        health.register(router);
+        shapeWireErrors(router);
+      },
     });
     try {
       healthListening = await listenGrpc(healthHandler, options.host, options.healthPort, limits);

@@ -1,6 +1,6 @@
 import type { DepGraphOptions } from "../../services/depgraph/core/depgraph.js";
 import { createDurationHistory } from "../../services/depgraph/core/history.js";
-import { DEFAULT_PBULK_WEIGHT, type ScanRecord } from "../../services/depgraph/core/scan-record.js";
+import { DEFAULT_PBULK_WEIGHT, NO_SCAN_VARS, type ScanRecord } from "../../services/depgraph/core/scan-record.js";
 
 export interface RecordSpec {
   pkgname: string;
@@ -30,6 +30,7 @@ export function record(spec: RecordSpec): ScanRecord {
     categories: [spec.location.split("/")[0]!],
     maintainer: "pkgsrc-users@NetBSD.org",
     resolvedByPbulk: undefined,
+    vars: NO_SCAN_VARS,
     line: 0,
   };
 }

@@ -49,7 +49,8 @@ export type ImportScanRequest = Message<"pkgfarm.v1.ImportScanRequest"> & {
   /**
    * A whole-tree import that would remove more than this share of the
    * platform's packages (0 to 1) is refused; 0 means 0.5. Set 1 to allow
-   * any. Read from the first message only.
+   * any (and to take a whole-tree import whose input was cut off). Read from
+   * the first message only.
    *
    * @generated from field: double max_removed_share = 4;
    */
@@ -193,7 +194,8 @@ export type ImportScanResponse = Message<"pkgfarm.v1.ImportScanResponse"> & {
   recordsImported: number;
 
   /**
-   * Records refused, with their lines, and dependencies not resolved.
+   * Records refused, with their lines, and dependencies not resolved; at
+   * most 1000, then one saying how many more there were.
    *
    * @generated from field: repeated pkgfarm.v1.ScanProblem problems = 2;
    */
@@ -469,10 +471,10 @@ export type ListPackagesRequest = Message<"pkgfarm.v1.ListPackagesRequest"> & {
   location: string;
 
   /**
-   * Most packages to return; 0 means 1000, and at most 10000 are returned.
-   * A page also ends early rather than pass 3 MiB encoded (so it stays under
-   * the 4 MiB default message limit of gRPC clients); next_page_token then
-   * goes on from there.
+   * Most packages to return; 0 means 1000, at most 10000 (more is
+   * INVALID_ARGUMENT). A page also ends early rather than pass about 3 MiB
+   * encoded (so it stays under the 4 MiB default message limit of gRPC
+   * clients): follow next_page_token until it is empty.
    *
    * @generated from field: uint32 page_size = 2;
    */
@@ -1048,10 +1050,10 @@ export type ListJobsRequest = Message<"pkgfarm.v1.ListJobsRequest"> & {
   states: JobState[];
 
   /**
-   * Most jobs to return; 0 means 1000, and at most 10000 are returned. A
-   * page also ends early rather than pass 3 MiB encoded (so it stays under
-   * the 4 MiB default message limit of gRPC clients); next_page_token then
-   * goes on from there.
+   * Most jobs to return; 0 means 1000, at most 10000 (more is
+   * INVALID_ARGUMENT). A page also ends early rather than pass 3 MiB
+   * encoded (so it stays under the 4 MiB default message limit of gRPC
+   * clients); next_page_token then goes on from there.
    *
    * @generated from field: uint32 page_size = 3;
    */
@@ -2620,7 +2622,12 @@ export const DepGraphService: GenService<{
    * KEY=value per line, a record starting at PKGNAME=) as a stream of text
    * chunks, resolves every dependency and replaces the tree's packages.
    * Malformed records are reported with their line and location; the rest of
-   * the import goes on.
+   * the import goes on. Limits: each message at most 16 MiB, the whole
+   * stream at most --max-import-mib (256 MiB by default; more is
+   * RESOURCE_EXHAUSTED and nothing is imported), lines at most 1 MiB; a
+   * whole-tree import that would remove more than max_removed_share of the
+   * packages, or whose input ends inside a record (a cut file), is
+   * FAILED_PRECONDITION and changes nothing.
    *
    * @generated from rpc pkgfarm.v1.DepGraphService.ImportScan
    */
@@ -2652,6 +2659,8 @@ export const DepGraphService: GenService<{
   },
   /**
    * ListPackages lists the tree's packages, optionally those of one location.
+   * A page holds at most page_size packages and about 3 MiB, so every answer
+   * fits the 4 MiB clients take by default; follow next_page_token.
    *
    * @generated from rpc pkgfarm.v1.DepGraphService.ListPackages
    */

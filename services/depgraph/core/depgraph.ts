@@ -11,6 +11,7 @@ import { isValidLocation, isValidPkgname } from "./scan-record.js";
 import { ScanRun, type ScanJob, type ScannedLocation, type ScanScope } from "./scan-run.js";
 import { Counter, ITEMS_PER_SLICE, mapInSlices, runSteps, type Steps } from "./steps.js";
 import { PackageTree, prefailReason, type TreeChange } from "./tree.js";
+import { quote } from "../../shared/quote.js";
 
 export interface DepGraphOptions {
   /** Milliseconds since the epoch; read once per operation. */
@@ -788,7 +789,7 @@ export class DepGraph {
     const stack: string[] = [];
     for (const entry of limitTo) {
       if (!isValidLocation(entry) && !isValidPkgname(entry)) {
-        throw new InvalidRequest(`"${entry}" is neither a location (category/package) nor a PKGNAME (name-version)`);
+        throw new InvalidRequest(`${quote(entry)} is neither a location (category/package) nor a PKGNAME (name-version)`);
       }
       const names = tree.get(entry) !== undefined ? [entry] : tree.atLocation(entry);
       // A restored build keeps what is left of its selection after the tree moved.
@@ -1029,5 +1030,5 @@ export class DepGraph {
 }
 
 function platformShapeProblem(platform: string): string {
-  return `platform "${platform.slice(0, 200)}" must be 1-128 letters, digits, '.', '_', '+' or '-' (e.g. "NetBSD-10.0-x86_64")`;
+  return `platform ${quote(platform, 140)} must be 1-128 letters, digits, '.', '_', '+' or '-' (e.g. "NetBSD-10.0-x86_64")`;
 }

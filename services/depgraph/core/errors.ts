@@ -1,16 +1,31 @@
 // One class per failure the core can report. Adapters map them to gRPC codes
 // in one place (services/depgraph/status.ts); the core never knows about codes.
 
-/** InvalidScanRecord: a pbulk-index record that cannot be taken as it is. */
+import { clip, quote } from "../../shared/quote.js";
+
+/**
+ * InvalidScanRecord: a pbulk-index record that cannot be taken as it is.
+ * Location and PKGNAME come from the input, so they are cut to a length a
+ * person can read; the problem quotes input only through quote().
+ */
 export class InvalidScanRecord extends Error {
   override readonly name = "InvalidScanRecord";
+  readonly location: string;
+  readonly pkgname: string;
+  readonly problem: string;
   constructor(
     readonly line: number,
-    readonly location: string,
-    readonly pkgname: string,
-    readonly problem: string,
+    location: string,
+    pkgname: string,
+    problem: string,
+    /** The input ends inside this record: it was cut off (a truncated file, a killed scan). */
+    readonly cutOff = false,
   ) {
-    super(`line ${line}${location ? ` (${location})` : ""}: ${problem}`);
+    const where = clip(location, 200);
+    super(`line ${line}${where ? ` (${where})` : ""}: ${clip(problem, 1000)}`);
+    this.location = where;
+    this.pkgname = clip(pkgname, 200);
+    this.problem = clip(problem, 1000);
   }
 }
 
@@ -23,7 +38,7 @@ export class InvalidRequest extends Error {
 export class UnknownBuild extends Error {
   override readonly name = "UnknownBuild";
   constructor(readonly buildId: string) {
-    super(`no build has id "${buildId}"`);
+    super(`no build has id ${quote(buildId)}`);
   }
 }
 
@@ -39,7 +54,7 @@ export class UnknownScan extends Error {
 export class UnknownPackage extends Error {
   override readonly name = "UnknownPackage";
   constructor(readonly what: string) {
-    super(`the tree has no package or location "${what}"`);
+    super(`the tree has no package or location ${quote(what)}`);
   }
 }
 
@@ -55,7 +70,7 @@ export class StaleLease extends Error {
     readonly leaseId: string,
     readonly why: string,
   ) {
-    super(`lease "${leaseId}" on ${pkgname} in build ${buildId} is not held: ${why}`);
+    super(`lease ${quote(leaseId, 100)} on ${quote(pkgname, 200)} in build ${quote(buildId, 100)} is not held: ${why}`);
   }
 }
 

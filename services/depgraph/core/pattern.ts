@@ -17,6 +17,8 @@
 // Deliberate differences: a "}" without its "{" is refused (C takes it
 // literally), and so is a pattern expanding to over 4096 alternatives.
 
+import { quote } from "../../shared/quote.js";
+
 /** InvalidPattern: a pattern pkg_match would reject (or that cannot be meant). */
 export class InvalidPattern extends Error {
   override readonly name = "InvalidPattern";
@@ -24,7 +26,7 @@ export class InvalidPattern extends Error {
     readonly pattern: string,
     readonly problem: string,
   ) {
-    super(`invalid package pattern "${pattern}": ${problem}`);
+    super(`invalid package pattern ${quote(pattern)}: ${problem}`);
   }
 }
 
