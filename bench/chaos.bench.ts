@@ -24,7 +24,7 @@ import { META_CONSUMER, META_STREAM } from "../services/depgraph/meta-events.js"
 import { createPkgfarmTransport } from "../services/shared/index.js";
 import { freePort, startNatsServer, type TestNatsServer } from "../test/support/nats-server.js";
 import { checkChaos, TERMINAL_STATES, type CheckedBuild, type ExpectedChange, type JobEvent } from "./chaos/checks.js";
-import { managedProcess, type ManagedProcess } from "./chaos/cluster.js";
+import { killAllNow, managedProcess, type ManagedProcess } from "./chaos/cluster.js";
 import { chaosRecord, formatRecords, generateChaosTree } from "./chaos/tree.js";
 import { seededRandom } from "./simulate.js";
 
@@ -81,7 +81,7 @@ function readOptions(): Options {
 /** Faults by kind, as the JSON reports them. */
 type FaultKind = "agentKill" | "agentStop" | "dispatcherKill" | "depgraphKill" | "natsKill" | "changeEvents";
 const FAULT_WEIGHTS: readonly [FaultKind, number][] = [
-  ["agentKill", 3], ["agentStop", 3], ["dispatcherKill", 1], ["depgraphKill", 1], ["natsKill", 1], ["changeEvents", 2],
+  ["agentKill", 4], ["agentStop", 4], ["dispatcherKill", 1], ["depgraphKill", 1], ["natsKill", 1], ["changeEvents", 3],
 ];
 
 async function main(): Promise<void> {
@@ -123,7 +123,7 @@ async function main(): Promise<void> {
     if (p !== undefined && !restarting.has(name) && !busy.has(name)) void sleep(1000).then(() => (p.up || restarting.has(name) ? undefined : restart(p)));
   };
   const depgraph = managedProcess({
-    name: "depgraph", logFile: join(logs, "depgraph.log"), healthUrl: depgraphUrl, onUnexpectedExit,
+    name: "depgraph", logFile: join(logs, "depgraph.log"), healthUrl: depgraphUrl, onUnexpectedExit, readyTimeoutMs: 120_000,
     argv: [process.execPath, CLI, "depgraph", "--port", String(depgraphPort), "--nats", nats.url, "--state", "nats-kv", "--state-bucket", "chaos",
       "--max-losses", "10", "--shutdown-grace-seconds", "5", "--lease-seconds", String(options.depgraphLeaseSeconds)],
   });
@@ -181,6 +181,15 @@ async function main(): Promise<void> {
     log(`imported ${tree.records.length} records: ${imported.stdout.trim().split("\n").slice(0, 3).join(" | ")}`);
     await dispatcher.start();
     await Promise.all(agents.map((a) => a.start()));
+    // The faults start once every agent has said hello: on a busy machine a
+    // Node process takes seconds to start, and a run that begins with no
+    // agents measures that.
+    for (const until = Date.now() + 60_000; ;) {
+      const connected = await dispatcherClient.listAgents({}, { timeoutMs: 5000 }).then((r) => r.agents.length, () => 0);
+      if (connected >= agents.length) break;
+      if (Date.now() > until) throw new Error(`only ${connected} of ${agents.length} agents connected within 60 s`);
+      await sleep(250);
+    }
 
     const started = performance.now();
     const faultUntil = Date.now() + options.minutes * 60_000;
@@ -325,7 +334,7 @@ async function main(): Promise<void> {
     const watching = watchBuilds();
     if (options.faults) {
       while (Date.now() < faultUntil) {
-        await sleep(between(500, 2500));
+        await sleep(between(1000, 4000));
         if (Date.now() >= faultUntil) break;
         const kind = drawFault();
         log(`fault: ${kind}`);
@@ -478,5 +487,12 @@ async function readJobEvents(nc: NatsConnection): Promise<JobEvent[]> {
   return events;
 }
 
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    log(`${signal}: killing every service and stopping`);
+    killAllNow();
+    process.exit(130);
+  });
+}
 await main();
 process.exit(0);

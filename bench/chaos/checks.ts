@@ -116,7 +116,7 @@ export function checkChaos(facts: ChaosFacts): ChaosVerdict {
     }
   }
 
-  // No job finished twice, and none left a terminal state once in it.
+  // No job finished twice, and none built left the state it ended in.
   let finishedTwice = 0;
   const byJob = new Map<string, JobEvent[]>();
   for (const e of facts.events) {
@@ -131,7 +131,10 @@ export function checkChaos(facts: ChaosFacts): ChaosVerdict {
       finishedTwice++;
       add("job-finished-twice", `${key}: ${finishes.map((e) => `${e.fromState.replace("JOB_STATE_", "")}→${e.toState.replace("JOB_STATE_", "")} by ${e.agentId || "?"} at ${e.time}`).join(", ")}`);
     }
-    const leftTerminal = list.find((e) => TERMINAL_STATES.has(e.fromState));
+    // A job blocked before it started (prefailed, cycle, indirect-failed,
+    // removed) takes tree changes by design and may move again; one that was
+    // built (or found up to date) must stay as it ended.
+    const leftTerminal = list.find((e) => FINISHED_STATES.has(e.fromState) || e.fromState === "JOB_STATE_UP_TO_DATE");
     if (leftTerminal !== undefined) add("job-left-terminal-state", `${key}: ${leftTerminal.fromState}→${leftTerminal.toState} at ${leftTerminal.time}`);
   }
 

@@ -39,6 +39,17 @@ export interface ManagedOptions {
   readonly onUnexpectedExit?: (name: string, how: string) => void;
 }
 
+// Every live child, so a driver stopped by a signal leaves none behind.
+const live = new Set<ChildProcess>();
+
+/** killAllNow SIGKILLs every process started here that still runs (for the driver's own SIGINT/SIGTERM). */
+export function killAllNow(): void {
+  for (const c of live) {
+    c.kill("SIGCONT");
+    c.kill("SIGKILL");
+  }
+}
+
 export function managedProcess(options: ManagedOptions): ManagedProcess {
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
@@ -55,11 +66,13 @@ export function managedProcess(options: ManagedOptions): ManagedProcess {
     const [program, ...args] = options.argv;
     const spawned = spawn(program!, args, { stdio: ["ignore", fd, fd] });
     closeSync(fd);
+    live.add(spawned);
     child = spawned;
     expectingExit = false;
     paused = false;
     exited = new Promise<void>((resolve) => {
       spawned.once("exit", (code, signal) => {
+        live.delete(spawned);
         if (child === spawned) child = undefined;
         if (!expectingExit) {
           const how = `exit ${code ?? signal}`;
