@@ -1,28 +1,33 @@
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { JobOutcome, type BinaryPackage } from "../../gen/pkgfarm/v1/depgraph_pb.js";
+import { JobOutcome } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import {
   ConnectRequestSchema,
   DispatcherService,
   RunningJobSchema,
   type ConnectRequest,
   type JobAssignment,
+  type Refusal,
   type RunningJob,
-  UploadPackageRequestSchema,
 } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
 import { createChannel, createPkgfarmTransport, type Channel } from "../shared/index.js";
 import type { AgentConfig } from "./config.js";
+import { byJobKind } from "./executor/by-job-kind.js";
+import { createCommandExecutor } from "./executor/command-executor.js";
+import { createDispatcherPackages } from "./executor/dispatcher-packages.js";
+import type { Executor, JobResult } from "./executor/executor.js";
+import { withDependencies } from "./executor/with-dependencies.js";
+import { withJobLog } from "./executor/with-job-log.js";
+import { withUpToDate, type CheckUpToDate } from "./executor/with-up-to-date.js";
+import { UploadFailed, withUpload, type UploadOutcome } from "./executor/with-upload.js";
 import { createPackageCache, type PackageCache } from "./package-cache.js";
-import { runBuildCommand } from "./runner.js";
+import { ReportedJobs, refusalAction, uploadUntilSettled } from "./refusals.js";
+import { createSlotPool, NoFreeSlot } from "./slots.js";
 import { prepareJobWorkdir, removeJobWorkdir } from "./workdir.js";
 
 export const AGENT_VERSION = "0.1.0";
-const UPLOAD_CHUNK_BYTES = 256 * 1024;
 const BACKOFF_BASE_MS = 250;
 const BACKOFF_MAX_MS = 30_000;
 
@@ -32,8 +37,22 @@ interface LocalJob {
   readonly job: RunningJob;
   readonly assignment: JobAssignment;
   readonly abort: AbortController;
-  /** Set once the build ended; sent (again after a reconnect) until the dispatcher has it. */
-  report?: { outcome: JobOutcome; durationMs: number; failureReason: string; outputPath: string };
+  readonly slot: number;
+  /** Set once the job ended (package uploaded); sent (again after a reconnect) until the dispatcher has it. */
+  report?: JobResult;
+}
+
+/**
+ * AgentExecutors are the agent's ways of running jobs: build always, scan
+ * when the agent can scan (it then says so in its hello). The agent wraps
+ * them with the dependency fetch, the incremental check, the upload and the
+ * log framing (executor/with-*.ts).
+ */
+export interface AgentExecutors {
+  readonly build: Executor;
+  readonly scan?: Executor;
+  /** pkg-up-to-date for incremental jobs; without it every incremental job is rebuilt. */
+  readonly checkUpToDate?: CheckUpToDate;
 }
 
 export interface BuilderAgent {
@@ -50,17 +69,31 @@ export interface BuilderAgent {
 
 /**
  * createBuilderAgent is the build host's side of DispatcherService/Connect:
- * it says who it is, runs each assignment (dependencies fetched first, the
- * build command in a clean work directory as its own process group, output
- * streamed as the log), uploads the package and reports the result. A broken
+ * it says who it is, gives each assignment a slot and a clean work directory,
+ * hands it to its executor (dependencies fetched first, the build run, the
+ * package uploaded, the output streamed as the log with its phases) and
+ * reports the result. Without executors it runs config.buildCommand. A broken
  * stream is retried with exponential backoff and full jitter; jobs keep
  * running meanwhile and are re-attached if the dispatcher still knows them.
  */
-export function createBuilderAgent(config: AgentConfig, logger: Logger): BuilderAgent {
+export function createBuilderAgent(config: AgentConfig, logger: Logger, executors?: AgentExecutors): BuilderAgent {
   const client: Client<typeof DispatcherService> = createClient(DispatcherService,
     createPkgfarmTransport(config.dispatcherUrl, { tls: config.tls, token: config.token }));
   const cache: PackageCache = createPackageCache({ dir: config.cacheDir });
+  const packages = createDispatcherPackages(client, cache, config.agentId);
+  const build = executors?.build ?? createCommandExecutor({
+    command: config.buildCommand, treeDir: config.treeDir, timeoutMs: config.jobTimeoutMs, baseEnv: agentEnvironment(),
+  });
+  // Without a pkg-up-to-date the honest answer for an incremental job is to rebuild it.
+  const checkUpToDate: CheckUpToDate = executors?.checkUpToDate ?? (async () => ({ upToDate: false, reason: "rebuilt: this agent cannot check packages for being up to date" }));
+  const executor: Executor = withJobLog(byJobKind(
+    withUpload(withUpToDate(withDependencies(build, packages.fetchDependencies), packages.fetchCurrent, checkUpToDate), (a, path, signal) => uploadSettled(a, path, signal)),
+    executors?.scan), config.agentId);
+  const slots = createSlotPool(config.slots);
   const jobs = new Map<string, LocalJob>();
+  const reported = new ReportedJobs();
+  // Uploads waiting for the stream to come back (the "later" of uploadUntilSettled).
+  const welcomeWaiters = new Set<() => void>();
   const stopped = new AbortController();
   let phase: AgentPhase = "running";
   let outbox: Channel<ConnectRequest> | undefined;
@@ -84,25 +117,65 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger): Builder
     wakeIdle?.();
   };
 
-  const report = async (local: LocalJob) => {
+  const report = (local: LocalJob) => {
     const r = local.report!;
-    let binaryPackage: BinaryPackage | undefined;
-    if (r.outcome === JobOutcome.SUCCEEDED) {
-      try {
-        binaryPackage = await upload(local, r.outputPath);
-      } catch (e) {
-        const error = ConnectError.from(e);
-        logger.warn({ pkgname: local.job.pkgname, err: error.message }, "upload failed");
-        // The dispatcher already failed the job for a corrupt upload, or took
-        // it away; either way there is nothing more to report.
-        return forget(local);
-      }
-    }
     send({
       case: "finished",
-      value: { job: local.job, outcome: r.outcome, duration: durationFromMs(r.durationMs), binaryPackage, failureReason: r.failureReason },
+      value: {
+        job: local.job,
+        outcome: r.outcome,
+        duration: durationFromMs(r.durationMs),
+        binaryPackage: r.binaryPackage,
+        failureReason: r.failureReason,
+        failedPhase: r.failedPhase,
+        decision: r.decision,
+        scanOutput: r.scanOutput,
+      },
     });
+    // Kept for a while, so a refusal of the result still finds the job.
+    reported.note(local.job, r.outcome, Date.now());
     forget(local);
+  };
+
+  /** A message of ours was refused: give the job back, stop it, or just log it (see refusalAction). */
+  const onRefused = (refusal: Refusal) => {
+    const action = refusalAction(refusal, reported);
+    logger.warn({ pkgname: refusal.job?.pkgname, message: refusal.message, code: refusal.code, reason: refusal.reason, action: action.kind }, "the dispatcher refused a message");
+    if (action.kind === "release") send({ case: "released", value: { job: action.job, reason: action.reason } });
+    else if (action.kind === "stop") onCancel(action.job, `the dispatcher refused its ${refusal.message}: ${refusal.reason}`);
+  };
+
+  const whenWelcomed = (signal: AbortSignal) => new Promise<void>((resolve) => {
+    const done = () => {
+      welcomeWaiters.delete(done);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    welcomeWaiters.add(done);
+    signal.addEventListener("abort", done, { once: true });
+  });
+
+  /** Uploads with retries (refusals.ts); while the stream is down it waits for the next welcome and tries again. */
+  const uploadSettled = async (assignment: JobAssignment, path: string, signal: AbortSignal): Promise<UploadOutcome> => {
+    const pkgname = assignment.job!.pkgname;
+    for (;;) {
+      const settled = await uploadUntilSettled(() => packages.upload(assignment, path, signal), {
+        signal,
+        connected: () => outbox !== undefined && !outbox.closed,
+        onFailure: (code, message, tries) => logger.warn({ pkgname, code, err: message, tries }, "upload failed"),
+      });
+      switch (settled.kind) {
+        case "uploaded":
+        case "fail":
+        case "release":
+          return settled;
+        case "forget":
+          return { kind: "forget", reason: "the dispatcher no longer holds the job" };
+        case "later":
+          await whenWelcomed(signal);
+          if (signal.aborted) return { kind: "forget", reason: "the job was dropped while the stream was down" };
+      }
+    }
   };
 
   const forget = (local: LocalJob) => {
@@ -112,86 +185,36 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger): Builder
     finishIfDrained();
   };
 
-  const upload = async (local: LocalJob, path: string): Promise<BinaryPackage> => {
-    const info = await stat(path);
-    const hash = createHash("sha256");
-    for await (const chunk of createReadStream(path, { highWaterMark: UPLOAD_CHUNK_BYTES })) hash.update(chunk as Buffer);
-    const sha256 = hash.digest("hex");
-    async function* parts(): AsyncIterable<MessageInitShape<typeof UploadPackageRequestSchema>> {
-      yield { part: { case: "header", value: { job: local.job, agentId: config.agentId, fileName: `${local.job.pkgname}.tgz`, sha256, sizeBytes: BigInt(info.size) } } };
-      for await (const chunk of createReadStream(path, { highWaterMark: UPLOAD_CHUNK_BYTES })) yield { part: { case: "chunk", value: chunk as Buffer } };
-    }
-    const response = await client.uploadPackage(parts(), { signal: local.abort.signal });
-    return response.binaryPackage!;
-  };
-
-  const fetchDependencies = async (local: LocalJob, dependsDir: string) => {
-    const { assignment } = local;
-    for (const dep of assignment.dependencyPackages) {
-      const signal = local.abort.signal;
-      const download = new AbortController();
-      const onAbort = () => download.abort();
-      signal.addEventListener("abort", onAbort, { once: true });
-      try {
-        let iterator: AsyncIterator<{ part: { case: string | undefined; value?: unknown } }> | undefined;
-        const open = async () => {
-          iterator = client.downloadPackage({ platform: assignment.platform, fileName: dep.fileName, sha256: dep.sha256 }, { signal: download.signal })[Symbol.asyncIterator]();
-          const head = await iterator.next();
-          if (head.done === true || head.value.part.case !== "binaryPackage") throw new Error(`download of ${dep.fileName} did not start with its metadata`);
-          return head.value.part.value as BinaryPackage;
-        };
-        // Packages found up to date by an incremental build come without a
-        // digest: ask the dispatcher for it before looking in the cache.
-        const meta = dep.sha256 === "" ? await open() : dep;
-        await cache.provide({ fileName: dep.fileName, sha256: meta.sha256, sizeBytes: meta.sizeBytes }, dependsDir, async function* () {
-          if (iterator === undefined) await open();
-          for (;;) {
-            const next = await iterator!.next();
-            if (next.done === true) return;
-            yield next.value.part.value as Uint8Array;
-          }
-        }, signal);
-      } finally {
-        download.abort();
-        signal.removeEventListener("abort", onAbort);
-      }
-    }
-  };
-
   const execute = async (local: LocalJob) => {
     const { job, assignment } = local;
-    const log = (text: string) => send({ case: "log", value: { job, data: Buffer.from(text) } });
     const started = performance.now();
-    let outputPath = "";
+    const log = {
+      write: (phase: string, data: Uint8Array | string) =>
+        send({ case: "log", value: { job, data: typeof data === "string" ? Buffer.from(data) : data, phase } }),
+    };
     try {
       const workdir = await prepareJobWorkdir(config.workDir, job.buildId, job.pkgname);
-      outputPath = workdir.outputPath;
-      await fetchDependencies(local, workdir.dependsDir);
-      if (local.abort.signal.aborted) return;
-      log(`=== ${config.agentId}: ${assignment.dependencyPackages.length} dependencies fetched; running ${config.buildCommand.join(" ")}\n`);
-      const result = await runBuildCommand({
-        command: config.buildCommand,
-        env: buildEnvironment(config, assignment, workdir),
-        cwd: workdir.dir,
-        timeoutMs: config.jobTimeoutMs,
-        signal: local.abort.signal,
-        onOutput: (chunk) => send({ case: "log", value: { job, data: chunk } }),
-      });
-      if (result.cancelled) return;
-      let failureReason = result.failureReason;
-      if (failureReason === "") {
-        const made = await stat(outputPath).catch(() => undefined);
-        if (made === undefined || !made.isFile()) failureReason = `the build command exited 0 but wrote no package at ${outputPath}`;
-      }
-      if (failureReason !== "") log(`=== ${config.agentId}: ${failureReason}\n`);
-      local.report = { outcome: failureReason === "" ? JobOutcome.SUCCEEDED : JobOutcome.FAILED, durationMs: result.durationMs, failureReason, outputPath };
+      const result = await executor.run(assignment, { workdir, slot: local.slot, log, signal: local.abort.signal });
+      if (result.cancelled || local.abort.signal.aborted) return;
+      local.report = result;
     } catch (e) {
       if (local.abort.signal.aborted) return;
+      if (e instanceof UploadFailed) {
+        logger.warn({ pkgname: job.pkgname, err: e.message, release: e.release }, "upload failed");
+        // Either the job goes back unfinished, or the dispatcher no longer
+        // holds it; in both cases there is no result to report.
+        if (e.release) send({ case: "released", value: { job, reason: e.message } });
+        forget(local);
+        return;
+      }
+      // prepareJobWorkdir refused the job's names: the job cannot run here.
       const reason = `the agent could not run the job: ${e instanceof Error ? e.message : String(e)}`;
-      log(`=== ${config.agentId}: ${reason}\n`);
-      local.report = { outcome: JobOutcome.FAILED, durationMs: performance.now() - started, failureReason: reason, outputPath };
+      log.write("", `=== ${config.agentId}: ${reason}\n`);
+      local.report = { outcome: JobOutcome.FAILED, durationMs: performance.now() - started, failureReason: reason, failedPhase: "", decision: "", outputPath: "", cancelled: false };
+    } finally {
+      slots.release(local.slot);
     }
-    if (outbox !== undefined && !outbox.closed) await report(local);
+    if (outbox !== undefined && !outbox.closed) report(local);
   };
 
   const onAssign = (assignment: JobAssignment) => {
@@ -200,10 +223,18 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger): Builder
       send({ case: "released", value: { job, reason: "the agent is shutting down" } });
       return;
     }
-    const local: LocalJob = { job: create(RunningJobSchema, job), assignment, abort: new AbortController() };
+    let slot: number;
+    try {
+      slot = slots.acquire();
+    } catch (e) {
+      if (!(e instanceof NoFreeSlot)) throw e;
+      send({ case: "released", value: { job, reason: e.message } });
+      return;
+    }
+    const local: LocalJob = { job: create(RunningJobSchema, job), assignment, abort: new AbortController(), slot };
     jobs.set(key(job), local);
     send({ case: "accepted", value: { job } });
-    logger.info({ buildId: job.buildId, pkgname: job.pkgname, attempt: assignment.attempt }, "job started");
+    logger.info({ buildId: job.buildId, pkgname: job.pkgname, attempt: assignment.attempt, slot, scan: assignment.scan !== undefined }, "job started");
     void execute(local).then(() => {
       if (local.abort.signal.aborted) forget(local);
     });
@@ -236,6 +267,8 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger): Builder
           version: AGENT_VERSION,
           running,
           draining: phase !== "running",
+          scans: executors?.scan !== undefined,
+          executor: build.name,
         },
       },
     }));
@@ -254,7 +287,8 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger): Builder
               local.abort.abort();
               forget(local);
             }
-            for (const local of jobs.values()) if (local.report !== undefined) void report(local);
+            for (const local of [...jobs.values()]) if (local.report !== undefined) report(local);
+            for (const wake of [...welcomeWaiters]) wake();
             const every = Math.max(100, durationMs(welcome.heartbeatInterval ?? durationFromMs(5000)));
             heartbeat = setInterval(() => send({ case: "heartbeat", value: { running: [...jobs.values()].map((j) => j.job), draining: phase !== "running" } }), every);
             logger.info({ platform: welcome.platform, kept: kept.size }, "connected to the dispatcher");
@@ -270,6 +304,9 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger): Builder
           case "drain":
             logger.info({ reason: response.message.value.reason }, "asked to drain");
             drain();
+            break;
+          case "refused":
+            onRefused(response.message.value);
             break;
         }
       }
@@ -336,22 +373,11 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger): Builder
   };
 }
 
-/** The build command's environment: the agent's PATH and HOME, and the job as PKGFARM_* variables. */
-function buildEnvironment(config: AgentConfig, a: JobAssignment, workdir: { dir: string; dependsDir: string; outputPath: string }): Record<string, string> {
-  const env: Record<string, string> = {
+/** What the agent passes on to every build command of its own environment. */
+export function agentEnvironment(): Record<string, string> {
+  return {
     PATH: process.env.PATH ?? "/usr/bin:/bin",
-    HOME: process.env.HOME ?? workdir.dir,
+    HOME: process.env.HOME ?? "/",
     TMPDIR: process.env.TMPDIR ?? "/tmp",
-    LC_ALL: "C",
-    PKGFARM_TREE: config.treeDir,
-    PKGFARM_LOCATION: a.location,
-    PKGFARM_PKGNAME: a.job!.pkgname,
-    PKGFARM_MULTI_VERSION: a.multiVersion,
-    PKGFARM_BUILD_ID: a.job!.buildId,
-    PKGFARM_ATTEMPT: String(a.attempt),
-    PKGFARM_WORKDIR: workdir.dir,
-    PKGFARM_DEPENDS_DIR: workdir.dependsDir,
-    PKGFARM_OUTPUT: workdir.outputPath,
   };
-  return env;
 }

@@ -5,7 +5,7 @@ import { createScanRecordParser, formatScanRecord, type ScanRecord } from "../de
 import { ensureMetaStream, FILES_SUBJECT, publishMetaEvent, RECORDS_SUBJECT } from "../depgraph/meta-events.js";
 import { readScanChunks } from "../depgraph/scan-file.js";
 
-const USAGE = `usage: pkgfarm publish [--nats URL] --records FILE          one change event per location in a pbulk-index file (gzip or plain)
+const USAGE = `usage: pkgfarm publish [--nats URL] [--platform P] --records FILE   one change event per location in a pbulk-index file (gzip or plain), for platform P's tree (default: the shared tree)
        pkgfarm publish [--nats URL] --changed-files FILE|-   one event naming changed tree files (git diff --name-only output)
 `;
 
@@ -15,12 +15,16 @@ const USAGE = `usage: pkgfarm publish [--nats URL] --records FILE          one c
  * running the same publish twice stores each change once.
  */
 export async function runPublish(argv: readonly string[], out: NodeJS.WritableStream): Promise<number> {
-  let values: { nats?: string; records?: string; "changed-files"?: string };
+  let values: { nats?: string; records?: string; "changed-files"?: string; platform?: string; help?: boolean };
   try {
-    values = parseArgs({ args: [...argv], options: { nats: { type: "string" }, records: { type: "string" }, "changed-files": { type: "string" } }, strict: true }).values;
+    values = parseArgs({ args: [...argv], options: { nats: { type: "string" }, records: { type: "string" }, "changed-files": { type: "string" }, platform: { type: "string" }, help: { type: "boolean", short: "h" } }, strict: true }).values;
   } catch (e) {
     process.stderr.write(`pkgfarm publish: ${(e as Error).message}\n${USAGE}`);
     return 2;
+  }
+  if (values.help === true) {
+    out.write(USAGE);
+    return 0;
   }
   if ((values.records === undefined) === (values["changed-files"] === undefined)) {
     process.stderr.write(`pkgfarm publish: give exactly one of --records and --changed-files\n${USAGE}`);
@@ -40,7 +44,7 @@ export async function runPublish(argv: readonly string[], out: NodeJS.WritableSt
       for await (const chunk of readScanChunks(values.records)) parser.push(chunk);
       parser.end();
       for (const [location, records] of byLocation) {
-        count(await publishMetaEvent(nc, RECORDS_SUBJECT, { locations: [location], pbulkIndex: records.map(formatScanRecord).join("") }));
+        count(await publishMetaEvent(nc, RECORDS_SUBJECT, { locations: [location], pbulkIndex: records.map(formatScanRecord).join(""), ...(values.platform ? { platform: values.platform } : {}) }));
       }
     } else {
       const path = values["changed-files"]!;

@@ -86,6 +86,13 @@ export function binaryPackageToWire(p: BinaryPackage): WireBinaryPackage {
   return create(BinaryPackageSchema, { fileName: p.fileName, sha256: p.sha256, sizeBytes: BigInt(p.sizeBytes) });
 }
 
+/**
+ * Members of its cycle a Job message lists (Job.cycle_size has the count):
+ * every job of an 8,000-package cycle naming all of them made a page of 100
+ * jobs 40 MB.
+ */
+export const MAX_CYCLE_MEMBERS_PER_JOB = 32;
+
 export function jobToWire(build: Build, job: Job): WireJob {
   return create(JobSchema, {
     buildId: build.id,
@@ -94,7 +101,8 @@ export function jobToWire(build: Build, job: Job): WireJob {
     state: jobStateToWire[job.state],
     reason: job.reason,
     blockedBy: job.blockedBy,
-    cycle: [...job.cycle],
+    cycle: job.cycle.slice(0, MAX_CYCLE_MEMBERS_PER_JOB),
+    cycleSize: job.cycle.length,
     attempts: job.attempts,
     agentId: job.agentId,
     leaseDeadline: job.lease === undefined ? undefined : timestampFromMs(job.lease.deadline),
@@ -103,6 +111,8 @@ export function jobToWire(build: Build, job: Job): WireJob {
     logRef: job.logRef,
     priority: job.priority,
     multiVersion: job.pkg.record.multiVersion,
+    failedPhase: job.failedPhase,
+    decision: job.decision,
   });
 }
 

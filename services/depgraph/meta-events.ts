@@ -27,6 +27,8 @@ const DUPLICATE_WINDOW_NS = 10 * 60 * 1e9;
 export interface RecordsEvent {
   readonly locations: readonly string[];
   readonly pbulkIndex: string;
+  /** Platform whose tree the records are for; absent or "" for the shared tree. */
+  readonly platform?: string;
 }
 
 /** FilesEvent names tree files that changed (as `git diff --name-only` prints them). */
@@ -70,7 +72,11 @@ export async function metaConsumerLag(nc: NatsConnection, timeoutMs: number, dur
 export interface MetaConsumerOptions {
   readonly nc: NatsConnection;
   readonly depgraph: DepGraph;
-  /** Resolves once the change just applied is durable; the event is acked only then. */
+  /**
+   * Resolves once the change just applied is stored, however long that takes
+   * (NATS away): the event is acked only then, so a crash before it replays
+   * the event instead of losing the change.
+   */
   readonly durable?: () => Promise<unknown>;
   readonly logger: Logger;
   /** Rescans locations named by a files event; without it such events are refused. */
@@ -101,6 +107,9 @@ interface Handled {
 /** Most events applied before one wait for the store and their acks. */
 const MAX_BATCH = 256;
 
+/** How often a wait for the state store is logged while it lasts. */
+const STORE_WAIT_WARN_MS = 2_000;
+
 /** How long NATS waits before it delivers again an event whose handling hit NATS trouble. */
 const REDELIVER_AFTER_MS = 5_000;
 
@@ -119,6 +128,17 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
   const { nc, depgraph, logger } = options;
   const tree = depgraph.tree;
   const durable = options.durableName ?? META_CONSUMER;
+  // Platforms' own trees are rescanned by their agents: a files event
+  // becomes a scan of the locations it touches on each of them.
+  const platformIndexes = new Map<string, LiveScanDependsIndex>();
+  const platformIndex = (platform: string) => {
+    let index = platformIndexes.get(platform);
+    if (index === undefined) {
+      const own = depgraph.platformTree(platform);
+      platformIndexes.set(platform, index = new LiveScanDependsIndex(() => [...own.values()].map((p) => p.record)));
+    }
+    return index;
+  };
   let stopped = false;
   let current: { stop(): void } | undefined;
   // Wakes a retry wait at once when stop() is called.
@@ -142,6 +162,12 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
     warming.unref();
   };
   const offTreeChange = depgraph.onTreeChange((notice) => {
+    if (notice.platform !== "") {
+      const own = depgraph.platformTree(notice.platform);
+      const index = platformIndexes.get(notice.platform);
+      if (index !== undefined && !index.cold) index.update(new Map(notice.locations.map((location) => [location, own.atLocation(location).map((name) => own.get(name)!.record)])));
+      return;
+    }
     scanDependsIndex.update(new Map(notice.locations.map((location) => [location, tree.atLocation(location).map((name) => tree.get(name)!.record)])));
     if (options.scanHelper !== undefined && scanDependsIndex.cold) warmAfter(WARM_AFTER_QUIET_MS);
   });
@@ -156,7 +182,7 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
     for (const p of problems.slice(0, 20)) logger.warn({ line: p.line, location: p.location }, `change event record refused: ${p.problem}`);
     const scanned = new Set(records.map((r) => r.location));
     const removed = event.locations.filter((l) => !scanned.has(l));
-    depgraph.applyLocations(records, removed);
+    depgraph.applyLocations(records, removed, event.platform ?? "");
     return [...new Set([...event.locations, ...scanned])];
   };
 
@@ -170,7 +196,11 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
     }
     if (m.subject === FILES_SUBJECT) {
       if (!isFilesEvent(event)) throw new Error("a files event needs files (array of strings)");
-      if (options.scanHelper === undefined) throw new Error("a files event needs a scan helper: start depgraph with --scan-helper");
+      const scans = scanPlatforms(event.files);
+      if (options.scanHelper === undefined) {
+        if (depgraph.platforms().length === 0) throw new Error("a files event needs a scan helper (start depgraph with --scan-helper) or platforms whose agents scan");
+        return { locations: scans };
+      }
       const known = new Set<string>();
       for (const pkg of tree.values()) known.add(pkg.record.location);
       const { locations: affected, ignored } = locationsToRescan(event.files, known, scanDependsIndex);
@@ -179,7 +209,7 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
       const categories = new Set([...known].map((l) => l.slice(0, l.indexOf("/"))));
       const fresh = ignored.map(newPackageDirectory).filter((l): l is string => l !== undefined && categories.has(l.slice(0, l.indexOf("/"))));
       const locations = [...new Set([...affected, ...fresh])].sort();
-      if (locations.length === 0) return { locations };
+      if (locations.length === 0) return { locations: scans };
       const started = performance.now();
       const outcome = await runScanHelper(options.scanHelper, locations);
       const scanMs = Math.round(performance.now() - started);
@@ -204,9 +234,50 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
       // of the state store.
       const publishing = Promise.all(recordsEvents(texts).map((e) => publishMetaEvent(nc, RECORDS_SUBJECT, e)));
       logger.info({ seq: m.seq, files: event.files.length, locations: rescanned.length, scanMs, applyMs }, "changed files rescanned");
-      return { locations: rescanned, publishing };
+      return { locations: [...rescanned, ...scans], publishing };
     }
     throw new Error(`unknown subject ${m.subject}`);
+  };
+
+  /**
+   * scanPlatforms starts, on every platform with a tree of its own, a scan
+   * of the locations the files touch (their directories and every location
+   * whose SCAN_DEPENDS names one). Returns the platform:location pairs.
+   */
+  const scanPlatforms = (files: readonly string[]): string[] => {
+    const started: string[] = [];
+    for (const platform of depgraph.platforms()) {
+      const own = depgraph.platformTree(platform);
+      const known = new Set<string>();
+      for (const pkg of own.values()) known.add(pkg.record.location);
+      const { locations } = locationsToRescan(files, known, platformIndex(platform));
+      if (locations.length === 0) continue;
+      const scan = depgraph.startScan({ platform, scope: "locations", locations: [...locations].sort(), reuse: false, locationsPerJob: 0 });
+      logger.info({ platform, scanId: scan.id, files: files.length, locations: locations.length }, "changed files: rescan started on the platform's agents");
+      started.push(...locations.map((l) => `${platform}:${l}`));
+    }
+    return started;
+  };
+
+  /** Waits for the store, saying so while it is away; false when stopped first. */
+  const untilStored = async (stored: Promise<unknown>, events: number): Promise<boolean> => {
+    let done = false;
+    let onStop: (() => void) | undefined;
+    const warn = setInterval(() => logger.warn({ events }, "the state store has not taken the applied change yet; its events stay unacked"), STORE_WAIT_WARN_MS);
+    try {
+      await Promise.race([
+        stored.then(() => (done = true)),
+        new Promise<void>((resolve) => {
+          onStop = () => resolve();
+          if (stopping.signal.aborted) resolve();
+          else stopping.signal.addEventListener("abort", onStop, { once: true });
+        }),
+      ]);
+    } finally {
+      clearInterval(warn);
+      stopping.signal.removeEventListener("abort", onStop!);
+    }
+    return done;
   };
 
   const loop = async () => {
@@ -233,7 +304,12 @@ export function startMetaConsumer(options: MetaConsumerOptions): MetaConsumer {
           const taken = batch.splice(0);
           const stored = options.durable?.();
           const published = await Promise.allSettled(taken.map(({ handled }) => handled.publishing));
-          await stored;
+          if (stored !== undefined && !(await untilStored(stored, taken.length))) {
+            // Stopping with the change applied but not stored: the events go
+            // back unacked, to the next depgraph, which applies them again.
+            for (const { m } of taken) m.nak();
+            return;
+          }
           taken.forEach(({ m, handled }, i) => {
             const outcome = published[i]!;
             if (outcome.status === "rejected") {
@@ -330,7 +406,8 @@ function newPackageDirectory(file: string): string | undefined {
 
 function isRecordsEvent(e: unknown): e is RecordsEvent {
   const o = e as RecordsEvent;
-  return typeof o === "object" && o !== null && Array.isArray(o.locations) && o.locations.every((l) => typeof l === "string") && typeof o.pbulkIndex === "string";
+  return typeof o === "object" && o !== null && Array.isArray(o.locations) && o.locations.every((l) => typeof l === "string") && typeof o.pbulkIndex === "string"
+    && (o.platform === undefined || typeof o.platform === "string");
 }
 
 function isFilesEvent(e: unknown): e is FilesEvent {

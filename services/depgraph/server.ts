@@ -16,8 +16,9 @@ import type { InvalidScanRecord } from "./core/errors.js";
 import { createDurationHistory, parseBuildHistoryCsv } from "./core/history.js";
 import { readScanChunks } from "./scan-file.js";
 import { createDepGraphService } from "./service.js";
+import { startLocalScanner } from "./local-scanner.js";
 import { openKvStateStore } from "./kv-state-store.js";
-import { persistState, restoreState, settledWithin } from "./state-persister.js";
+import { ackWhenStored, persistState, restoreState, settledWithin } from "./state-persister.js";
 import type { StateStore } from "./state-store.js";
 
 /** How long a state-changing call waits for its change to be durable before answering anyway. */
@@ -58,6 +59,7 @@ export const DEPGRAPH_OPERATOR_RPCS: ReadonlyMap<DescMethod, Guard> = new Map(
     DepGraphService.method.markDone,
     DepGraphService.method.renewLease,
     DepGraphService.method.returnJob,
+    DepGraphService.method.startScan,
   ].map((method) => [method, "operator"]),
 );
 
@@ -85,6 +87,7 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     maxLosses: config.maxLosses,
     keepFinishedBuilds: config.keepFinishedBuilds,
     fallbackDurationMs: 60_000,
+    sharedTreeScanner: config.scanHelper.length > 0,
   });
   const nc = config.natsUrl === "" ? undefined : await connectNats(config.natsUrl, logger);
   let fencedBy: ((writer: string) => void) | undefined;
@@ -101,6 +104,7 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
   const scanHelper: ScanHelperOptions | undefined = config.scanHelper.length === 0 ? undefined
     : { command: config.scanHelper, treeDir: config.treeDir, timeoutMs: 300_000, concurrency: 2, batchSize: config.scanBatch };
   const durable = store === undefined ? undefined : () => settledWithin(store, DURABLE_WAIT_MS);
+  const localScanner = scanHelper === undefined ? undefined : startLocalScanner({ depgraph, scanHelper, logger: logger.child({ component: "local-scanner" }) });
   const service = createDepGraphService({
     depgraph,
     history,
@@ -132,7 +136,11 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     await metrics?.close();
     throw e;
   });
-  const events = nc === undefined ? undefined : startEvents(nc, depgraph, scanHelper, durable, hooks, logger);
+  // RPCs answer after at most DURABLE_WAIT_MS (a late answer beats none while
+  // NATS is away; the client retries), but a change event is acked only once
+  // its change is stored: an ack is a promise never to deliver it again.
+  const stored = store === undefined ? undefined : ackWhenStored(store);
+  const events = nc === undefined ? undefined : startEvents(nc, depgraph, scanHelper, stored, hooks, logger);
   if (metrics !== undefined && nc !== undefined && events !== undefined) {
     registerEventMetrics(metrics.registry, { nc, publisher: events.jobEvents, logger: logger.child({ component: "metrics" }) });
   }
@@ -142,6 +150,7 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
   let closing: Promise<void> | undefined;
   const close = (graceMs?: number) => closing ??= server.shutdown(async () => {
     service.close();
+    await localScanner?.stop();
     await events?.stop();
     await store?.close();
     await nc?.drain().catch(() => nc.close());

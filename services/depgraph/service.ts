@@ -7,13 +7,17 @@ import {
   DepGraphService,
   ImportMode,
   JobOutcome,
+  JobSchema,
+  PackageSchema,
   ReturnReason,
   ScanProblemSchema,
   type ImportScanRequest,
   type LeaseRef as WireLeaseRef,
   type ScanProblem,
 } from "../../gen/pkgfarm/v1/depgraph_pb.js";
-import type { DepGraph, JobResult, LeaseRef } from "./core/depgraph.js";
+import { Build } from "./core/build.js";
+import { SHARED_TREE, type DepGraph, type JobResult, type LeaseRef, type ScanJobResult } from "./core/depgraph.js";
+import { pendingBuildToWire, problemToWire, scanOutputFromWire, scanScopeFromWire, scanTaskToWire, scanToWire } from "./convert-scan.js";
 import { InvalidRequest, type InvalidScanRecord } from "./core/errors.js";
 import { createScanRecordParser, isValidLocation, type ScanRecord } from "./core/scan-record.js";
 import {
@@ -29,6 +33,8 @@ import {
 } from "./convert.js";
 import type { DurationHistory } from "./core/history.js";
 import { readBinaryPackages } from "./packages-dir.js";
+import { pageOf } from "./paging.js";
+import { runSliced } from "./slices.js";
 import { runScanHelper, type ScanHelperOptions } from "./scan-helper.js";
 import { toConnectError } from "./status.js";
 
@@ -55,10 +61,7 @@ export interface DepGraphServiceOptions {
 }
 
 /** Calls that change state answer only once the change is durable (see DepGraphServiceOptions.durable). */
-const STATE_CHANGING: ReadonlySet<string> = new Set(["ImportScan", "ScanLocations", "CreateBuild", "CancelBuild", "NextReadyJob", "MarkDone", "ReturnJob"]);
-
-const DEFAULT_PAGE_SIZE = 1000;
-const MAX_PAGE_SIZE = 10000;
+const STATE_CHANGING: ReadonlySet<string> = new Set(["ImportScan", "ScanLocations", "CreateBuild", "CancelBuild", "NextReadyJob", "MarkDone", "ReturnJob", "StartScan"]);
 
 /**
  * createDepGraphService translates DepGraphService calls into calls on the
@@ -75,6 +78,9 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
     for (const wake of [...waiters]) wake();
   });
   const leaseTimer = createLeaseTimer(depgraph, logger, options.now);
+  // Leases restored from the store run out on their own deadlines, not
+  // only once some NextReadyJob or RenewLease call arms the timer.
+  leaseTimer.arm();
 
   const guard = async <T>(method: string, run: () => Promise<T> | T): Promise<T> => {
     try {
@@ -88,17 +94,24 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
     }
   };
 
-  const applyImport = (records: ScanRecord[], problems: InvalidScanRecord[], scope: "tree" | "locations") => {
+  const wireBuild = (build: Build) => {
+    const wire = buildToWire(build);
+    wire.problem = depgraph.buildProblem(build.id);
+    return wire;
+  };
+
+  const applyImport = (records: ScanRecord[], problems: InvalidScanRecord[], scope: "tree" | "locations", platform: string) => {
     const started = performance.now();
-    problems.push(...depgraph.replaceTree(records, scope));
-    const unresolved: ScanProblem[] = depgraph.tree.unresolvedDependencies().map((u) =>
+    problems.push(...depgraph.replaceTree(records, scope, platform));
+    const tree = depgraph.platformTree(platform);
+    const unresolved: ScanProblem[] = tree.unresolvedDependencies().map((u) =>
       create(ScanProblemSchema, {
         location: u.location,
         pkgname: u.pkgname,
         message: `could not resolve dependency "${u.pattern}" (from ../../${u.dependencyLocation}): no package in the tree matches it`,
       }));
-    const summary = depgraph.tree.summary();
-    logger.info({ records: records.length, problems: problems.length, unresolved: unresolved.length, packages: summary.packages, cycles: summary.cycles.length, resolveMs: Math.round(performance.now() - started) }, "scan imported");
+    const summary = tree.summary();
+    logger.info({ platform, records: records.length, problems: problems.length, unresolved: unresolved.length, packages: summary.packages, cycles: summary.cycles.length, resolveMs: Math.round(performance.now() - started) }, "scan imported");
     return {
       problems: [...problems.map(problemToWire), ...unresolved],
       tree: treeSummaryToWire(summary),
@@ -113,7 +126,9 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const problems: InvalidScanRecord[] = [];
         const parser = createScanRecordParser((r) => records.push(r), (p) => problems.push(p));
         let mode: ImportMode | undefined;
+        let platform = "";
         for await (const request of requests) {
+          if (mode === undefined) platform = request.platform;
           mode ??= request.mode;
           parser.push(request.pbulkIndex);
         }
@@ -126,7 +141,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         if (scope === "tree" && records.length === 0) {
           throw new InvalidRequest(`the import holds no valid record (${problems.length} refused; first: ${problems[0]?.message ?? "none"}); the tree was left as it was`);
         }
-        const result = applyImport(records, problems, scope);
+        const result = applyImport(records, problems, scope, depgraph.resolvePlatform(platform));
         return { recordsImported: records.length, ...result, elapsed: durationFromMs(Math.round(performance.now() - started)) };
       });
     },
@@ -143,32 +158,31 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const outcome = await runScanHelper(options.scanHelper, request.locations, ctx.signal);
         // A location whose scan printed nothing usable keeps its old records:
         // a broken helper run must not delete packages from the tree.
-        const result = applyImport(outcome.records, outcome.problems, "locations");
+        const result = applyImport(outcome.records, outcome.problems, "locations", depgraph.resolvePlatform(request.platform));
         return { recordsImported: outcome.records.length, ...result };
       });
     },
 
     getPackage(request) {
       return guard("GetPackage", () => {
-        const pkg = depgraph.tree.get(request.pkgname);
-        if (pkg === undefined) throw new ConnectError(`the tree has no package "${request.pkgname}"`, Code.NotFound);
-        return { package: packageToWire(pkg, depgraph.tree, history) };
+        const tree = depgraph.platformTree(depgraph.resolvePlatform(request.platform));
+        const pkg = tree.get(request.pkgname);
+        if (pkg === undefined) throw new ConnectError(`the tree has no package "${request.pkgname.slice(0, 200)}"`, Code.NotFound);
+        return { package: packageToWire(pkg, tree, history) };
       });
     },
 
     listPackages(request) {
       return guard("ListPackages", () => {
-        const names = request.location === "" ? [...depgraph.tree.pkgnames()] : [...depgraph.tree.atLocation(request.location)];
+        const tree = depgraph.platformTree(depgraph.resolvePlatform(request.platform));
+        const names = request.location === "" ? [...tree.pkgnames()] : [...tree.atLocation(request.location)];
         names.sort();
-        const { page, next } = paginate(names, request.pageSize, request.pageToken);
-        return {
-          packages: page.map((name) => packageToWire(depgraph.tree.get(name)!, depgraph.tree, history)),
-          nextPageToken: next,
-        };
+        const { page, next } = pageOf(names, request, PackageSchema, (name) => packageToWire(tree.get(name)!, tree, history));
+        return { packages: page, nextPageToken: next };
       });
     },
 
-    createBuild(request) {
+    createBuild(request, ctx) {
       return guard("CreateBuild", async () => {
         const mode = buildModeFromWire(request.mode);
         if (mode === undefined) throw new InvalidRequest(`unknown build mode ${request.mode}`);
@@ -176,25 +190,36 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         if (policy === undefined && request.policy !== 0) throw new InvalidRequest(`unknown scheduling policy ${request.policy}`);
         const packagesDir = request.packagesDir || options.packagesDir;
         const binaryPackages = mode === "incremental" && packagesDir !== "" ? await readBinaryPackages(packagesDir) : new Map();
-        const build = depgraph.createBuild({ platform: request.platform, mode, policy, limitTo: request.limitTo, packagesDir, binaryPackages });
+        // In slices: a build of a large tree would hold the event loop for
+        // as long as it takes, and health checks and reads with it.
+        const build = await runSliced(depgraph.requestBuildSteps({ platform: request.platform, mode, policy, limitTo: request.limitTo, packagesDir, binaryPackages }), ctx.signal);
+        if (!(build instanceof Build)) {
+          logger.info({ buildId: build.options.id, platform: build.options.platform, scanId: build.scanId }, "build waits for the scan closing its list");
+          return { build: pendingBuildToWire(build) };
+        }
         logger.info({ buildId: build.id, platform: build.options.platform, mode, policy: build.options.policy, jobs: build.jobs.length, ready: build.readyCount }, "build created");
-        return { build: buildToWire(build) };
+        return { build: wireBuild(build) };
       });
     },
 
     getBuild(request) {
-      return guard("GetBuild", () => ({ build: buildToWire(depgraph.getBuild(request.buildId)) }));
+      return guard("GetBuild", () => {
+        const build = depgraph.getBuildOrPending(request.buildId);
+        return { build: build instanceof Build ? wireBuild(build) : pendingBuildToWire(build) };
+      });
     },
 
     listBuilds(request) {
-      return guard("ListBuilds", () => ({ builds: depgraph.listBuilds(request.platform).map(buildToWire) }));
+      return guard("ListBuilds", () => ({
+        builds: [...depgraph.listPending(request.platform).map(pendingBuildToWire), ...depgraph.listBuilds(request.platform).map(wireBuild)],
+      }));
     },
 
     cancelBuild(request) {
       return guard("CancelBuild", () => {
         const build = depgraph.cancelBuild(request.buildId);
         logger.info({ buildId: build.id }, "build cancelled");
-        return { build: buildToWire(build) };
+        return { build: wireBuild(build) };
       });
     },
 
@@ -206,9 +231,10 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
           if (state === undefined) throw new InvalidRequest(`unknown job state ${s}`);
           return state;
         }));
-        const jobs = build.jobs.filter((j) => states.size === 0 || states.has(j.state)).sort((a, b) => (a.pkgname < b.pkgname ? -1 : 1));
-        const { page, next } = paginate(jobs, request.pageSize, request.pageToken);
-        return { jobs: page.map((job) => jobToWire(build, job)), nextPageToken: next };
+        const sorted = build.sortedJobs();
+        const jobs = states.size === 0 ? sorted : sorted.filter((j) => states.has(j.state));
+        const { page, next } = pageOf(jobs, request, JobSchema, (job) => jobToWire(build, job));
+        return { jobs: page, nextPageToken: next };
       });
     },
 
@@ -220,22 +246,32 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         if (waitMs > options.maxWaitMs) throw new InvalidRequest(`wait must be at most ${options.maxWaitMs / 1000} s`);
         const leaseMs = optionalMs(request.leaseDuration, "lease_duration");
         const deadline = performance.now() + waitMs;
+        if (request.platform === "") throw new InvalidRequest("platform is required: the agent's platform, e.g. \"NetBSD-10.0-x86_64\"");
         for (;;) {
-          const assignments = depgraph.nextReadyJobs(request.platform, request.agentId, max, leaseMs);
-          if (assignments.length > 0) {
+          const scans = request.includeScanJobs ? depgraph.nextScanJobs(request.platform, request.agentId, max, leaseMs) : [];
+          const assignments = scans.length < max ? depgraph.nextReadyJobs(request.platform, request.agentId, max - scans.length, leaseMs) : [];
+          if (assignments.length + scans.length > 0) {
             leaseTimer.arm();
             return {
-              assignments: assignments.map(({ build, job, lease }) => create(AssignmentSchema, {
+              assignments: [...scans.map((a) => create(AssignmentSchema, {
+                buildId: a.scan.id,
+                leaseId: a.lease.id,
+                leaseDeadline: timestampFromMs(a.lease.deadline),
+                attempt: a.job.attempts,
+                scan: scanTaskToWire(a),
+              })), ...assignments.map(({ build, job, lease }) => create(AssignmentSchema, {
                 buildId: build.id,
                 leaseId: lease.id,
-                package: packageToWire(job.pkg, depgraph.tree, history),
+                package: packageToWire(job.pkg, depgraph.treeOf(build.options.platform), history),
+                dependencies: [...job.pkg.dependencies],
+                incremental: build.options.mode === "incremental",
                 leaseDeadline: timestampFromMs(lease.deadline),
                 attempt: job.attempts,
                 dependencyPackages: build.transitiveDependencies(job).flatMap((dep) =>
                   dep.binaryPackage !== undefined ? [binaryPackageToWire(dep.binaryPackage)]
                   : dep.state === "up-to-date" ? [binaryPackageToWire({ fileName: `${dep.pkgname}.tgz`, sha256: "", sizeBytes: 0 })]
                   : []),
-              })),
+              }))],
             };
           }
           const left = deadline - performance.now();
@@ -247,7 +283,18 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
 
     markDone(request) {
       return guard("MarkDone", () => {
-        const results: JobResult[] = request.results.map((r) => {
+        if (request.results.length === 0) throw new InvalidRequest("results is empty: report at least one job");
+        const scanResults: ScanJobResult[] = request.results.filter((r) => depgraph.isScan(r.buildId)).map((r) => {
+          const output = scanOutputFromWire(r.scanOutput);
+          return { buildId: r.buildId, pkgname: r.pkgname, leaseId: r.leaseId, failure: r.outcome === JobOutcome.FAILED ? r.failureReason || "the scan job failed" : "", ...output };
+        });
+        for (const r of scanResults) {
+          depgraph.finishScanJob(r);
+          logger.debug({ scanId: r.buildId, job: r.pkgname, locations: r.locations.length }, "scan job done");
+        }
+        const buildResults = request.results.filter((r) => !depgraph.isScan(r.buildId));
+        if (buildResults.length === 0) return { newlyReady: 0, newlyBlocked: 0 };
+        const results: JobResult[] = buildResults.map((r) => {
           if (r.outcome !== JobOutcome.SUCCEEDED && r.outcome !== JobOutcome.FAILED) {
             throw new InvalidRequest(`result for ${r.pkgname || "(no pkgname)"} has no outcome: say JOB_OUTCOME_SUCCEEDED or JOB_OUTCOME_FAILED`);
           }
@@ -261,6 +308,8 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
             binaryPackage: bp === undefined ? undefined : { fileName: bp.fileName, sha256: bp.sha256, sizeBytes: Number(bp.sizeBytes) },
             logRef: r.logRef,
             failureReason: r.failureReason,
+            failedPhase: r.failedPhase,
+            agentId: r.agentId,
           };
         });
         for (const r of results) {
@@ -294,17 +343,30 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
       });
     },
 
-    startScan() {
-      throw new ConnectError("StartScan is not implemented yet", Code.Unimplemented);
+    startScan(request) {
+      return guard("StartScan", () => {
+        const scope = scanScopeFromWire(request.scope);
+        if (scope === undefined) throw new InvalidRequest("scope is required: SCAN_SCOPE_TREE, SCAN_SCOPE_LOCATIONS or SCAN_SCOPE_CLOSURE");
+        if (request.locationsPerJob > 1000) throw new InvalidRequest("locations_per_job must be at most 1000");
+        const platform = depgraph.resolvePlatform(request.platform);
+        if (platform === SHARED_TREE && options.scanHelper === undefined) {
+          throw new InvalidRequest("name the platform whose agents scan (no platform has a tree of its own yet, and depgraph has no --scan-helper)");
+        }
+        const scan = depgraph.startScan({ platform, scope, locations: request.locations, reuse: request.reuse, locationsPerJob: request.locationsPerJob });
+        logger.info({ scanId: scan.id, platform, scope, locations: request.locations.length, reuse: request.reuse }, "scan started");
+        return { scan: scanToWire(scan) };
+      });
     },
-    getScan() {
-      throw new ConnectError("GetScan is not implemented yet", Code.Unimplemented);
+    getScan(request) {
+      return guard("GetScan", () => ({ scan: scanToWire(depgraph.getScan(request.scanId)) }));
     },
-    listScans() {
-      throw new ConnectError("ListScans is not implemented yet", Code.Unimplemented);
+    listScans(request) {
+      return guard("ListScans", () => ({ scans: depgraph.listScans(request.platform).map(scanToWire) }));
     },
     listPlatforms() {
-      throw new ConnectError("ListPlatforms is not implemented yet", Code.Unimplemented);
+      return guard("ListPlatforms", () => ({
+        platforms: depgraph.platforms().map((platform) => ({ platform, tree: treeSummaryToWire(depgraph.platformTree(platform).summary()) })),
+      }));
     },
 
     async *watchJobs(request, ctx) {
@@ -355,12 +417,9 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
   };
 }
 
-function problemToWire(p: InvalidScanRecord): ScanProblem {
-  return create(ScanProblemSchema, { line: p.line, location: p.location, pkgname: p.pkgname, message: p.problem });
-}
 
 function leaseRefFromWire(ref: WireLeaseRef): LeaseRef {
-  return { buildId: ref.buildId, pkgname: ref.pkgname, leaseId: ref.leaseId };
+  return { buildId: ref.buildId, pkgname: ref.pkgname, leaseId: ref.leaseId, agentId: ref.agentId };
 }
 
 function leaseRefToWire(ref: LeaseRef): { buildId: string; pkgname: string; leaseId: string } {
@@ -372,16 +431,6 @@ function optionalMs(d: Duration | undefined, field: string): number | undefined 
   const ms = durationMs(d);
   if (!(ms >= 0)) throw new InvalidRequest(`${field} must not be negative`);
   return ms;
-}
-
-function paginate<T>(items: readonly T[], pageSize: number, pageToken: string): { page: T[]; next: string } {
-  const size = pageSize === 0 ? DEFAULT_PAGE_SIZE : Math.min(pageSize, MAX_PAGE_SIZE);
-  const start = pageToken === "" ? 0 : Number(pageToken);
-  if (!Number.isInteger(start) || start < 0 || start > items.length) {
-    throw new InvalidRequest(`page_token "${pageToken}" is not one this server gave out`);
-  }
-  const end = start + size;
-  return { page: items.slice(start, end), next: end < items.length ? String(end) : "" };
 }
 
 function waitForReady(waiters: Set<() => void>, ms: number, ctx: HandlerContext): Promise<void> {

@@ -2,7 +2,8 @@ import type { Logger } from "pino";
 import type { DepGraph } from "./core/depgraph.js";
 import type { DurationHistory } from "./core/history.js";
 import { createScanRecordParser, formatScanRecord, type ScanRecord } from "./core/scan-record.js";
-import { buildKey, changedKey, decodeState, encodeBuild, encodeHistory, encodeJob, historyKey, jobKey, jobKeysOf, locationKey } from "./core/state-codec.js";
+import { buildKey, changedKey, scannedKey, decodeState, encodeBuild, encodeHistory, encodeJob, historyKey, jobKey, jobKeysOf, locationKey } from "./core/state-codec.js";
+import { runSliced } from "./slices.js";
 import type { StateStore } from "./state-store.js";
 
 /**
@@ -22,10 +23,19 @@ export async function restoreState(store: StateStore, depgraph: DepGraph, histor
     parser.end();
     depgraph.tree.replace(records, "tree");
   }
+  for (const [platform, chunks] of state.platformTrees) {
+    const records: ScanRecord[] = [];
+    const parser = createScanRecordParser((r) => records.push(r), (p) => logger.warn({ platform, location: p.location }, `stored record skipped: ${p.problem}`));
+    for (const chunk of chunks) parser.push(chunk);
+    parser.end();
+    depgraph.platformTree(platform).replace(records, "tree");
+  }
+  for (const [platform, times] of state.scannedAt) depgraph.restoreScanTimes(platform, times);
   const treeMs = Math.round(performance.now() - started) - loadMs;
   for (const row of state.history) history.record(row.pkgname, row.location, row.durationMs);
   depgraph.restoreChangeTimes(state.changedAt);
-  for (const build of state.builds) depgraph.restoreBuild(build);
+  // In slices, as CreateBuild: a restart restores whole-tree builds.
+  for (const build of state.builds) await runSliced(depgraph.restoreBuildSteps(build));
   const ms = Math.round(performance.now() - started);
   logger.info({ keys: entries.size, locations: state.locations, builds: state.builds.length, ms, loadMs, treeMs }, "state restored");
   return { locations: state.locations, builds: state.builds.length, keys: entries.size, ms };
@@ -39,9 +49,14 @@ export async function restoreState(store: StateStore, depgraph: DepGraph, histor
  */
 export function persistState(store: StateStore, depgraph: DepGraph): () => void {
   const offTree = depgraph.onTreeChange((notice) => {
+    const tree = depgraph.platformTree(notice.platform);
     for (const location of notice.locations) {
-      const records = depgraph.tree.atLocation(location).map((name) => depgraph.tree.get(name)!.record);
-      store.set(locationKey(location), records.length === 0 ? null : records.map(formatScanRecord).join(""));
+      const records = tree.atLocation(location).map((name) => tree.get(name)!.record);
+      store.set(locationKey(location, notice.platform), records.length === 0 ? null : records.map(formatScanRecord).join(""));
+      if (notice.platform !== "") {
+        const at = depgraph.lastScanned(notice.platform, location);
+        if (at !== undefined) store.set(scannedKey(notice.platform, location), records.length === 0 ? null : String(at));
+      }
     }
     for (const name of notice.packages.changed) store.set(changedKey(name), String(notice.time));
     for (const name of notice.packages.removed) store.set(changedKey(name), null);
@@ -75,4 +90,14 @@ export async function settledWithin(store: StateStore, ms: number): Promise<bool
   const result = await Promise.race([store.settled().then(() => true as const), timedOut]);
   clearTimeout(timer);
   return result;
+}
+
+/**
+ * ackWhenStored is how the change-event consumer waits for the store: with
+ * no time limit, unlike an RPC's settledWithin. An ack tells NATS never to
+ * deliver the event again, so it may only go out once the change is stored;
+ * a crash before then replays the event instead of losing the change.
+ */
+export function ackWhenStored(store: StateStore): () => Promise<void> {
+  return () => store.settled();
 }

@@ -12,7 +12,8 @@ import {
   type LeaseRef,
 } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 
-export type LeaseKey = Pick<LeaseRef, "buildId" | "pkgname" | "leaseId">;
+/** LeaseKey names a lease; agentId, when given, tells depgraph which build host runs the job. */
+export type LeaseKey = Pick<LeaseRef, "buildId" | "pkgname" | "leaseId"> & { readonly agentId?: string };
 
 /**
  * DepGraphLink is everything the dispatcher asks of depgraph. Results from
@@ -100,7 +101,7 @@ export function createDepGraphLink(options: DepGraphLinkOptions): DepGraphLink {
   };
 
   const leaseRefs = (leases: readonly LeaseKey[]) =>
-    leases.map((l) => create(LeaseRefSchema, { buildId: l.buildId, pkgname: l.pkgname, leaseId: l.leaseId }));
+    leases.map((l) => create(LeaseRefSchema, { buildId: l.buildId, pkgname: l.pkgname, leaseId: l.leaseId, agentId: l.agentId ?? "" }));
 
   return {
     async nextReadyJobs(platform, maxJobs, signal) {

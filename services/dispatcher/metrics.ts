@@ -10,7 +10,11 @@ export type GiveBackReason =
   /** The agent sent `released` (it is shutting down, or was stopped). */
   | "released_by_agent"
   /** The job arrived from NextReadyJob after the slot it was asked for went away. */
-  | "no_free_slot";
+  | "no_free_slot"
+  /** The agent's heartbeat no longer listed the job (it lost or dropped it). */
+  | "not_running"
+  /** The dispatcher could not store the job's package (disk full, I/O error): not the job's fault. */
+  | "upload_failed";
 
 /** DispatcherMetrics is what the service reports as jobs move; the gauges read the registry themselves. */
 export interface DispatcherMetrics {
@@ -60,7 +64,7 @@ export function createDispatcherMetrics(registry: Registry): DispatcherMetrics {
   });
   const givenBack = new Counter({
     name: "pkgfarm_jobs_given_back_total",
-    help: "Jobs the dispatcher gave back to depgraph unbuilt, by reason: agent_lost (stream ended or heartbeats stopped), released_by_agent, no_free_slot (the slot went away while NextReadyJob was out).",
+    help: "Jobs the dispatcher gave back to depgraph unbuilt, by reason: agent_lost (stream ended or heartbeats stopped), released_by_agent, no_free_slot (the slot went away while NextReadyJob was out), not_running (the agent's heartbeat no longer listed it), upload_failed (the dispatcher could not store its package).",
     labelNames: ["reason"] as const,
     registers: [registry],
   });

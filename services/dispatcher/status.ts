@@ -21,3 +21,4 @@ export function toConnectError(e: unknown): ConnectError {
   if (e instanceof Error && e.name in CODES) return new ConnectError(e.message, CODES[e.name], undefined, undefined, e);
   return ConnectError.from(e, Code.Internal);
 }
+

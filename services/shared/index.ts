@@ -17,3 +17,4 @@ export type { ClientTls, ServerTls } from "./tls.js";
 export { assertActsFor, bearerToken, CALLER, createAuthInterceptor, parseAgentTokens } from "./auth.js";
 export type { Caller, Guard, ServerTokens } from "./auth.js";
 export { readShutdownGraceMs, serveUntilSignal, SHUTDOWN_FLAGS } from "./shutdown.js";
+export { grpcCodeName } from "./code-name.js";

@@ -1,4 +1,6 @@
+import { cycleReason } from "./cycles.js";
 import { Heap } from "./heap.js";
+import { mapInSlices, type Steps } from "./steps.js";
 import type { PolicyName } from "./priority.js";
 import type { TreePackage } from "./tree.js";
 
@@ -72,6 +74,10 @@ export interface Job {
   durationMs: number;
   binaryPackage: BinaryPackage | undefined;
   logRef: string;
+  /** The build phase that failed (pbulk's last phase log), "" when not known or not failed. */
+  failedPhase: string;
+  /** Incremental builds: why the job is built or skipped ("up to date", "rebuilt: ..."); "" in a full build. */
+  readonly decision: string;
 }
 
 /** JobTransition is one change of a job's state, as WatchJobs and NATS see it. */
@@ -114,6 +120,18 @@ export interface PackageChanges {
 
 const REMOVED = "removed from the tree";
 
+/**
+ * Longest reason a job keeps. Reasons come from outside (a fail reason in a
+ * scan record, a builder's failure text, a give-back message) and are
+ * repeated in every Job message, transition and event of the job.
+ */
+export const MAX_REASON_CHARS = 2000;
+
+function boundedReason(reason: string): string {
+  if (reason.length <= MAX_REASON_CHARS) return reason;
+  return `${reason.slice(0, MAX_REASON_CHARS)}... (${reason.length} characters in all)`;
+}
+
 /** Not started: waiting, ready, blocked before building, or dropped with the tree. */
 function notStarted(job: Job): boolean {
   return job.state === "pending" || job.state === "ready" || job.state === "prefailed" || job.state === "cycle"
@@ -133,6 +151,8 @@ export interface InitialJob {
   readonly reason: string;
   readonly cycle: readonly string[];
   readonly priority: number;
+  /** Incremental builds: why the job is built or skipped; "" otherwise. */
+  readonly decision?: string;
   /** What a durable store remembered of this job, when a build is restored after a restart. */
   readonly restored?: RestoredJob;
 }
@@ -152,6 +172,7 @@ export interface RestoredJob {
   readonly durationMs: number;
   readonly binaryPackage: BinaryPackage | undefined;
   readonly logRef: string;
+  readonly failedPhase?: string;
 }
 
 /**
@@ -160,7 +181,7 @@ export interface RestoredJob {
  * nothing of time but what callers pass in, nor of I/O.
  */
 export class Build {
-  readonly jobs: Job[];
+  readonly jobs: Job[] = [];
   readonly byPkgname = new Map<string, Job>();
   private readonly ready = new Heap<Job>((a, b) => a.priority > b.priority || (a.priority === b.priority && a.readySeq < b.readySeq));
   private readonly counts = new Map<JobState, number>();
@@ -170,19 +191,35 @@ export class Build {
   finishedAt: number | undefined;
   /** While set, transitions are not announced: a restore replays state, it does not change it. */
   private muted = false;
+  /** jobs in PKGNAME order, for paging; dropped when a job is added. */
+  private sorted: Job[] | undefined;
 
-  constructor(
+  private constructor(
     readonly options: BuildOptions,
-    initial: readonly InitialJob[],
     private readonly emit: (t: JobTransition) => void,
   ) {
     for (const s of JOB_STATES) this.counts.set(s, 0);
-    this.jobs = initial.map((init, index) => {
+  }
+
+  /**
+   * create makes a build from its jobs' initial states, in slices (see
+   * steps.ts): a whole-tree build has tens of thousands of jobs. The build is
+   * the caller's alone until the last slice, so nothing sees it half made.
+   */
+  static *create(options: BuildOptions, initial: readonly InitialJob[], emit: (t: JobTransition) => void): Steps<Build> {
+    const build = new Build(options, emit);
+    yield* build.setUp(initial);
+    return build;
+  }
+
+  private *setUp(initial: readonly InitialJob[]): Steps<void> {
+    const createdAt = this.options.createdAt;
+    yield* mapInSlices(initial, (init, index) => {
       const kept = init.restored;
       // An outcome a store remembered wins over what the tree says now; a
       // job that was given back only keeps its attempt counts.
       const state = kept === undefined || kept.state === "ready" ? init.state : kept.state;
-      return {
+      this.jobs.push({
         index,
         pkg: init.pkg,
         pkgname: init.pkg.record.pkgname,
@@ -192,7 +229,7 @@ export class Build {
         waitingOn: 0,
         priority: init.priority,
         readySeq: 0,
-        reason: state === init.state ? init.reason : kept!.reason,
+        reason: boundedReason(state === init.state ? init.reason : kept!.reason),
         blockedBy: "",
         cycle: init.cycle,
         attempts: kept?.attempts ?? 0,
@@ -202,28 +239,37 @@ export class Build {
         durationMs: kept?.durationMs ?? 0,
         binaryPackage: kept?.binaryPackage,
         logRef: kept?.logRef ?? "",
-      };
+        failedPhase: kept?.failedPhase ?? "",
+        decision: init.decision ?? "",
+      });
     });
-    for (const job of this.jobs) {
+    yield* mapInSlices(this.jobs, (job) => {
       this.byPkgname.set(job.pkgname, job);
       for (const dep of job.dependencies) this.jobs[dep]!.dependents.push(job.index);
-    }
-    for (const job of this.jobs) {
-      if (job.state === "prefailed" || job.state === "cycle" || job.state === "failed") this.blockDependents(job, options.createdAt, false);
-    }
-    for (const job of this.jobs) {
+    });
+    // Each job is blocked once at most, so this pass is linear however it is sliced.
+    yield* mapInSlices(this.jobs, (job) => {
+      if (job.state === "prefailed" || job.state === "cycle" || job.state === "failed") this.blockDependents(job, createdAt, false);
+    });
+    yield* mapInSlices(this.jobs, (job) => {
       if (job.state === "pending") {
         for (const dep of job.dependencies) if (!isBuilt(this.jobs[dep]!.state)) job.waitingOn++;
-        if (job.waitingOn === 0) this.makeReady(job, options.createdAt, false);
+        if (job.waitingOn === 0) this.makeReady(job, createdAt, false);
       }
       this.counts.set(job.state, this.counts.get(job.state)! + 1);
       if (!isTerminal(job.state)) this.active++;
-    }
-    this.checkFinished(options.createdAt);
+    });
+    this.checkFinished(createdAt);
   }
 
   get id(): string {
     return this.options.id;
+  }
+
+  /** The jobs in PKGNAME order (by code unit), sorted once and kept until a job joins. */
+  sortedJobs(): readonly Job[] {
+    this.sorted ??= [...this.jobs].sort((a, b) => (a.pkgname < b.pkgname ? -1 : a.pkgname > b.pkgname ? 1 : 0));
+    return this.sorted;
   }
 
   countOf(state: JobState): number {
@@ -266,10 +312,11 @@ export class Build {
   }
 
   /** Ends a job as failed; everything that needs it becomes indirect-failed. */
-  fail(job: Job, result: { durationMs: number; reason: string; logRef: string }, now: number): number {
+  fail(job: Job, result: { durationMs: number; reason: string; logRef: string; failedPhase?: string }, now: number): number {
     job.lease = undefined;
     job.durationMs = result.durationMs;
     job.logRef = result.logRef;
+    job.failedPhase = result.failedPhase ?? "";
     this.move(job, "failed", result.reason, now);
     const blocked = this.blockDependents(job, now, true);
     this.checkFinished(now);
@@ -410,7 +457,7 @@ export class Build {
       const prefail = gone ? "" : tree.prefailReason(job.pkg);
       job.cycle = cycle ?? [];
       let [to, reason, blockedBy]: [JobState, string, string] = gone ? ["cancelled", REMOVED, ""]
-        : cycle !== undefined ? ["cycle", `dependency cycle: ${cycle.join(" -> ")}`, ""]
+        : cycle !== undefined ? ["cycle", cycleReason(cycle), ""]
         : prefail !== "" ? ["prefailed", prefail, ""]
         : ["pending", "", ""];
       job.waitingOn = 0;
@@ -428,7 +475,7 @@ export class Build {
       }
       job.blockedBy = blockedBy;
       if (to === job.state) {
-        job.reason = reason;
+        job.reason = boundedReason(reason);
         continue;
       }
       moved++;
@@ -458,9 +505,11 @@ export class Build {
     const job: Job = {
       index: this.jobs.length, pkg, pkgname: pkg.record.pkgname, dependencies: [], dependents: [], state: "pending",
       waitingOn: 0, priority: 0, readySeq: 0, reason: "", blockedBy: "", cycle: [], attempts: 0, losses: 0,
-      lease: undefined, agentId: "", durationMs: 0, binaryPackage: undefined, logRef: "",
+      lease: undefined, agentId: "", durationMs: 0, binaryPackage: undefined, logRef: "", failedPhase: "",
+      decision: this.options.mode === "incremental" ? "rebuilt: new in the tree during the build" : "",
     };
     this.jobs.push(job);
+    this.sorted = undefined;
     this.byPkgname.set(job.pkgname, job);
     this.counts.set("pending", this.counts.get("pending")! + 1);
     this.active++;
@@ -509,8 +558,9 @@ export class Build {
     return blocked;
   }
 
-  private move(job: Job, to: JobState, reason: string, now: number): void {
+  private move(job: Job, to: JobState, why: string, now: number): void {
     const from = job.state;
+    const reason = boundedReason(why);
     job.state = to;
     job.reason = reason;
     this.counts.set(from, this.counts.get(from)! - 1);

@@ -1,12 +1,15 @@
 import { Build, type BinaryPackage, type BuildMode, type BuildOptions, type InitialJob, type Job, type JobTransition, type PackageChanges, type RestoredJob, type TreeView } from "./build.js";
 import type { InvalidScanRecord } from "./errors.js";
 import type { ScanRecord } from "./scan-record.js";
-import { EmptyTree, InvalidRequest, StaleLease, UnknownBuild, UnknownPackage } from "./errors.js";
+import { EmptyTree, InvalidRequest, StaleLease, UnknownBuild, UnknownPackage, UnknownScan } from "./errors.js";
+import { cycleReason } from "./cycles.js";
 import { Heap } from "./heap.js";
 import type { DurationHistory } from "./history.js";
-import { upToDatePackages, type BinaryPackageFile } from "./incremental.js";
+import { decideIncremental, type BinaryPackageFile } from "./incremental.js";
 import { policies, type PolicyName } from "./priority.js";
 import { isValidLocation, isValidPkgname } from "./scan-record.js";
+import { ScanRun, type ScanJob, type ScannedLocation, type ScanScope } from "./scan-run.js";
+import { Counter, ITEMS_PER_SLICE, mapInSlices, runSteps, type Steps } from "./steps.js";
 import { PackageTree, prefailReason, type TreeChange } from "./tree.js";
 
 export interface DepGraphOptions {
@@ -30,11 +33,19 @@ export interface DepGraphOptions {
    * would stay in memory and in the durable store for good.
    */
   readonly keepFinishedBuilds?: number;
+  /**
+   * The shared tree (platform "") has a scanner of its own on depgraph's host
+   * (the scan helper), so a limited build on it can close its list there.
+   */
+  readonly sharedTreeScanner?: boolean;
+  /** Finished scans kept, newest first; older ones are forgotten when a scan starts. */
+  readonly keepFinishedScans?: number;
 }
 
 export const DEFAULT_KEEP_FINISHED_BUILDS = 20;
 
 export interface CreateBuildRequest {
+  /** "" means the only platform with a tree of its own (see resolvePlatform). */
   readonly platform: string;
   readonly mode: BuildMode;
   readonly policy: PolicyName | undefined;
@@ -55,6 +66,12 @@ export interface LeaseRef {
   readonly buildId: string;
   readonly pkgname: string;
   readonly leaseId: string;
+  /**
+   * The build host that runs the job, when the caller knows it: a dispatcher
+   * leases jobs before it picks the agent, so the lease holder is the
+   * dispatcher and only this says which host built the package.
+   */
+  readonly agentId?: string;
 }
 
 export interface JobResult extends LeaseRef {
@@ -63,14 +80,53 @@ export interface JobResult extends LeaseRef {
   readonly binaryPackage: BinaryPackage | undefined;
   readonly logRef: string;
   readonly failureReason: string;
+  /** The phase that failed, e.g. "checksum"; "" when not known. */
+  readonly failedPhase?: string;
 }
 
-interface LeaseDeadline {
-  readonly deadline: number;
-  readonly build: Build;
-  readonly job: Job;
-  readonly leaseId: string;
+/** One entry of the lease heap: a build job's lease or a scan job's. */
+type LeaseDeadline =
+  | { readonly deadline: number; readonly build: Build; readonly job: Job; readonly leaseId: string; readonly scan?: undefined }
+  | { readonly deadline: number; readonly scan: ScanRun; readonly scanJob: ScanJob; readonly leaseId: string; readonly build?: undefined };
+
+/** ScanAssignment is a leased scan job. */
+export interface ScanAssignment {
+  readonly scan: ScanRun;
+  readonly job: ScanJob;
+  readonly lease: { readonly id: string; readonly deadline: number };
+  /** For reuse: when each location was last scanned and what its scan depended on. */
+  readonly previous: ReadonlyMap<string, { readonly scannedAt: number; readonly scanDepends: readonly string[] }>;
 }
+
+export interface StartScanRequest {
+  readonly platform: string;
+  readonly scope: ScanScope;
+  readonly locations: readonly string[];
+  readonly reuse: boolean;
+  readonly locationsPerJob: number;
+}
+
+/** What a scan job brought back. */
+export interface ScanJobResult extends LeaseRef {
+  /** Why the job could not run at all; "" when it ran. */
+  readonly failure: string;
+  readonly locations: readonly ScannedLocation[];
+  readonly enumerated: readonly string[] | undefined;
+  readonly problems: readonly InvalidScanRecord[];
+}
+
+/**
+ * PendingBuild is a limited build waiting for the scan that closes its list;
+ * it becomes a Build (same id) when that scan ends.
+ */
+export interface PendingBuild {
+  readonly options: BuildOptions;
+  readonly scanId: string;
+  readonly binaryPackages: ReadonlyMap<string, BinaryPackageFile> | undefined;
+}
+
+export const SHARED_TREE = "";
+export const DEFAULT_KEEP_FINISHED_SCANS = 20;
 
 /** RestoredBuild is a build as a durable store remembered it. */
 export interface RestoredBuild {
@@ -83,12 +139,19 @@ export interface RestoredBuild {
 
 /** TreeChangeNotice says what a change of the tree touched, so a store can write it. */
 export interface TreeChangeNotice {
+  /** The tree that changed: a platform's, or SHARED_TREE. */
+  readonly platform: string;
   readonly revision: number;
   readonly locations: readonly string[];
   readonly packages: PackageChanges;
   /** When the change was applied: binary packages older than this are out of date for changed packages. */
   readonly time: number;
 }
+
+/** Tries at a build in slices before a moving tree makes it one step (see startBuild). */
+const SLICED_ATTEMPTS = 3;
+/** Packages a limited build's selection visits per slice. */
+const SELECT_SLICE = 5_000;
 
 const PLATFORM_SHAPE = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
 
@@ -98,8 +161,18 @@ const PLATFORM_SHAPE = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$/;
  * never reach inside; it does no I/O and reads time only through options.now.
  */
 export class DepGraph {
+  /** The shared tree: builds of a platform without a tree of its own use it. */
   readonly tree: PackageTree;
+  /** Trees of platforms scanned on their own hosts, by platform. */
+  private readonly platformTrees = new Map<string, PackageTree>();
   private readonly builds = new Map<string, Build>();
+  private readonly pending = new Map<string, PendingBuild>();
+  /** Problems of builds whose closure scan left something out, by build id. */
+  private readonly buildProblems = new Map<string, string>();
+  private readonly scans = new Map<string, ScanRun>();
+  /** When each location of each tree was last scanned, by tree then location. */
+  private readonly scannedAt = new Map<string, Map<string, number>>();
+  private readonly scanListeners = new Set<(scan: ScanRun) => void>();
   private readonly leaseDeadlines = new Heap<LeaseDeadline>((a, b) => a.deadline < b.deadline);
   private leasesHeld = 0;
   private readonly transitionListeners = new Set<(t: JobTransition) => void>();
@@ -112,6 +185,64 @@ export class DepGraph {
 
   constructor(private readonly options: DepGraphOptions) {
     this.tree = options.tree ?? new PackageTree();
+  }
+
+  /** The tree a platform's builds use: its own, or the shared one. */
+  treeOf(platform: string): PackageTree {
+    return this.platformTrees.get(platform) ?? this.tree;
+  }
+
+  /** The key of the tree a platform's builds use (the platform, or SHARED_TREE). */
+  treeKeyOf(platform: string): string {
+    return this.platformTrees.has(platform) ? platform : SHARED_TREE;
+  }
+
+  /** The tree of one platform (SHARED_TREE for the shared one), made on first use. */
+  platformTree(platform: string): PackageTree {
+    if (platform === SHARED_TREE) return this.tree;
+    let tree = this.platformTrees.get(platform);
+    if (tree === undefined) {
+      if (!PLATFORM_SHAPE.test(platform)) throw new InvalidRequest(platformShapeProblem(platform));
+      tree = new PackageTree();
+      this.platformTrees.set(platform, tree);
+    }
+    return tree;
+  }
+
+  /** Platforms with a tree of their own, by name. */
+  platforms(): string[] {
+    return [...this.platformTrees.keys()].sort();
+  }
+
+  /**
+   * resolvePlatform turns a request's platform into a tree key: a named one
+   * as given; "" as the only platform with a tree of its own, the shared
+   * tree when there is none, and a refusal naming them when there are several.
+   */
+  resolvePlatform(requested: string): string {
+    if (requested !== "") return requested;
+    const named = this.platforms();
+    if (named.length === 1) return named[0]!;
+    if (named.length === 0) return SHARED_TREE;
+    throw new InvalidRequest(`name a platform: depgraph has trees for ${named.map((p) => `"${p}"`).join(", ")}`);
+  }
+
+  /** Calls listener when a scan starts, makes progress or ends. */
+  onScanChange(listener: (scan: ScanRun) => void): () => void {
+    this.scanListeners.add(listener);
+    return () => this.scanListeners.delete(listener);
+  }
+
+  /** When a location of a tree was last scanned, if known. */
+  lastScanned(platform: string, location: string): number | undefined {
+    return this.scannedAt.get(platform)?.get(location);
+  }
+
+  /** restoreScanTimes brings back when locations were last scanned (from a durable store). */
+  restoreScanTimes(platform: string, times: Iterable<readonly [string, number]>): void {
+    let map = this.scannedAt.get(platform);
+    if (map === undefined) this.scannedAt.set(platform, map = new Map());
+    for (const [location, time] of times) map.set(location, time);
   }
 
   /** Calls listener on every job transition of every build. Returns an unsubscribe function. */
@@ -149,18 +280,19 @@ export class DepGraph {
    * locations they name. Every change goes through here (or applyLocations),
    * so listeners see each one.
    */
-  replaceTree(records: readonly ScanRecord[], scope: "tree" | "locations"): InvalidScanRecord[] {
+  replaceTree(records: readonly ScanRecord[], scope: "tree" | "locations", platform: string = SHARED_TREE): InvalidScanRecord[] {
+    const tree = this.platformTree(platform);
     const touched = new Set(records.map((r) => r.location));
-    if (scope === "tree") for (const pkg of this.tree.values()) touched.add(pkg.record.location);
-    const update = scope === "tree" ? this.tree.applyTree(records) : this.tree.applyLocations(records, []);
-    this.takeTreeChange(update.change, touched);
+    if (scope === "tree") for (const pkg of tree.values()) touched.add(pkg.record.location);
+    const update = scope === "tree" ? tree.applyTree(records) : tree.applyLocations(records, []);
+    this.takeTreeChange(platform, update.change, touched);
     return update.problems;
   }
 
   /** applyLocations replaces the locations records name and drops removedLocations. */
-  applyLocations(records: readonly ScanRecord[], removedLocations: readonly string[]): InvalidScanRecord[] {
-    const update = this.tree.applyLocations(records, removedLocations);
-    this.takeTreeChange(update.change, new Set([...removedLocations, ...records.map((r) => r.location)]));
+  applyLocations(records: readonly ScanRecord[], removedLocations: readonly string[], platform: string = SHARED_TREE): InvalidScanRecord[] {
+    const update = this.platformTree(platform).applyLocations(records, removedLocations);
+    this.takeTreeChange(platform, update.change, new Set([...removedLocations, ...records.map((r) => r.location)]));
     return update.problems;
   }
 
@@ -173,24 +305,25 @@ export class DepGraph {
    * takeTreeChange carries a change of the tree into every running build and
    * remembers which packages changed, then tells the listeners.
    */
-  private takeTreeChange(packages: TreeChange, locations: ReadonlySet<string>): void {
+  private takeTreeChange(platform: string, packages: TreeChange, locations: ReadonlySet<string>): void {
     if (packages.added.length === 0 && packages.removed.length === 0 && packages.changed.length === 0 && locations.size === 0) return;
     const now = this.options.now();
+    const tree = this.platformTree(platform);
     // Only a package that was there before can have a binary package made
     // from older metadata; one new to the tree has none, or one made from
     // exactly these records.
     for (const name of packages.changed) this.changedAt.set(name, now);
     for (const name of packages.removed) this.changedAt.delete(name);
     const cycles = new Map<string, readonly string[]>();
-    for (const cycle of this.tree.cyclesFound()) for (const name of cycle) cycles.set(name, cycle);
-    const view: TreeView = { get: (name) => this.tree.get(name), cycleOf: (name) => cycles.get(name), prefailReason };
+    for (const cycle of tree.cyclesFound()) for (const name of cycle) cycles.set(name, cycle);
+    const view: TreeView = { get: (name) => tree.get(name), cycleOf: (name) => cycles.get(name), prefailReason };
     let ready = false;
     for (const build of this.builds.values()) {
-      if (build.state !== "running") continue;
+      if (build.state !== "running" || this.treeKeyOf(build.options.platform) !== platform) continue;
       build.applyTreeChange(packages, view, build.options.limitTo.length === 0, now);
       ready ||= build.readyCount > 0;
     }
-    const notice: TreeChangeNotice = { revision: this.tree.revision, locations: [...locations], packages, time: now };
+    const notice: TreeChangeNotice = { platform, revision: tree.revision, locations: [...locations], packages, time: now };
     for (const listener of this.treeListeners) listener(notice);
     if (ready) this.announceReady();
   }
@@ -203,27 +336,282 @@ export class DepGraph {
     for (const listener of this.readyListeners) listener();
   }
 
-  createBuild(request: CreateBuildRequest): Build {
-    if (!PLATFORM_SHAPE.test(request.platform)) {
-      throw new InvalidRequest(`platform "${request.platform}" must be 1-128 letters, digits, '.', '_', '+' or '-' (e.g. "NetBSD-10.0-x86_64")`);
+  /**
+   * requestBuild starts a build, or, for a limited list naming locations the
+   * platform's tree lacks (or whose dependencies it lacks), starts the scan
+   * that closes the list and returns a PendingBuild that becomes the build
+   * when the scan ends.
+   */
+  requestBuild(request: CreateBuildRequest): Build | PendingBuild {
+    return runSteps(this.requestBuildSteps(request));
+  }
+
+  /**
+   * requestBuildSteps is requestBuild in slices (see steps.ts), for adapters
+   * that must go on answering other calls meanwhile. Nothing is visible
+   * until the last slice registers the build; a change of the tree between
+   * slices starts the work over on the new tree.
+   */
+  *requestBuildSteps(request: CreateBuildRequest): Steps<Build | PendingBuild> {
+    const platform = this.resolvePlatform(request.platform);
+    if (platform === SHARED_TREE) {
+      throw new InvalidRequest("platform is required: no platform has a tree of its own yet; name the agents' platform (e.g. \"NetBSD-10.0-x86_64\")");
     }
-    if (this.tree.size === 0) throw new EmptyTree();
+    if (!PLATFORM_SHAPE.test(platform)) throw new InvalidRequest(platformShapeProblem(platform));
     if (request.mode === "incremental" && request.packagesDir === "") {
       throw new InvalidRequest("an incremental build needs a packages directory (packages_dir, or the server's --packages-dir)");
     }
+    for (const entry of request.limitTo) {
+      if (!isValidLocation(entry) && !isValidPkgname(entry)) {
+        throw new InvalidRequest(`"${entry}" is neither a location (category/package) nor a PKGNAME (name-version)`);
+      }
+    }
+    const treeKey = this.scanTreeFor(platform);
+    const tree = this.platformTree(treeKey);
+    const missing = request.limitTo.length === 0 ? [] : this.missingLocations(tree, request.limitTo);
+    const scannable = treeKey !== SHARED_TREE || this.options.sharedTreeScanner === true;
+    if (missing.length === 0 || !scannable) {
+      if (tree.size === 0) throw new EmptyTree();
+    }
     const options: BuildOptions = {
       id: this.options.newId(),
-      platform: request.platform,
+      platform,
       mode: request.mode,
       policy: request.policy ?? this.options.defaultPolicy,
       limitTo: [...request.limitTo],
       packagesDir: request.packagesDir,
       createdAt: this.options.now(),
     };
-    const build = this.startBuild(options, request.mode === "incremental" ? request.binaryPackages : undefined, new Map());
+    const binaryPackages = request.mode === "incremental" ? request.binaryPackages : undefined;
+    if (missing.length > 0 && scannable) {
+      const scan = this.startScan({ platform: treeKey, scope: "closure", locations: missing, reuse: false, locationsPerJob: 0 }, options.id);
+      const pending: PendingBuild = { options, scanId: scan.id, binaryPackages };
+      this.pending.set(options.id, pending);
+      this.settleScan(scan);
+      return this.pending.get(options.id) ?? this.getBuild(options.id);
+    }
+    const build = yield* this.startBuild(options, binaryPackages, new Map());
     for (const listener of this.buildListeners) listener(build);
     this.forgetOldBuilds();
     return build;
+  }
+
+  /** createBuild is requestBuild for callers whose tree holds the whole list (no scan needed). */
+  createBuild(request: CreateBuildRequest): Build {
+    const build = this.requestBuild(request);
+    if (!(build instanceof Build)) throw new InvalidRequest(`build ${build.options.id} waits for scan ${build.scanId} to close its list`);
+    return build;
+  }
+
+  /**
+   * The tree a new build or scan of the platform fills: its own when it has
+   * one; the shared tree when that holds packages or has a scanner; else a
+   * new tree of its own, to be scanned by its agents.
+   */
+  private scanTreeFor(platform: string): string {
+    if (this.platformTrees.has(platform)) return platform;
+    if (this.tree.size > 0 || this.options.sharedTreeScanner === true) return SHARED_TREE;
+    return platform;
+  }
+
+  /**
+   * missingLocations walks the list through the tree and returns the
+   * locations it needs that the tree has no records for: listed locations
+   * never scanned, and locations dependency patterns point at.
+   */
+  private missingLocations(tree: PackageTree, limitTo: readonly string[]): string[] {
+    const missing = new Set<string>();
+    const seen = new Set<string>();
+    const stack: string[] = [];
+    for (const entry of limitTo) {
+      if (tree.get(entry) !== undefined) stack.push(entry);
+      else if (isValidLocation(entry)) {
+        const names = tree.atLocation(entry);
+        if (names.length === 0) missing.add(entry);
+        stack.push(...names);
+      }
+    }
+    while (stack.length > 0) {
+      const name = stack.pop()!;
+      if (seen.has(name)) continue;
+      seen.add(name);
+      const pkg = tree.get(name)!;
+      for (const dep of pkg.record.dependencies) {
+        if (tree.atLocation(dep.location).length === 0) missing.add(dep.location);
+      }
+      stack.push(...pkg.dependencies);
+    }
+    return [...missing].sort();
+  }
+
+  /** A pending build or a build, by id. */
+  getBuildOrPending(buildId: string): Build | PendingBuild {
+    return this.pending.get(buildId) ?? this.getBuild(buildId);
+  }
+
+  /** Why a build's closure scan left something out, if it did. */
+  buildProblem(buildId: string): string {
+    return this.buildProblems.get(buildId) ?? "";
+  }
+
+  // --- scans ---------------------------------------------------------------
+
+  /** startScan queues scan jobs for the platform's agents (or the shared tree's scanner). */
+  startScan(request: StartScanRequest, buildId = ""): ScanRun {
+    const platform = request.platform;
+    if (platform !== SHARED_TREE && !PLATFORM_SHAPE.test(platform)) throw new InvalidRequest(platformShapeProblem(platform));
+    if (request.scope !== "tree" && request.locations.length === 0) throw new InvalidRequest("locations is empty: name at least one location to scan");
+    for (const location of request.locations) {
+      if (!isValidLocation(location)) throw new InvalidRequest(`location "${location}" is not category/package`);
+    }
+    const tree = this.platformTree(platform);
+    const scan = new ScanRun({
+      id: this.options.newId(),
+      platform,
+      scope: request.scope,
+      locations: request.locations,
+      reuse: request.reuse,
+      locationsPerJob: request.locationsPerJob === 0 ? 8 : request.locationsPerJob,
+      createdAt: this.options.now(),
+      buildId,
+    }, { hasLocation: (l) => tree.atLocation(l).length > 0 });
+    this.scans.set(scan.id, scan);
+    this.forgetOldScans();
+    this.announceScan(scan);
+    if (scan.readyCount > 0) this.announceReady();
+    return scan;
+  }
+
+  getScan(scanId: string): ScanRun {
+    const scan = this.scans.get(scanId);
+    if (scan === undefined) throw new UnknownScan(scanId);
+    return scan;
+  }
+
+  /** Scans, newest first. */
+  listScans(platform = ""): ScanRun[] {
+    return [...this.scans.values()].filter((s) => platform === "" || s.options.platform === platform).reverse();
+  }
+
+  /** Leases up to max ready scan jobs of the platform's running scans, oldest scan first. */
+  nextScanJobs(platform: string, agentId: string, max: number, leaseMs: number | undefined): ScanAssignment[] {
+    if (agentId === "") throw new InvalidRequest("agent_id is required, so leases can be traced to a build host");
+    const deadline = this.options.now() + this.leaseLength(leaseMs);
+    const assignments: ScanAssignment[] = [];
+    for (const scan of this.scans.values()) {
+      if (scan.state !== "running" || scan.options.platform !== platform) continue;
+      const tree = this.platformTree(scan.options.platform);
+      while (assignments.length < max) {
+        const leaseId = this.options.newId();
+        const job = scan.leaseNext({ id: leaseId, agentId, deadline });
+        if (job === undefined) break;
+        this.leaseDeadlines.push({ deadline, scan, scanJob: job, leaseId });
+        this.leasesHeld++;
+        const previous = new Map<string, { scannedAt: number; scanDepends: readonly string[] }>();
+        if (scan.options.reuse) {
+          for (const location of job.locations) {
+            const at = this.lastScanned(scan.options.platform, location);
+            const names = tree.atLocation(location);
+            if (at === undefined || names.length === 0) continue;
+            const files = new Set<string>();
+            for (const name of names) for (const f of tree.get(name)!.record.scanDepends.split(/\s+/)) if (f !== "") files.add(f);
+            previous.set(location, { scannedAt: at, scanDepends: [...files] });
+          }
+        }
+        assignments.push({ scan, job, lease: { id: leaseId, deadline }, previous });
+      }
+      if (assignments.length >= max) break;
+    }
+    return assignments;
+  }
+
+  /** Whether an id names a scan (so a lease call is about a scan job). */
+  isScan(id: string): boolean {
+    return this.scans.has(id);
+  }
+
+  private heldScanJob(ref: LeaseRef): { scan: ScanRun; job: ScanJob } {
+    const scan = this.getScan(ref.buildId);
+    const job = scan.byName.get(ref.pkgname);
+    if (job === undefined) throw new StaleLease(ref.buildId, ref.pkgname, ref.leaseId, "the scan has no such job");
+    if (job.lease === undefined || job.lease.id !== ref.leaseId) {
+      throw new StaleLease(ref.buildId, ref.pkgname, ref.leaseId, job.state === "leased" ? "the job is leased under another lease" : `the scan job is ${job.state}`);
+    }
+    return { scan, job };
+  }
+
+  /**
+   * finishScanJob takes a scan job's answer: its records go into the tree at
+   * once (a whole-tree scan's when it ends), a closure grows by what they
+   * need, and a build waiting on the scan starts when it ends.
+   */
+  finishScanJob(result: ScanJobResult): void {
+    const { scan, job } = this.heldScanJob(result);
+    const now = this.options.now();
+    this.leasesHeld--;
+    if (result.failure !== "") scan.failJob(job, result.failure, now);
+    else if (job.enumerate) {
+      if (result.enumerated === undefined) scan.failJob(job, "the enumeration job brought back no locations", now);
+      else {
+        const bad = result.enumerated.filter((l) => !isValidLocation(l));
+        if (bad.length > 0) scan.failJob(job, `the enumeration listed ${bad.length} locations that are not category/package, e.g. "${bad[0]!.slice(0, 100)}"`, now);
+        else scan.enumerated(job, result.enumerated, now);
+      }
+    } else {
+      const effect = scan.scanned(job, result.locations, result.problems, now);
+      this.markScanned(scan.options.platform, result.locations.filter((l) => l.error === "" && !l.reused).map((l) => l.location), now);
+      if (effect.replaced.length > 0) {
+        for (const p of this.replaceTree(effect.apply, "locations", scan.options.platform)) scan.problems.length < 100 && scan.problems.push(p);
+      }
+    }
+    this.settleScan(scan);
+  }
+
+  private markScanned(platform: string, locations: readonly string[], now: number): void {
+    let map = this.scannedAt.get(platform);
+    if (map === undefined) this.scannedAt.set(platform, map = new Map());
+    for (const l of locations) map.set(l, now);
+  }
+
+  /** After any change of a scan: apply a finished tree scan, start the build waiting on it, tell listeners. */
+  private settleScan(scan: ScanRun): void {
+    if (scan.state === "finished" && scan.options.scope === "tree" && !this.appliedTreeScans.has(scan.id)) {
+      this.appliedTreeScans.add(scan.id);
+      const tree = this.platformTree(scan.options.platform);
+      const { records, kept } = scan.treeResult();
+      const keptRecords = kept.flatMap((l) => tree.atLocation(l).map((name) => tree.get(name)!.record));
+      if (records.length + keptRecords.length > 0) this.replaceTree([...records, ...keptRecords], "tree", scan.options.platform);
+    }
+    if (scan.state !== "running" && scan.options.buildId !== "") this.startPendingBuild(scan);
+    this.announceScan(scan);
+    if (scan.readyCount > 0) this.announceReady();
+  }
+
+  private readonly appliedTreeScans = new Set<string>();
+
+  private startPendingBuild(scan: ScanRun): void {
+    const pending = this.pending.get(scan.options.buildId);
+    if (pending === undefined) return;
+    this.pending.delete(pending.options.id);
+    const tree = this.treeOf(pending.options.platform);
+    const absent = pending.options.limitTo.filter((entry) => tree.get(entry) === undefined && tree.atLocation(entry).length === 0);
+    const problems: string[] = [];
+    if (scan.state === "failed") problems.push("the closure scan failed");
+    if (absent.length > 0) problems.push(`not in the tree after the closure scan: ${absent.slice(0, 20).join(", ")}${absent.length > 20 ? ` and ${absent.length - 20} more` : ""}`);
+    if (problems.length > 0) this.buildProblems.set(pending.options.id, problems.join("; "));
+    const build = runSteps(this.startBuild(pending.options, pending.binaryPackages, new Map(), true));
+    for (const listener of this.buildListeners) listener(build);
+    this.forgetOldBuilds();
+  }
+
+  private announceScan(scan: ScanRun): void {
+    for (const listener of this.scanListeners) listener(scan);
+  }
+
+  private forgetOldScans(): void {
+    const keep = this.options.keepFinishedScans ?? DEFAULT_KEEP_FINISHED_SCANS;
+    const ended = [...this.scans.values()].filter((s) => s.state !== "running");
+    for (const scan of ended.slice(0, Math.max(0, ended.length - keep))) this.scans.delete(scan.id);
   }
 
   /**
@@ -248,7 +636,12 @@ export class DepGraph {
    * down nobody could renew them, and the agents may still be building.
    */
   restoreBuild(restored: RestoredBuild): Build {
-    const build = this.startBuild(restored.options, undefined, restored.jobs);
+    return runSteps(this.restoreBuildSteps(restored));
+  }
+
+  /** restoreBuildSteps is restoreBuild in slices, as requestBuildSteps is requestBuild. */
+  *restoreBuildSteps(restored: RestoredBuild): Steps<Build> {
+    const build = yield* this.startBuild(restored.options, undefined, restored.jobs);
     const now = this.options.now();
     if (restored.cancelled) build.quietly(() => build.cancel(restored.finishedAt ?? now));
     for (const job of build.jobs) {
@@ -261,44 +654,82 @@ export class DepGraph {
     return build;
   }
 
-  private startBuild(options: BuildOptions, binaryPackages: ReadonlyMap<string, BinaryPackageFile> | undefined, restored: ReadonlyMap<string, RestoredJob>): Build {
-    const selected = this.selectPackages(options.limitTo, restored.size > 0);
+  /**
+   * startBuild works out a build's jobs from the tree in slices, then makes
+   * and registers the build in one step. Each slice sees the tree as it is
+   * then, so one that finds the tree moved starts over; after a few tries the
+   * work is done in one go, so a stream of changes cannot hold a build back.
+   */
+  private *startBuild(options: BuildOptions, binaryPackages: ReadonlyMap<string, BinaryPackageFile> | undefined, restored: ReadonlyMap<string, RestoredJob>, lenient = false): Steps<Build> {
+    const tree = this.treeOf(options.platform);
+    for (let attempt = 1; ; attempt++) {
+      const sliced = attempt <= SLICED_ATTEMPTS;
+      const revision = tree.revision;
+      const work = this.newBuild(tree, options, binaryPackages, restored, lenient);
+      let step = work.next();
+      let moved = false;
+      while (!step.done && !moved) {
+        if (sliced) {
+          yield;
+          moved = tree.revision !== revision;
+          if (moved) break;
+        }
+        step = work.next();
+      }
+      if (sliced && !moved) {
+        yield;
+        moved = tree.revision !== revision;
+      }
+      if (moved || !step.done) {
+        work.return(undefined as never);
+        continue;
+      }
+      const build = step.value;
+      this.builds.set(options.id, build);
+      if (build.readyCount > 0) this.announceReady();
+      return build;
+    }
+  }
+
+  private *newBuild(tree: PackageTree, options: BuildOptions, binaryPackages: ReadonlyMap<string, BinaryPackageFile> | undefined, restored: ReadonlyMap<string, RestoredJob>, lenient: boolean): Steps<Build> {
+    const initial = yield* this.initialJobs(tree, options, binaryPackages, restored, lenient);
+    return yield* Build.create(options, initial, this.emit);
+  }
+
+  /** initialJobs is what each job of a new build starts as: its dependencies, state, reason and priority. */
+  private *initialJobs(tree: PackageTree, options: BuildOptions, binaryPackages: ReadonlyMap<string, BinaryPackageFile> | undefined, restored: ReadonlyMap<string, RestoredJob>, lenient: boolean): Steps<InitialJob[]> {
+    const selected = yield* this.selectPackages(tree, options.limitTo, lenient || restored.size > 0);
     const indexOf = new Map<string, number>();
-    selected.forEach((name, i) => indexOf.set(name, i));
+    yield* mapInSlices(selected, (name, i) => indexOf.set(name, i));
     const inCycle = new Map<string, readonly string[]>();
-    for (const cycle of this.tree.cyclesFound()) for (const name of cycle) inCycle.set(name, cycle);
+    for (const cycle of tree.cyclesFound()) yield* mapInSlices(cycle, (name) => inCycle.set(name, cycle));
 
-    const packages = selected.map((name) => this.tree.get(name)!);
-    const dependencies = packages.map((pkg) => pkg.dependencies.map((d) => indexOf.get(d)!));
-    const dependents: number[][] = packages.map(() => []);
-    dependencies.forEach((deps, i) => deps.forEach((d) => dependents[d]!.push(i)));
+    const packages = yield* mapInSlices(selected, (name) => tree.get(name)!);
+    const dependencies = yield* mapInSlices(packages, (pkg) => pkg.dependencies.map((d) => indexOf.get(d)!));
+    const dependents: number[][] = yield* mapInSlices(packages, () => []);
+    yield* mapInSlices(dependencies, (deps, i) => deps.forEach((d) => dependents[d]!.push(i)));
     const typical = this.options.history.typicalMs() ?? this.options.fallbackDurationMs;
-    const expectedMs = packages.map((pkg) =>
+    const expectedMs = yield* mapInSlices(packages, (pkg) =>
       this.options.history.expectedMs(pkg.record.pkgname, pkg.record.location) ?? (typical * pkg.record.pbulkWeight) / 100);
-    const priority = policies[options.policy].priorities({
-      dependencies,
-      dependents,
-      pbulkWeight: packages.map((pkg) => pkg.record.pbulkWeight),
-      expectedMs,
-    });
-    const upToDate = binaryPackages !== undefined
-      ? upToDatePackages(packages.map((pkg) => pkg.record.pkgname), dependencies, this.withoutOutdated(binaryPackages))
-      : new Set<number>();
+    const pbulkWeight = yield* mapInSlices(packages, (pkg) => pkg.record.pbulkWeight);
+    const priority = yield* policies[options.policy].priorities({ dependencies, dependents, pbulkWeight, expectedMs });
+    yield;
+    const decision = binaryPackages !== undefined
+      ? decideIncremental(packages.map((pkg) => pkg.record.pkgname), dependencies, this.withoutOutdated(binaryPackages))
+      : undefined;
+    const upToDate = decision?.upToDate ?? new Set<number>();
+    yield;
 
-    const initial: InitialJob[] = packages.map((pkg, i) => {
+    return yield* mapInSlices(packages, (pkg, i) => {
       const cycle = inCycle.get(pkg.record.pkgname);
       const prefail = prefailReason(pkg);
       const [state, reason]: [InitialJob["state"], string] =
-        cycle !== undefined ? ["cycle", `dependency cycle: ${cycle.join(" -> ")}`]
+        cycle !== undefined ? ["cycle", cycleReason(cycle)]
         : prefail !== "" ? ["prefailed", prefail]
         : upToDate.has(i) ? ["up-to-date", "binary package is current"]
         : ["pending", ""];
-      return { pkg, dependencies: dependencies[i]!, state, reason, cycle: cycle ?? [], priority: priority[i]!, restored: restored.get(pkg.record.pkgname) };
+      return { pkg, dependencies: dependencies[i]!, state, reason, cycle: cycle ?? [], priority: priority[i]!, decision: decision?.reasons[i], restored: restored.get(pkg.record.pkgname) };
     });
-    const build = new Build(options, initial, this.emit);
-    this.builds.set(options.id, build);
-    if (build.readyCount > 0) this.announceReady();
-    return build;
   }
 
   /** Binary packages made before their package's metadata last changed are not current. */
@@ -306,30 +737,38 @@ export class DepGraph {
     const current = new Map(files);
     for (const [name, file] of files) {
       const changed = this.changedAt.get(name);
-      if (changed !== undefined && file.mtimeMs < changed) current.delete(name);
+      if (changed !== undefined && file.mtimeMs < changed && file.outdated === undefined) {
+        current.set(name, { ...file, outdated: "its scan record changed after the package was made" });
+      }
     }
     return current;
   }
 
   /** All packages, or the named locations/PKGNAMEs plus everything they need. */
-  private selectPackages(limitTo: readonly string[], lenient = false): string[] {
-    if (limitTo.length === 0) return [...this.tree.pkgnames()];
+  private *selectPackages(tree: PackageTree, limitTo: readonly string[], lenient = false): Steps<string[]> {
+    if (limitTo.length === 0) {
+      const all: string[] = [];
+      for (const name of tree.pkgnames()) if (all.push(name) % ITEMS_PER_SLICE === 0) yield;
+      return all;
+    }
     const selected = new Set<string>();
     const stack: string[] = [];
     for (const entry of limitTo) {
       if (!isValidLocation(entry) && !isValidPkgname(entry)) {
         throw new InvalidRequest(`"${entry}" is neither a location (category/package) nor a PKGNAME (name-version)`);
       }
-      const names = this.tree.get(entry) !== undefined ? [entry] : this.tree.atLocation(entry);
+      const names = tree.get(entry) !== undefined ? [entry] : tree.atLocation(entry);
       // A restored build keeps what is left of its selection after the tree moved.
       if (names.length === 0 && !lenient) throw new UnknownPackage(entry);
       stack.push(...names);
     }
+    const slice = new Counter(SELECT_SLICE);
     while (stack.length > 0) {
       const name = stack.pop()!;
       if (selected.has(name)) continue;
       selected.add(name);
-      stack.push(...this.tree.get(name)!.dependencies);
+      stack.push(...tree.get(name)!.dependencies);
+      if (slice.tick()) yield;
     }
     return [...selected];
   }
@@ -347,7 +786,22 @@ export class DepGraph {
       .reverse();
   }
 
+  /** Builds waiting for their closure scan, newest first. */
+  listPending(platform = ""): PendingBuild[] {
+    return [...this.pending.values()].filter((p) => platform === "" || p.options.platform === platform).reverse();
+  }
+
   cancelBuild(buildId: string): Build {
+    const pending = this.pending.get(buildId);
+    if (pending !== undefined) {
+      // The scan goes on (its records are good for the tree); the build is
+      // made, cancelled, so it has an end like any other.
+      this.pending.delete(buildId);
+      const build = runSteps(this.startBuild(pending.options, undefined, new Map(), true));
+      build.quietly(() => build.cancel(this.options.now()));
+      for (const listener of this.buildListeners) listener(build);
+      return build;
+    }
     const build = this.getBuild(buildId);
     if (build.state !== "running") return build;
     this.leasesHeld -= build.cancel(this.options.now()).length;
@@ -421,11 +875,12 @@ export class DepGraph {
     results.forEach((result, i) => {
       const { build, job } = held[i]!;
       this.leasesHeld--;
+      if (result.agentId) job.agentId = result.agentId;
       if (result.succeeded) {
         newlyReady += build.succeed(job, { durationMs: result.durationMs, binaryPackage: result.binaryPackage!, logRef: result.logRef }, now);
         this.options.history.record(job.pkgname, job.pkg.record.location, result.durationMs);
       } else {
-        newlyBlocked += build.fail(job, { durationMs: result.durationMs, reason: result.failureReason || "build failed", logRef: result.logRef }, now);
+        newlyBlocked += build.fail(job, { durationMs: result.durationMs, reason: result.failureReason || "build failed", logRef: result.logRef, failedPhase: result.failedPhase }, now);
       }
     });
     if (newlyReady > 0) this.announceReady();
@@ -438,6 +893,18 @@ export class DepGraph {
     const renewed: LeaseRef[] = [];
     const lost: LeaseRef[] = [];
     for (const ref of refs) {
+      if (this.scans.has(ref.buildId)) {
+        try {
+          const held = this.heldScanJob(ref);
+          held.job.lease!.deadline = deadline;
+          this.leaseDeadlines.push({ deadline, scan: held.scan, scanJob: held.job, leaseId: ref.leaseId });
+          renewed.push(ref);
+        } catch (e) {
+          if (!(e instanceof StaleLease)) throw e;
+          lost.push(ref);
+        }
+        continue;
+      }
       let held: { build: Build; job: Job };
       try {
         held = this.heldJob(ref);
@@ -449,6 +916,7 @@ export class DepGraph {
         throw e;
       }
       held.job.lease!.deadline = deadline;
+      if (ref.agentId) held.job.agentId = ref.agentId;
       this.leaseDeadlines.push({ deadline, build: held.build, job: held.job, leaseId: ref.leaseId });
       renewed.push(ref);
     }
@@ -459,16 +927,27 @@ export class DepGraph {
   /** Gives leased jobs back; all or nothing, like markDone. */
   returnJobs(refs: readonly LeaseRef[], agentLost: boolean, message: string): { requeued: number; failed: number } {
     if (refs.length === 0) throw new InvalidRequest("leases is empty: name at least one lease to give back");
-    const held = refs.map((ref) => this.heldJob(ref));
+    const scanRefs = refs.filter((ref) => this.scans.has(ref.buildId));
+    const heldScans = scanRefs.map((ref) => this.heldScanJob(ref));
+    const buildRefs = refs.filter((ref) => !this.scans.has(ref.buildId));
+    const held = buildRefs.map((ref) => this.heldJob(ref));
     const now = this.options.now();
     let requeued = 0;
     let failed = 0;
-    for (const { build, job } of held) {
+    for (const { scan, job } of heldScans) {
       this.leasesHeld--;
+      const reason = message || (agentLost ? `agent ${job.agentId} went away` : `agent ${job.agentId} gave it back`);
+      if (scan.requeue(job, reason, agentLost, this.options.maxLosses, now) === "requeued") requeued++;
+      else failed++;
+      this.settleScan(scan);
+    }
+    held.forEach(({ build, job }, i) => {
+      this.leasesHeld--;
+      if (buildRefs[i]!.agentId) job.agentId = buildRefs[i]!.agentId!;
       const reason = message || (agentLost ? `agent ${job.agentId} went away` : `agent ${job.agentId} gave it back`);
       if (build.requeue(job, reason, agentLost, this.options.maxLosses, now) === "requeued") requeued++;
       else failed++;
-    }
+    });
     if (requeued > 0) this.announceReady();
     return { requeued, failed };
   }
@@ -490,14 +969,17 @@ export class DepGraph {
       this.leaseDeadlines.pop();
       this.leasesHeld--;
       expired++;
-      top.build.requeue(top.job, `lease ${top.leaseId} held by ${top.job.agentId} expired`, true, this.options.maxLosses, now);
+      if (top.scan !== undefined) {
+        top.scan.requeue(top.scanJob, `lease ${top.leaseId} held by ${top.scanJob.agentId} expired`, true, this.options.maxLosses, now);
+        this.settleScan(top.scan);
+      } else top.build.requeue(top.job, `lease ${top.leaseId} held by ${top.job.agentId} expired`, true, this.options.maxLosses, now);
     }
     if (expired > 0) this.announceReady();
     return expired;
   }
 
   private isLive(entry: LeaseDeadline): boolean {
-    const lease = entry.job.lease;
+    const lease = entry.scan !== undefined ? entry.scanJob.lease : entry.job.lease;
     return lease !== undefined && lease.id === entry.leaseId && lease.deadline === entry.deadline;
   }
 
@@ -511,4 +993,8 @@ export class DepGraph {
   private shedStaleDeadlines(): void {
     if (this.leaseDeadlines.size > 4 * this.leasesHeld + 1024) this.leaseDeadlines.retain((e) => this.isLive(e));
   }
+}
+
+function platformShapeProblem(platform: string): string {
+  return `platform "${platform.slice(0, 200)}" must be 1-128 letters, digits, '.', '_', '+' or '-' (e.g. "NetBSD-10.0-x86_64")`;
 }

@@ -27,6 +27,14 @@ export class UnknownBuild extends Error {
   }
 }
 
+/** UnknownScan: no scan has this id (it never existed, or was forgotten). */
+export class UnknownScan extends Error {
+  override readonly name = "UnknownScan";
+  constructor(readonly scanId: string) {
+    super(`no scan has id "${scanId.slice(0, 200)}"`);
+  }
+}
+
 /** UnknownPackage: the tree has no package of this name or location. */
 export class UnknownPackage extends Error {
   override readonly name = "UnknownPackage";

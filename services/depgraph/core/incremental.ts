@@ -2,6 +2,21 @@
 export interface BinaryPackageFile {
   /** Last modification, ms since the epoch. */
   readonly mtimeMs: number;
+  /**
+   * Why the package is out of date although it exists, from a check of its
+   * recorded build (pbulk's pkg-up-to-date: +BUILD_VERSION against the tree,
+   * recorded dependencies against the new ones); undefined when current or
+   * not checked.
+   */
+  readonly outdated?: string;
+}
+
+/** IncrementalDecision says, for each package, whether it is current and why. */
+export interface IncrementalDecision {
+  /** Indices of the packages that are up to date. */
+  readonly upToDate: Set<number>;
+  /** For every package: "up to date", or why it is rebuilt ("rebuilt: ..."). */
+  readonly reasons: string[];
 }
 
 /**
@@ -16,6 +31,16 @@ export function upToDatePackages(
   dependencies: readonly (readonly number[])[],
   binaryPackages: ReadonlyMap<string, BinaryPackageFile>,
 ): Set<number> {
+  return decideIncremental(pkgnames, dependencies, binaryPackages).upToDate;
+}
+
+/** decideIncremental is upToDatePackages with the reason for every decision. */
+export function decideIncremental(
+  pkgnames: readonly string[],
+  dependencies: readonly (readonly number[])[],
+  binaryPackages: ReadonlyMap<string, BinaryPackageFile>,
+): IncrementalDecision {
+  const reasons: string[] = new Array<string>(pkgnames.length).fill("");
   const UNKNOWN = 0, VISITING = 1, CURRENT = 2, STALE = 3;
   const status = new Uint8Array(pkgnames.length);
   const decide = (root: number): void => {
@@ -31,20 +56,24 @@ export function upToDatePackages(
       stack.pop();
       if (status[i] !== VISITING) continue;
       const own = binaryPackages.get(pkgnames[i]!);
-      let current = own !== undefined;
+      let current = own !== undefined && own.outdated === undefined;
+      reasons[i] = own === undefined ? "rebuilt: no binary package" : own.outdated !== undefined ? `rebuilt: ${own.outdated}` : "up to date";
       for (const d of dependencies[i]!) {
         // A dependency still VISITING is on a cycle: nothing on it is current.
         if (!current) break;
         const dep = binaryPackages.get(pkgnames[d]!);
         current = status[d] === CURRENT && dep !== undefined && dep.mtimeMs <= own!.mtimeMs;
+        if (!current) {
+          reasons[i] = status[d] === CURRENT ? `rebuilt: the package of dependency ${pkgnames[d]} is newer` : `rebuilt: dependency ${pkgnames[d]} is rebuilt`;
+        }
       }
       status[i] = current ? CURRENT : STALE;
     }
   };
-  const result = new Set<number>();
+  const upToDate = new Set<number>();
   for (let i = 0; i < pkgnames.length; i++) {
     if (status[i] === UNKNOWN) decide(i);
-    if (status[i] === CURRENT) result.add(i);
+    if (status[i] === CURRENT) upToDate.add(i);
   }
-  return result;
+  return { upToDate, reasons };
 }

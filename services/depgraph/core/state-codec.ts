@@ -15,6 +15,10 @@ const BUILD = "build.";
 const JOB = "job.";
 const HISTORY = "hist.";
 const CHANGED = "changed.";
+/** A platform's own tree: "ptree.<platform>.<location>". */
+const PLATFORM_TREE = "ptree.";
+/** When a platform's location was last scanned by a scan job: "pscanned.<platform>.<location>". */
+const PLATFORM_SCANNED = "pscanned.";
 
 function token(s: string): string {
   return Buffer.from(s, "utf8").toString("base64url");
@@ -26,11 +30,17 @@ function untoken(t: string): string {
 
 /** isLocationKey tells a tree location's key from the others. */
 export function isLocationKey(key: string): boolean {
-  return key.startsWith(TREE);
+  return key.startsWith(TREE) || key.startsWith(PLATFORM_TREE);
 }
 
-export function locationKey(location: string): string {
-  return TREE + token(location);
+/** The key of a location's records in the shared tree (platform ""), or in a platform's own tree. */
+export function locationKey(location: string, platform = ""): string {
+  return platform === "" ? TREE + token(location) : `${PLATFORM_TREE}${token(platform)}.${token(location)}`;
+}
+
+/** When a location of a platform's tree was last scanned, in ms since the epoch. */
+export function scannedKey(platform: string, location: string): string {
+  return `${PLATFORM_SCANNED}${token(platform)}.${token(location)}`;
 }
 
 export function buildKey(buildId: string): string {
@@ -98,6 +108,7 @@ export function encodeJob(job: Job): string | undefined {
     durationMs: job.durationMs,
     binaryPackage: job.binaryPackage,
     logRef: job.logRef,
+    ...(job.failedPhase === "" ? {} : { failedPhase: job.failedPhase }),
   };
   return JSON.stringify(doc);
 }
@@ -115,6 +126,10 @@ export interface DecodedState {
   readonly history: BuildHistoryRow[];
   /** When packages last changed, by PKGNAME. */
   readonly changedAt: [string, number][];
+  /** Platforms' own trees: pbulk-index chunks by platform, as pbulkIndex is for the shared tree. */
+  readonly platformTrees: ReadonlyMap<string, (string | Uint8Array)[]>;
+  /** When platforms' locations were last scanned: platform → [location, ms]. */
+  readonly scannedAt: ReadonlyMap<string, [string, number][]>;
   /** Keys that could not be read, with why; they are skipped, never fatal. */
   readonly problems: string[];
 }
@@ -131,10 +146,23 @@ export function decodeState(entries: Iterable<readonly [string, StoredValue]>): 
   const history: BuildHistoryRow[] = [];
   const changedAt: [string, number][] = [];
   const problems: string[] = [];
+  const platformTrees = new Map<string, (string | Uint8Array)[]>();
+  const scannedAt = new Map<string, [string, number][]>();
   let locations = 0;
   for (const [key, stored] of entries) {
     if (stored.length === 0) continue;
     try {
+      if (key.startsWith(PLATFORM_TREE)) {
+        const [platformToken] = key.slice(PLATFORM_TREE.length).split(".");
+        if (platformToken === undefined) throw new Error("not a platform location");
+        const platform = untoken(platformToken);
+        let list = platformTrees.get(platform);
+        if (list === undefined) platformTrees.set(platform, list = []);
+        list.push(stored);
+        locations++;
+        if (!endsWithNewline(stored)) list.push("\n");
+        continue;
+      }
       if (key.startsWith(TREE)) {
         // Left as stored: the scan parser reads bytes, and a whole tree
         // decoded to text and back costs a restart about a third of a second.
@@ -157,6 +185,14 @@ export function decodeState(entries: Iterable<readonly [string, StoredValue]>): 
         const doc = JSON.parse(value) as { location: string; durationMs: number };
         if (typeof doc.location !== "string" || !(doc.durationMs >= 0)) throw new Error("not a duration");
         history.push({ pkgname: untoken(key.slice(HISTORY.length)), location: doc.location, succeeded: true, durationMs: doc.durationMs });
+      } else if (key.startsWith(PLATFORM_SCANNED)) {
+        const [platformToken, locationToken] = key.slice(PLATFORM_SCANNED.length).split(".");
+        const time = Number(value);
+        if (platformToken === undefined || locationToken === undefined || !Number.isFinite(time)) throw new Error("not a scan time");
+        const platform = untoken(platformToken);
+        let list = scannedAt.get(platform);
+        if (list === undefined) scannedAt.set(platform, list = []);
+        list.push([untoken(locationToken), time]);
       } else if (key.startsWith(CHANGED)) {
         const time = Number(value);
         if (!Number.isFinite(time)) throw new Error("not a time");
@@ -175,6 +211,8 @@ export function decodeState(entries: Iterable<readonly [string, StoredValue]>): 
       .map(({ doc, jobs }) => ({ options: doc.options, cancelled: doc.cancelled, finishedAt: doc.finishedAt ?? undefined, jobs })),
     history,
     changedAt,
+    platformTrees,
+    scannedAt,
     problems,
   };
 }

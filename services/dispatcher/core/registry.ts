@@ -18,6 +18,8 @@ export interface HeldJob {
   readonly pkgname: string;
   readonly leaseId: string;
   readonly agentId: string;
+  /** When it was sent to the agent (or re-attached). */
+  readonly assignedAt: number;
   /** Set once the agent says it started (JobAccepted). */
   accepted: boolean;
 }
@@ -148,8 +150,8 @@ export class AgentRegistry {
     return best;
   }
 
-  hold(agent: AgentRecord, job: { buildId: string; pkgname: string; leaseId: string }): HeldJob {
-    const held: HeldJob = { ...job, agentId: agent.id, accepted: false };
+  hold(agent: AgentRecord, job: { buildId: string; pkgname: string; leaseId: string }, now: number): HeldJob {
+    const held: HeldJob = { buildId: job.buildId, pkgname: job.pkgname, leaseId: job.leaseId, agentId: agent.id, assignedAt: now, accepted: false };
     const key = jobKey(job.buildId, job.pkgname);
     agent.jobs.set(key, held);
     this.holders.set(key, held);
@@ -173,6 +175,24 @@ export class AgentRegistry {
     const agent = this.agents.get(job.agentId);
     if (agent?.jobs.get(key) === job) agent.jobs.delete(key);
     if (this.holders.get(key) === job) this.holders.delete(key);
+  }
+
+  /**
+   * notListed compares what an agent says it runs (a heartbeat's list) with
+   * what it holds here, and returns the held jobs it no longer runs: it lost
+   * or dropped them, and they must go back. An assignment may still be on
+   * its way down the stream when the agent sends its heartbeat, so a job
+   * counts only once the agent accepted it or it was sent at least graceMs
+   * (a heartbeat interval) ago.
+   */
+  notListed(agent: AgentRecord, listed: readonly { buildId: string; pkgname: string; leaseId: string }[], now: number, graceMs: number): HeldJob[] {
+    const running = new Set(listed.map((j) => `${jobKey(j.buildId, j.pkgname)}\u0000${j.leaseId}`));
+    const missing: HeldJob[] = [];
+    for (const [key, job] of agent.jobs) {
+      if (running.has(`${key}\u0000${job.leaseId}`)) continue;
+      if (job.accepted || now - job.assignedAt >= graceMs) missing.push(job);
+    }
+    return missing;
   }
 
   /** Every job held by any agent, for lease renewal. */

@@ -1,0 +1,31 @@
+import { setImmediate as nextTurn } from "node:timers/promises";
+import type { Steps } from "./core/steps.js";
+
+/**
+ * Longest the event loop is held by one run of slices. Health checks, reads
+ * and lease calls wait at most about this long behind a CreateBuild.
+ */
+export const DEFAULT_SLICE_MS = 20;
+
+/**
+ * runSliced does the core's steps a slice at a time: it runs steps for up to
+ * sliceMs, then lets every pending I/O callback and call run (setImmediate)
+ * before going on. An abort (the call was cancelled, the server is closing)
+ * stops the work between slices; the core's steps are written so that
+ * stopping early leaves nothing half-done.
+ */
+export async function runSliced<T>(steps: Steps<T>, signal?: AbortSignal, sliceMs = DEFAULT_SLICE_MS): Promise<T> {
+  try {
+    for (;;) {
+      const end = performance.now() + sliceMs;
+      do {
+        const step = steps.next();
+        if (step.done) return step.value;
+      } while (performance.now() < end);
+      await nextTurn();
+      signal?.throwIfAborted();
+    }
+  } finally {
+    steps.return(undefined as never);
+  }
+}

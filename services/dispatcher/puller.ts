@@ -1,0 +1,96 @@
+import type { Logger } from "pino";
+import type { Assignment } from "../../gen/pkgfarm/v1/depgraph_pb.js";
+import type { AgentRegistry } from "./core/registry.js";
+import type { DepGraphLink } from "./depgraph-link.js";
+
+export interface PullersOptions {
+  readonly registry: AgentRegistry;
+  readonly depgraph: DepGraphLink;
+  readonly logger: Logger;
+  /** Ends every pull loop (the dispatcher shuts down). */
+  readonly signal: AbortSignal;
+  /** Hands the jobs of one NextReadyJob answer to agents of the platform. */
+  readonly place: (platform: string, assignments: readonly Assignment[]) => void;
+}
+
+/** Pullers runs one pull loop per platform that has agents. */
+export interface Pullers {
+  /** Slots of the platform changed (an agent came, a job ended): the loop re-counts, starting if needed. */
+  wake(platform: string): void;
+}
+
+// Several NextReadyJob calls may be out at once for a platform, together
+// asking for no more jobs than there are free slots: one call at a time
+// would leave slots that free up during its round trip idle until it returns.
+const MAX_PULLS_IN_FLIGHT = 4;
+
+/**
+ * createPullers asks depgraph for as many jobs as a platform's agents have
+ * free slots, and keeps asking while slots are free. A loop ends when its
+ * platform has no agents and no call out; the next agent starts a new one.
+ * A failing depgraph is retried with exponential backoff (at most 30 s).
+ */
+export function createPullers(options: PullersOptions): Pullers {
+  const { registry, depgraph, logger, signal, place } = options;
+  const pullers = new Map<string, { wake: () => void }>();
+
+  const start = (platform: string) => {
+    let wake: () => void = () => {};
+    let woken = false;
+    const puller = {
+      wake: () => {
+        woken = true;
+        wake();
+      },
+    };
+    pullers.set(platform, puller);
+    let requested = 0;
+    let inFlight = 0;
+    let failures = 0;
+    let retryAt = 0;
+    const pull = async (want: number) => {
+      requested += want;
+      inFlight++;
+      let assignments: Assignment[] = [];
+      try {
+        assignments = await depgraph.nextReadyJobs(platform, want, signal);
+        failures = 0;
+      } catch (e) {
+        if (!signal.aborted) {
+          failures++;
+          const delay = Math.min(30_000, 250 * 2 ** Math.min(failures, 7));
+          retryAt = Date.now() + delay;
+          setTimeout(puller.wake, delay).unref();
+          logger.warn({ err: e, platform, retryInMs: delay }, "NextReadyJob failed; retrying");
+        }
+      } finally {
+        requested -= want;
+        inFlight--;
+      }
+      if (assignments.length > 0) place(platform, assignments);
+      puller.wake();
+    };
+    void (async () => {
+      while (!signal.aborted) {
+        const want = registry.freeSlotsFor(platform) - requested;
+        if (want > 0 && inFlight < MAX_PULLS_IN_FLIGHT && Date.now() >= retryAt) {
+          woken = false;
+          void pull(want);
+          continue;
+        }
+        if (inFlight === 0 && !registry.platforms().has(platform)) break;
+        if (!woken) await new Promise<void>((resolve) => (wake = resolve));
+        woken = false;
+      }
+      pullers.delete(platform);
+    })();
+  };
+
+  return {
+    wake(platform) {
+      const existing = pullers.get(platform);
+      if (existing !== undefined) existing.wake();
+      else start(platform);
+    },
+  };
+}
