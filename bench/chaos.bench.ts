@@ -219,6 +219,9 @@ async function main(): Promise<void> {
     let publishing = Promise.resolve();
     const publishChanges = async () => {
       const changed: ScanRecord[] = [];
+      // One record per location and event: two for one location in one file
+      // would be one event whose outcome depends on which record wins.
+      const taken = new Set<string>();
       const n = 1 + Math.floor(random() * 5);
       for (let k = 0; k < n; k++) {
         const kind = random();
@@ -229,6 +232,8 @@ async function main(): Promise<void> {
           continue;
         }
         const old = pick(tree.records);
+        if (taken.has(old.location)) continue;
+        taken.add(old.location);
         const now = byLocation.get(old.location)![0]!;
         if (kind < 0.7) {
           // A version bump: a new PKGNAME at the same location.

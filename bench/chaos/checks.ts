@@ -86,6 +86,11 @@ export function checkChaos(facts: ChaosFacts): ChaosVerdict {
       counted[job.state] = (counted[job.state] ?? 0) + 1;
       if (!TERMINAL_STATES.has(job.state)) add("job-not-terminal", `${build.id}/${job.pkgname} is ${job.state}`);
       if (job.state === "JOB_STATE_SUCCEEDED" && facts.failing.has(job.pkgname)) add("failing-package-succeeded", `${build.id}/${job.pkgname}`);
+      // A job fails because its build failed, or because it lost too many
+      // leases (depgraph's --max-losses); a restart of a service is neither.
+      if (job.state === "JOB_STATE_FAILED" && !facts.failing.has(job.pkgname) && !job.reason.startsWith("gave up after")) {
+        add("failed-not-on-purpose", `${build.id}/${job.pkgname}: ${job.reason.slice(0, 200)}`);
+      }
     }
     // Counts move while a build runs; they must agree once it is finished.
     if (build.state !== "BUILD_STATE_FINISHED") continue;
