@@ -5,12 +5,19 @@
 // Run as `node dist/bench/dispatch.bench.js --hold-agent <url> <agentId> <platform>`
 // the same file is the child agent of the requeue measurement: it connects with
 // one slot, reports each assignment on stdout as a JSON line and holds the job.
+//
+// `npm run bench:dispatch -- --processes` (or `node dist/bench/dispatch.bench.js
+// --processes`) measures the throughput runs with depgraph and the dispatcher
+// each in a process of its own (`pkgfarm depgraph`, `pkgfarm dispatcher`, as
+// deployed) and the simulated agents in this one; the requeue and upload
+// figures, which do not depend on it, are left out.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream, existsSync } from "node:fs";
 import { copyFile, mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { createServer } from "node:net";
 import { createInterface } from "node:readline";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
@@ -18,6 +25,7 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client } from "@connectrpc/connect";
 import { pino } from "pino";
+import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { DepGraphService, JobOutcome, type BinaryPackage } from "../gen/pkgfarm/v1/depgraph_pb.js";
 import {
   ConnectRequestSchema,
@@ -168,12 +176,17 @@ async function uploadTiny(agent: SimAgent, job: RunningJob): Promise<BinaryPacka
 
 // --- services -----------------------------------------------------------------
 
-interface Stack {
+/** What the throughput runs need of the services, wherever they run. */
+interface Endpoints {
+  dispatcherUrl: string;
+  client: Client<typeof DepGraphService>;
+  close(): Promise<void>;
+}
+
+interface Stack extends Endpoints {
   depgraph: RunningDepGraph;
   dispatcher: RunningDispatcher;
   dataDir: string;
-  client: Client<typeof DepGraphService>;
-  close(): Promise<void>;
 }
 
 async function startStack(heartbeatIntervalMs: number, heartbeatTimeoutMs: number): Promise<Stack> {
@@ -190,7 +203,7 @@ async function startStack(heartbeatIntervalMs: number, heartbeatTimeoutMs: numbe
   }, silent);
   const client = createClient(DepGraphService, createPkgfarmTransport(depgraph.url));
   return {
-    depgraph, dispatcher, dataDir, client,
+    depgraph, dispatcher, dataDir, client, dispatcherUrl: dispatcher.url,
     async close() {
       await dispatcher.close().catch(() => {});
       await depgraph.close().catch(() => {});
@@ -199,10 +212,86 @@ async function startStack(heartbeatIntervalMs: number, heartbeatTimeoutMs: numbe
   };
 }
 
+const CLI = fileURLToPath(new URL("../services/cli/main.js", import.meta.url));
+
+/** A service process: its output is kept (the tail) to explain a failure to start. */
+function spawnService(args: readonly string[]): { child: ChildProcess; output: () => string } {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  const keep = (chunk: Buffer) => (output = (output + chunk.toString("utf8")).slice(-8192));
+  child.stdout!.on("data", keep);
+  child.stderr!.on("data", keep);
+  return { child, output: () => output };
+}
+
+/** waitServing polls grpc.health.v1 on url until SERVING, failing if the process exits or timeoutMs passes. */
+async function waitServing(name: string, url: string, service: { child: ChildProcess; output: () => string }, timeoutMs: number): Promise<void> {
+  const health = createClient(Health, createPkgfarmTransport(url));
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    if (service.child.exitCode !== null || service.child.signalCode !== null) throw new Error(`${name} exited before it served:\n${service.output()}`);
+    const status = await health.check({ service: "" }, { timeoutMs: 1000 }).then((r) => r.status, () => undefined);
+    if (status === HealthCheckResponse_ServingStatus.SERVING) return;
+    if (performance.now() > deadline) throw new Error(`${name} did not serve within ${timeoutMs} ms:\n${service.output()}`);
+    await sleep(100);
+  }
+}
+
+async function stopService(service: { child: ChildProcess }): Promise<void> {
+  const { child } = service;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGTERM");
+  const hard = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  await exited;
+  clearTimeout(hard);
+}
+
+/** startProcessStack runs depgraph and the dispatcher as `pkgfarm depgraph` and `pkgfarm dispatcher` processes on free ports. */
+async function startProcessStack(heartbeatIntervalMs: number, heartbeatTimeoutMs: number): Promise<Endpoints> {
+  const [depgraphPort, dispatcherPort] = [await freePort(), await freePort()];
+  const depgraphUrl = `http://127.0.0.1:${depgraphPort}`;
+  const dispatcherUrl = `http://127.0.0.1:${dispatcherPort}`;
+  const dataDir = await mkdtemp(join(tmpdir(), "pkgfarm-dispatch-bench-"));
+  const depgraph = spawnService(["depgraph", "--port", String(depgraphPort), "--import", PRESOLVE, "--lease-seconds", "600", "--log-level", "warn"]);
+  let dispatcher: ReturnType<typeof spawnService> | undefined;
+  try {
+    await waitServing("depgraph", depgraphUrl, depgraph, 120_000);
+    dispatcher = spawnService(["dispatcher", "--port", String(dispatcherPort), "--depgraph", depgraphUrl, "--data-dir", dataDir,
+      "--heartbeat-seconds", String(heartbeatIntervalMs / 1000), "--heartbeat-timeout-seconds", String(heartbeatTimeoutMs / 1000), "--log-level", "warn"]);
+    await waitServing("dispatcher", dispatcherUrl, dispatcher, 60_000);
+  } catch (e) {
+    if (dispatcher !== undefined) await stopService(dispatcher);
+    await stopService(depgraph);
+    await rm(dataDir, { recursive: true, force: true });
+    throw e;
+  }
+  return {
+    dispatcherUrl,
+    client: createClient(DepGraphService, createPkgfarmTransport(depgraphUrl)),
+    async close() {
+      await stopService(dispatcher!);
+      await stopService(depgraph);
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
 // --- 1 and 2: throughput and assignment latency --------------------------------
 
-async function throughput(agents: number) {
-  const stack = await startStack(5000, 15_000);
+async function throughput(agents: number, start: (intervalMs: number, timeoutMs: number) => Promise<Endpoints>) {
+  const stack = await start(5000, 15_000);
   const { build } = await stack.client.createBuild({ platform: PLATFORM });
   log(`${agents} agent(s): build ${build!.id} with ${build!.totalJobs} jobs`);
   let measuring = false;
@@ -215,7 +304,7 @@ async function throughput(agents: number) {
   const freeSince = new Map<string, number>();
   const sims: SimAgent[] = [];
   for (let i = 0; i < agents; i++) {
-    sims.push(connectSimAgent(stack.dispatcher.url, `sim-${agents}-${i}`, (agent, a, at) => {
+    sims.push(connectSimAgent(stack.dispatcherUrl, `sim-${agents}-${i}`, (agent, a, at) => {
       const since = freeSince.get(agent.id);
       freeSince.delete(agent.id);
       if (measuring && since !== undefined) latencies.push(at - since);
@@ -450,19 +539,23 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const wallStarted = performance.now();
+  const processes = process.argv.includes("--processes");
   const runs = [];
-  for (const agents of AGENT_COUNTS) runs.push(await throughput(agents));
-  const workDir = await mkdtemp(join(tmpdir(), "pkgfarm-dispatch-bench-upload-"));
-  let rest: Record<string, unknown>;
-  try {
-    rest = await requeueAndUpload(workDir);
-  } catch (e) {
-    log(`requeue/upload failed: ${e instanceof Error ? e.stack : String(e)}`);
-    rest = { requeueError: e instanceof Error ? e.message : String(e) };
-  } finally {
-    await rm(workDir, { recursive: true, force: true });
+  for (const agents of AGENT_COUNTS) runs.push(await throughput(agents, processes ? startProcessStack : startStack));
+  let rest: Record<string, unknown> = {};
+  if (!processes) {
+    const workDir = await mkdtemp(join(tmpdir(), "pkgfarm-dispatch-bench-upload-"));
+    try {
+      rest = await requeueAndUpload(workDir);
+    } catch (e) {
+      log(`requeue/upload failed: ${e instanceof Error ? e.stack : String(e)}`);
+      rest = { requeueError: e instanceof Error ? e.message : String(e) };
+    } finally {
+      await rm(workDir, { recursive: true, force: true });
+    }
   }
   const out = {
+    mode: processes ? "processes: depgraph and dispatcher each a `pkgfarm` process; simulated agents in the bench process" : "one process",
     node: process.version,
     platform: PLATFORM,
     windowMs: WINDOW_MS,
@@ -474,7 +567,9 @@ async function main(): Promise<void> {
     wallSeconds: sig((performance.now() - wallStarted) / 1000),
     notes: [
       "Each agent count gets a fresh depgraph (shared scan imported) and dispatcher and a full build; simulated agents (1 slot each, one HTTP/2 connection each) accept, upload a 64-byte package and send finished on every assign; jobsPerSecond counts finished reports sent during the window after warm-up.",
-      "depgraph, dispatcher and all simulated agents share one Node process and event loop, so figures include the agents' own CPU cost.",
+      processes
+        ? "depgraph (`pkgfarm depgraph --import`, log level warn) and the dispatcher (`pkgfarm dispatcher`, log level warn) run as processes of their own; all simulated agents share the bench process. The requeue and upload figures are not measured in this mode."
+        : "depgraph, dispatcher and all simulated agents share one Node process and event loop, so figures include the agents' own CPU cost.",
       "assignLatencyMs is measured on the agent side: from sending finished for the previous job (which frees the slot) to receiving the next assign, over the window. The WatchJobs READY-timestamp method was not used: a full build starts with thousands of READY jobs, so READY-to-assign mostly measures queueing, not dispatch.",
       "requeueAfterKillMs: a child process (this file with --hold-agent) holds the only job of a one-package build; from SIGKILL to an idle in-process agent receiving that job. The kernel closes the dead child's socket, so the stream end is seen at once and the heartbeat timeout is not involved; requeueAfterStopMs is the same with SIGSTOP (socket left open), which only the heartbeat timeout catches; it can come in under heartbeatTimeoutMs because the deadline runs from the child's last heartbeat, up to one heartbeat interval before the SIGSTOP.",
       "Every tiny upload goes through the package store's commit (hash, fsync, rename), so that cost is inside jobsPerSecond and assignLatencyMs.",

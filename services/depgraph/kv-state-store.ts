@@ -8,6 +8,16 @@ export const DEFAULT_STATE_BUCKET = "pkgfarm-depgraph";
 const WRITER_KEY = "writer";
 /** Writes in flight at once; more wait their turn, so a full import cannot flood the connection. */
 const MAX_IN_FLIGHT = 512;
+/** Reading the bucket at start gives up after this long without a key arriving. */
+const LOAD_STALL_MS = 20_000;
+
+/** KvLoadStalled: the bucket's keys stopped arriving while depgraph read its state at start. */
+export class KvLoadStalled extends Error {
+  override readonly name = "KvLoadStalled";
+  constructor(bucket: string, stallMs: number, keysRead: number) {
+    super(`reading KV bucket ${bucket} made no progress for ${stallMs / 1000} s (${keysRead} keys read); is NATS up?`);
+  }
+}
 
 export interface KvStateStoreOptions {
   readonly nc: NatsConnection;
@@ -134,10 +144,22 @@ export async function openKvStateStore(options: KvStateStoreOptions): Promise<St
   const load = async (): Promise<Map<string, StoredValue>> => {
     const entries = new Map<string, StoredValue>();
     let initialized!: () => void;
-    const ready = new Promise<void>((resolve) => (initialized = resolve));
+    let failed!: (e: Error) => void;
+    const ready = new Promise<void>((resolve, reject) => {
+      initialized = resolve;
+      failed = reject;
+    });
     const watch = await kv.watch({ key: ">", initializedFn: () => initialized() });
+    // A NATS restart in the middle of the read can leave the watch waiting
+    // for ever, with depgraph neither serving nor exiting: give up once it
+    // stops making progress, so a supervisor starts depgraph again.
+    let lastProgress = Date.now();
+    const stall = setInterval(() => {
+      if (Date.now() - lastProgress > LOAD_STALL_MS) failed(new KvLoadStalled(bucket, LOAD_STALL_MS, revisions.size));
+    }, 1000);
     void (async () => {
       for await (const entry of watch) {
+        lastProgress = Date.now();
         revisions.set(entry.key, entry.revision);
         if (entry.key === WRITER_KEY) continue;
         // Kept as bytes: most of it is scan text, which is parsed as bytes.
@@ -146,9 +168,13 @@ export async function openKvStateStore(options: KvStateStoreOptions): Promise<St
         if (value.length > 0) entries.set(entry.key, value);
         else entries.delete(entry.key);
       }
-    })();
-    await ready;
-    watch.stop();
+    })().catch((e: unknown) => failed(e instanceof Error ? e : new Error(String(e))));
+    try {
+      await ready;
+    } finally {
+      clearInterval(stall);
+      watch.stop();
+    }
     // Claim the bucket only after reading it, so our revisions are the latest.
     const claimed = await kv.put(WRITER_KEY, writerId, { previousSeq: revisions.get(WRITER_KEY) ?? 0 });
     revisions.set(WRITER_KEY, claimed);

@@ -14,6 +14,7 @@ import type { RunningDepGraph } from "../../services/depgraph/server.js";
 import { startDispatcherServer, type RunningDispatcher } from "../../services/dispatcher/server.js";
 import { createPkgfarmTransport } from "../../services/shared/index.js";
 import { startTestDepGraph } from "../support/depgraph-server.js";
+import { eventually } from "../support/eventually.js";
 import { connectRawAgent } from "../support/raw-agent.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -85,7 +86,9 @@ describe("dispatcher and agents on loopback", () => {
     const victim = children[children.length - 2]!;
     // Kill a2 while it holds a job.
     let killedJob = "";
+    const holding = Date.now() + 30_000;
     while (killedJob === "") {
+      assert.ok(Date.now() < holding, "a2 held a job within 30 s");
       const { agents } = await other.client.listAgents({});
       const a2 = agents.find((a) => a.hello?.agentId === "a2");
       if (a2 !== undefined && a2.running.length > 0) {
@@ -168,16 +171,19 @@ describe("dispatcher and agents on loopback", () => {
       yield { part: { case: "chunk" as const, value: data } };
     })());
     agent.send({ case: "finished", value: { job: first.job, outcome: JobOutcome.SUCCEEDED, binaryPackage: { fileName: `${first.job!.pkgname}.tgz`, sha256: sha256(data), sizeBytes: BigInt(data.length) } } });
-    // The next package is ready now, but the draining agent gets nothing.
-    await sleep(300);
+    // The next package is ready now, but the draining agent gets nothing: a
+    // fresh agent, connected while the drained one still is, takes it.
+    const ready = await eventually("the next package ready", async () => {
+      const jobs = (await depgraph.listJobs({ buildId: build!.id, states: [JobState.READY] })).jobs.map((j) => j.pkgname);
+      return jobs.length === 1 ? jobs : undefined;
+    });
+    const second = connectRawAgent(dispatcher.url, { agentId: "leaver", platform });
+    const taken = (await second.waitFor((m) => m.message.case === "assign")).message.value as JobAssignment;
+    assert.equal(taken.job!.pkgname, ready[0]);
     assert.equal(agent.received.filter((m) => m.message.case === "assign").length, 1);
-    const ready = (await depgraph.listJobs({ buildId: build!.id, states: [JobState.READY] })).jobs.map((j) => j.pkgname);
-    assert.equal(ready.length, 1);
     agent.close();
     await agent.ended;
-    // A fresh agent takes it; when its stream breaks the job is ready again at once.
-    const second = connectRawAgent(dispatcher.url, { agentId: "leaver", platform });
-    await second.waitFor((m) => m.message.case === "assign");
+    // When the fresh agent's stream breaks, the job is ready again at once.
     assert.equal((await depgraph.listJobs({ buildId: build!.id })).jobs.find((j) => j.pkgname === ready[0])!.state, JobState.LEASED);
     const leaving = Date.now();
     second.close();
@@ -233,7 +239,7 @@ describe("dispatcher and agents on loopback", () => {
     const agent = startAgentProcess(first.url, dir, "survivor", platform, slow);
     children.push(agent);
     const { build } = await depgraph.createBuild({ platform, limitTo: ["pkgtools/cwrappers"] });
-    while (first.registry.get("survivor")?.jobs.size !== 1) await sleep(20);
+    await eventually("the survivor holding its job", async () => (first!.registry.get("survivor")?.jobs.size === 1 ? true : undefined), 20_000);
     await first.close();
     first = undefined;
     const second = await startDispatcherServer({ ...config, port }, pino({ level: "silent" }));
@@ -299,7 +305,7 @@ describe("dispatcher and agents on loopback", () => {
     children.push(agent);
     const exited = new Promise<number | null>((resolve) => agent.once("exit", (code) => resolve(code)));
     const { build } = await depgraph.createBuild({ platform, limitTo: ["devel/cc-example"] });
-    while (dispatcher.registry.get("terminated")?.jobs.size !== 1) await sleep(20);
+    await eventually("the agent holding its job", async () => (dispatcher.registry.get("terminated")?.jobs.size === 1 ? true : undefined), 20_000);
     agent.kill("SIGTERM");
     assert.equal(await exited, 0);
     const jobs = (await depgraph.listJobs({ buildId: build!.id })).jobs;

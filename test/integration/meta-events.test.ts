@@ -10,7 +10,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { connect } from "nats";
 import { DepGraphService } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import type { RunningDepGraph } from "../../services/depgraph/server.js";
-import { FILES_SUBJECT, RECORDS_SUBJECT, metaConsumerLag, publishMetaEvent, startMetaConsumer } from "../../services/depgraph/meta-events.js";
+import { FILES_SUBJECT, META_STREAM, RECORDS_SUBJECT, metaConsumerLag, publishMetaEvent, startMetaConsumer } from "../../services/depgraph/meta-events.js";
 import { DepGraph } from "../../services/depgraph/core/depgraph.js";
 import { testDepGraphOptions } from "../support/records.js";
 import { pino } from "pino";
@@ -22,7 +22,6 @@ import { startNatsServer, type TestNatsServer } from "../support/nats-server.js"
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const CLI = join(ROOT, "dist", "services", "cli", "main.js");
 const SCAN_ONE = join(ROOT, "examples", "bin", "scan-one.mjs");
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const NEW_RECORD = (version: string) => `PKGNAME=newpkg-${version}
 PKG_LOCATION=misc/newpkg
@@ -73,9 +72,18 @@ describe("package-metadata change events over NATS JetStream", () => {
     const pkg = await eventually("newpkg in the tree", async () => (await client.getPackage({ pkgname: "newpkg-1.0" })).package);
     assert.deepEqual([...pkg.dependencies], ["gmake-4.4.1"]);
     const revision = server.depgraph.tree.revision;
-    const again = await promisify(execFile)(process.execPath, [CLI, "publish", "--nats", nats.url, "--records", file]);
-    assert.match(again.stdout, /published 0 event\(s\); 1 already in the stream/);
-    await sleep(300);
+    const nc = await connect({ servers: nats.url });
+    try {
+      const jsm = await nc.jetstreamManager();
+      const lastSeq = (await jsm.streams.info(META_STREAM)).state.last_seq;
+      const again = await promisify(execFile)(process.execPath, [CLI, "publish", "--nats", nats.url, "--records", file]);
+      assert.match(again.stdout, /published 0 event\(s\); 1 already in the stream/);
+      // Nothing new reached the stream, and the consumer has taken all it holds.
+      assert.equal((await jsm.streams.info(META_STREAM)).state.last_seq, lastSeq);
+      await eventually("the consumer caught up", async () => ((await metaConsumerLag(nc, 2000)) === 0 ? true : undefined));
+    } finally {
+      await nc.drain();
+    }
     assert.equal(server.depgraph.tree.revision, revision);
   });
 

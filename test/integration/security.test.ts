@@ -257,7 +257,8 @@ describe("security: tokens, TLS and limits on real servers", () => {
     // The holder itself can finish it.
     await upload(holder.client, "alpha", job.leaseId);
     holder.send({ case: "finished", value: { job: stolen, outcome: 1, binaryPackage: { fileName: `${job.pkgname}.tgz`, sha256: sha256(data) } } });
-    for (;;) {
+    for (const deadline = Date.now() + 10_000; ;) {
+      assert.ok(Date.now() < deadline, "the holder's report was taken within 10 s");
       const state = (await operator.listJobs({ buildId: build!.id })).jobs[0]!.state;
       if (state !== JobState.LEASED) {
         assert.equal(state, JobState.SUCCEEDED);
