@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
@@ -11,6 +11,7 @@ import {
   PackageSchema,
   ReturnReason,
   ScanProblemSchema,
+  type Assignment as WireAssignment,
   type ImportScanRequest,
   type LeaseRef as WireLeaseRef,
   type ScanProblem,
@@ -19,9 +20,9 @@ import type { DepGraph, JobResult, LeaseRef } from "./core/depgraph.js";
 import { InvalidRequest, type InvalidScanRecord } from "./core/errors.js";
 import { createScanRecordParser, isValidLocation, type ScanRecord } from "./core/scan-record.js";
 import {
-  binaryPackageToWire,
   buildModeFromWire,
   buildToWire,
+  dependencyPackageToWire,
   jobStateFromWire,
   jobToWire,
   packageToWire,
@@ -57,6 +58,13 @@ export interface DepGraphServiceOptions {
    */
   readonly durable?: () => Promise<unknown>;
 }
+
+/**
+ * Encoded bytes after which a NextReadyJob answer takes no further job:
+ * with the one that passed it, an answer stays under 4 MiB unless a single
+ * assignment is bigger than 1 MiB (some 10,000 dependency packages).
+ */
+const MAX_ASSIGNMENT_BYTES = 3 * 1024 * 1024;
 
 /** Calls that change state answer only once the change is durable (see DepGraphServiceOptions.durable). */
 const STATE_CHANGING: ReadonlySet<string> = new Set(["ImportScan", "ScanLocations", "CreateBuild", "CancelBuild", "NextReadyJob", "MarkDone", "ReturnJob"]);
@@ -104,6 +112,35 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
       problems: [...problems.map(problemToWire), ...unresolved],
       tree: treeSummaryToWire(summary),
     };
+  };
+
+  /**
+   * leaseWithinBudget leases up to max jobs one at a time and stops once the
+   * answer passes MAX_ASSIGNMENT_BYTES: deep in a graph one assignment lists
+   * thousands of dependency packages, and max_jobs of them in one answer
+   * would pass any message limit. The job that passes it is still handed out
+   * (it is leased already), so one answer is at most one assignment over.
+   */
+  const leaseWithinBudget = (platform: string, agentId: string, max: number, leaseMs: number | undefined): WireAssignment[] => {
+    const answer: WireAssignment[] = [];
+    let bytes = 0;
+    while (answer.length < max && bytes < MAX_ASSIGNMENT_BYTES) {
+      const [leased] = depgraph.nextReadyJobs(platform, agentId, 1, leaseMs);
+      if (leased === undefined) break;
+      const { build, job, lease } = leased;
+      const wire = create(AssignmentSchema, {
+        buildId: build.id,
+        leaseId: lease.id,
+        package: packageToWire(job.pkg, depgraph.tree, history),
+        leaseDeadline: timestampFromMs(lease.deadline),
+        attempt: job.attempts,
+        dependencies: job.dependencies.map((i) => build.jobs[i]!.pkgname),
+        dependencyPackages: build.transitiveDependencies(job).flatMap((dep) => dependencyPackageToWire(dep) ?? []),
+      });
+      answer.push(wire);
+      bytes += toBinary(AssignmentSchema, wire).byteLength;
+    }
+    return answer;
   };
 
   const impl: ServiceImpl<typeof DepGraphService> = {
@@ -222,22 +259,10 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const leaseMs = optionalMs(request.leaseDuration, "lease_duration");
         const deadline = performance.now() + waitMs;
         for (;;) {
-          const assignments = depgraph.nextReadyJobs(request.platform, request.agentId, max, leaseMs);
+          const assignments = leaseWithinBudget(request.platform, request.agentId, max, leaseMs);
           if (assignments.length > 0) {
             leaseTimer.arm();
-            return {
-              assignments: assignments.map(({ build, job, lease }) => create(AssignmentSchema, {
-                buildId: build.id,
-                leaseId: lease.id,
-                package: packageToWire(job.pkg, depgraph.tree, history),
-                leaseDeadline: timestampFromMs(lease.deadline),
-                attempt: job.attempts,
-                dependencyPackages: build.transitiveDependencies(job).flatMap((dep) =>
-                  dep.binaryPackage !== undefined ? [binaryPackageToWire(dep.binaryPackage)]
-                  : dep.state === "up-to-date" ? [binaryPackageToWire({ fileName: `${dep.pkgname}.tgz`, sha256: "", sizeBytes: 0 })]
-                  : []),
-              })),
-            };
+            return { assignments };
           }
           const left = deadline - performance.now();
           if (left <= 0 || ctx.signal.aborted) return { assignments: [] };
