@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
@@ -7,6 +8,7 @@ import {
   DepGraphService,
   ImportMode,
   JobOutcome,
+  DependencyManifestEntrySchema,
   JobSchema,
   PackageSchema,
   ReturnReason,
@@ -32,7 +34,7 @@ import {
 } from "./convert.js";
 import type { DurationHistory } from "./core/history.js";
 import { readBinaryPackages } from "./packages-dir.js";
-import { pageOf } from "./paging.js";
+import { MAX_PAGE_SIZE, pageOf } from "./paging.js";
 import { runSliced } from "./slices.js";
 import { runScanHelper, type ScanHelperOptions } from "./scan-helper.js";
 import { toConnectError } from "./status.js";
@@ -84,6 +86,9 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
     for (const wake of [...waiters]) wake();
   });
   const leaseTimer = createLeaseTimer(depgraph, logger, options.now);
+  // Builds (and their manifests) are made again only when a new process
+  // restores them, so one generation per service instance tells copies apart.
+  const manifestGeneration = randomUUID();
 
   const guard = async <T>(method: string, run: () => Promise<T> | T): Promise<T> => {
     try {
@@ -121,7 +126,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
    * would pass any message limit. The job that passes it is still handed out
    * (it is leased already), so one answer is at most one assignment over.
    */
-  const leaseWithinBudget = (platform: string, agentId: string, max: number, leaseMs: number | undefined): WireAssignment[] => {
+  const leaseWithinBudget = (platform: string, agentId: string, max: number, leaseMs: number | undefined, closure: boolean): WireAssignment[] => {
     const answer: WireAssignment[] = [];
     let bytes = 0;
     while (answer.length < max && bytes < MAX_ASSIGNMENT_BYTES) {
@@ -135,10 +140,13 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         leaseDeadline: timestampFromMs(lease.deadline),
         attempt: job.attempts,
         dependencies: job.dependencies.map((i) => build.jobs[i]!.pkgname),
-        dependencyPackages: build.transitiveDependencies(job).flatMap((dep) => dependencyPackageToWire(dep) ?? []),
+        dependencyPackages: closure ? build.transitiveDependencies(job).flatMap((dep) => dependencyPackageToWire(dep) ?? []) : [],
+        manifestSize: build.manifest.length,
+        manifestGeneration,
       });
       answer.push(wire);
-      bytes += toBinary(AssignmentSchema, wire).byteLength;
+      // Only an answer that may take another job needs its size.
+      if (answer.length < max) bytes += toBinary(AssignmentSchema, wire).byteLength;
     }
     return answer;
   };
@@ -259,7 +267,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const leaseMs = optionalMs(request.leaseDuration, "lease_duration");
         const deadline = performance.now() + waitMs;
         for (;;) {
-          const assignments = leaseWithinBudget(request.platform, request.agentId, max, leaseMs);
+          const assignments = leaseWithinBudget(request.platform, request.agentId, max, leaseMs, !request.omitDependencyPackages);
           if (assignments.length > 0) {
             leaseTimer.arm();
             return { assignments };
@@ -317,6 +325,19 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const outcome = depgraph.returnJobs(request.leases.map(leaseRefFromWire), agentLost, request.message);
         logger.info({ leases: request.leases.length, agentLost, ...outcome }, "jobs given back");
         return outcome;
+      });
+    },
+
+    getDependencyManifest(request) {
+      return guard("GetDependencyManifest", () => {
+        const build = depgraph.getBuild(request.buildId);
+        const { page } = pageOf(build.manifest, { pageSize: request.pageSize === 0 ? MAX_PAGE_SIZE : request.pageSize, pageToken: String(request.offset) },
+          DependencyManifestEntrySchema, (job) => create(DependencyManifestEntrySchema, {
+            pkgname: job.pkgname,
+            binaryPackage: dependencyPackageToWire(job),
+            dependencies: job.dependencies.map((i) => build.jobs[i]!.pkgname),
+          }));
+        return { entries: page, offset: request.offset, size: build.manifest.length, generation: manifestGeneration };
       });
     },
 

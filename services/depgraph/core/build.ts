@@ -184,6 +184,13 @@ export class Build {
   finishedAt: number | undefined;
   /** While set, transitions are not announced: a restore replays state, it does not change it. */
   private muted = false;
+  /**
+   * manifest is every job built so far (succeeded, or up to date), in the
+   * order they were built; it only grows. A caller that keeps a copy learns
+   * each job's binary package once instead of in every assignment that needs
+   * it (GetDependencyManifest).
+   */
+  readonly manifest: Job[] = [];
   /** Visit marks of transitiveDependencies, and the mark of its last walk. */
   private walkMarks: Uint32Array | undefined;
   private walkMark = 0;
@@ -253,6 +260,9 @@ export class Build {
       this.counts.set(job.state, this.counts.get(job.state)! + 1);
       if (!isTerminal(job.state)) this.active++;
     });
+    yield* mapInSlices(this.jobs, (job) => {
+      if (isBuilt(job.state)) this.manifest.push(job);
+    });
     this.checkFinished(createdAt);
   }
 
@@ -292,6 +302,7 @@ export class Build {
     job.binaryPackage = result.binaryPackage;
     job.logRef = result.logRef;
     this.move(job, "succeeded", "", now);
+    this.manifest.push(job);
     let newlyReady = 0;
     for (const up of job.dependents) {
       const dependent = this.jobs[up]!;
