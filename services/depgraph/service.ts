@@ -102,9 +102,10 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
     }
   };
 
-  const applyImport = (records: ScanRecord[], problems: InvalidScanRecord[], scope: "tree" | "locations") => {
+  const applyImport = async (records: ScanRecord[], problems: InvalidScanRecord[], scope: "tree" | "locations", signal: AbortSignal) => {
     const started = performance.now();
-    problems.push(...depgraph.replaceTree(records, scope));
+    // In slices: resolving a whole tree would hold every other call meanwhile.
+    problems.push(...await runSliced(depgraph.replaceTreeSteps(records, scope), signal));
     const unresolved: ScanProblem[] = depgraph.tree.unresolvedDependencies().map((u) =>
       create(ScanProblemSchema, {
         location: u.location,
@@ -152,7 +153,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
   };
 
   const impl: ServiceImpl<typeof DepGraphService> = {
-    async importScan(requests: AsyncIterable<ImportScanRequest>) {
+    async importScan(requests: AsyncIterable<ImportScanRequest>, ctx) {
       return guard("ImportScan", async () => {
         const started = performance.now();
         const records: ScanRecord[] = [];
@@ -172,7 +173,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         if (scope === "tree" && records.length === 0) {
           throw new InvalidRequest(`the import holds no valid record (${problems.length} refused; first: ${problems[0]?.message ?? "none"}); the tree was left as it was`);
         }
-        const result = applyImport(records, problems, scope);
+        const result = await applyImport(records, problems, scope, ctx.signal);
         return { recordsImported: records.length, ...result, elapsed: durationFromMs(Math.round(performance.now() - started)) };
       });
     },
@@ -189,7 +190,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const outcome = await runScanHelper(options.scanHelper, request.locations, ctx.signal);
         // A location whose scan printed nothing usable keeps its old records:
         // a broken helper run must not delete packages from the tree.
-        const result = applyImport(outcome.records, outcome.problems, "locations");
+        const result = await applyImport(outcome.records, outcome.problems, "locations", ctx.signal);
         return { recordsImported: outcome.records.length, ...result };
       });
     },

@@ -170,3 +170,32 @@ test("priorities see through a cycle: what a cycle member needs is ranked by its
   assert.ok(job("a-1.0").priority < 1, "a cycle is never built, so it has no chain");
   assert.equal(job("a-1.0").state, "cycle");
 });
+
+test("a whole-tree import comes in slices, and the tree reads as before until the last one", () => {
+  const depgraph = new DepGraph(testDepGraphOptions());
+  depgraph.replaceTree([record({ pkgname: "old-1.0", location: "misc/old" })], "tree");
+  const revision = depgraph.tree.revision;
+  const notices: number[] = [];
+  depgraph.onTreeChange((n) => notices.push(n.revision));
+  const steps = depgraph.replaceTreeSteps(records, "tree");
+  let slices = 0;
+  let step = steps.next();
+  while (!step.done) {
+    slices++;
+    assert.equal(depgraph.tree.size, 1, "the old tree is what reads see meanwhile");
+    assert.ok(depgraph.tree.get("old-1.0") !== undefined);
+    assert.equal(depgraph.tree.revision, revision);
+    step = steps.next();
+  }
+  assert.ok(slices >= 10, `${slices} slices`);
+  assert.deepEqual(step.value, []);
+  assert.equal(depgraph.tree.size, records.length);
+  assert.equal(depgraph.tree.get("old-1.0"), undefined);
+  assert.equal(depgraph.tree.cyclesFound()[0]!.length, BIG_CYCLE_SHAPE.cycle);
+  assert.deepEqual(notices, [revision + 1]);
+  // The imported tree takes updates as one resolved in one go would.
+  const app1 = depgraph.tree.get(abovePackage(1))!;
+  depgraph.applyLocations([{ ...app1.record, dependencies: [{ pattern: "lib0>=1.0", location: "devel/lib0" }] }], []);
+  assert.deepEqual(depgraph.tree.get(abovePackage(1))!.dependencies, [basePackage(0)]);
+  assert.ok(depgraph.tree.dependentsOf(basePackage(0)).includes(abovePackage(1)));
+});

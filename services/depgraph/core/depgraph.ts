@@ -157,9 +157,18 @@ export class DepGraph {
    * so listeners see each one.
    */
   replaceTree(records: readonly ScanRecord[], scope: "tree" | "locations"): InvalidScanRecord[] {
+    return runSteps(this.replaceTreeSteps(records, scope));
+  }
+
+  /**
+   * replaceTreeSteps is replaceTree in slices: a whole-tree import resolves
+   * tens of thousands of records (see PackageTree.applyTreeSteps), and the
+   * tree changes, for builds and listeners, only in the last slice.
+   */
+  *replaceTreeSteps(records: readonly ScanRecord[], scope: "tree" | "locations"): Steps<InvalidScanRecord[]> {
     const touched = new Set(records.map((r) => r.location));
-    if (scope === "tree") for (const pkg of this.tree.values()) touched.add(pkg.record.location);
-    const update = scope === "tree" ? this.tree.applyTree(records) : this.tree.applyLocations(records, []);
+    const update = scope === "tree" ? yield* this.tree.applyTreeSteps(records) : this.tree.applyLocations(records, []);
+    for (const location of update.locationsBefore ?? []) touched.add(location);
     this.takeTreeChange(update.change, touched);
     return update.problems;
   }
