@@ -205,8 +205,8 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
 
     listPackages(request) {
       return guard("ListPackages", () => {
-        const names = request.location === "" ? [...depgraph.tree.pkgnames()] : [...depgraph.tree.atLocation(request.location)];
-        names.sort();
+        // The tree keeps its names sorted; sorting 40,000 of them per page cost a page 40 ms.
+        const names = request.location === "" ? depgraph.tree.sortedPkgnames() : [...depgraph.tree.atLocation(request.location)].sort();
         const { page, next } = pageOf(names, request, PackageSchema, (name) => packageToWire(depgraph.tree.get(name)!, depgraph.tree, history));
         return { packages: page, nextPageToken: next };
       });

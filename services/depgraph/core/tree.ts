@@ -450,6 +450,11 @@ export class PackageTree {
     return this.byLocation.get(location) ?? NONE;
   }
 
+  /** All PKGNAMEs in code-unit order, as kept for matching (not to be changed; valid until the next update). */
+  sortedPkgnames(): readonly string[] {
+    return this.sortedNames;
+  }
+
   /** All PKGNAMEs, in no particular order. */
   pkgnames(): IterableIterator<string> {
     return this.packages.keys();
