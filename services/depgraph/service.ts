@@ -35,7 +35,7 @@ import {
 import type { DurationHistory } from "./core/history.js";
 import { readBinaryPackages } from "./packages-dir.js";
 import { MAX_PAGE_SIZE, pageOf } from "./paging.js";
-import { runSliced } from "./slices.js";
+import { pushInSlices, runSliced } from "./slices.js";
 import { runScanHelper, type ScanHelperOptions } from "./scan-helper.js";
 import { toConnectError } from "./status.js";
 
@@ -162,7 +162,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         let mode: ImportMode | undefined;
         for await (const request of requests) {
           mode ??= request.mode;
-          parser.push(request.pbulkIndex);
+          await pushInSlices((piece) => parser.push(piece), request.pbulkIndex, ctx.signal);
         }
         parser.end();
         if (mode === undefined) throw new InvalidRequest("the import stream was empty: send pbulk-index text");
