@@ -4,6 +4,7 @@
 // (PKG_FAIL_REASON, PKG_SKIP_REASON, a dependency nothing provides) and a
 // chosen set of packages whose build fails. Pure: the same seed gives the
 // same tree.
+import { NO_SCAN_VARS } from "../../services/depgraph/core/scan-record.js";
 import { DEFAULT_PBULK_WEIGHT, formatScanRecord, type ScanRecord } from "../../services/depgraph/core/scan-record.js";
 
 export interface ChaosTreeOptions {
@@ -51,6 +52,7 @@ export function chaosRecord(i: number, version: string, deps: readonly number[],
     resolvedByPbulk: undefined,
     line: 0,
     ...extra,
+    vars: extra.vars ?? NO_SCAN_VARS,
   };
 }
 

@@ -206,7 +206,7 @@ export function formatReport(build: Build, jobs: readonly Job[], dataDir: string
   roots.sort((a, b) => (blocked.get(b.pkgname)?.length ?? 0) - (blocked.get(a.pkgname)?.length ?? 0) || a.pkgname.localeCompare(b.pkgname));
   if (roots.length > 0) lines.push("failures, most-blocking first:");
   for (const job of roots) {
-    const kind = job.state === JobState.FAILED ? "failed" : job.state === JobState.PREFAILED ? "prefailed" : `cycle (${job.cycle.join(" → ")})`;
+    const kind = job.state === JobState.FAILED ? "failed" : job.state === JobState.PREFAILED ? "prefailed" : `cycle (${job.cycle.join(" → ")}${job.cycleSize > job.cycle.length ? ` → ... ${job.cycleSize} in all` : ""})`;
     const what = blocked.get(job.pkgname) ?? [];
     lines.push(`  ${job.pkgname} (${job.location}): ${kind}${job.reason ? `: ${job.reason}` : ""}`);
     lines.push(`    blocks ${what.length}${what.length > 0 ? `: ${what.sort().join(", ")}` : ""}`);

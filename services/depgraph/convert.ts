@@ -86,6 +86,26 @@ export function binaryPackageToWire(p: BinaryPackage): WireBinaryPackage {
   return create(BinaryPackageSchema, { fileName: p.fileName, sha256: p.sha256, sizeBytes: BigInt(p.sizeBytes) });
 }
 
+// A built job's package as dependency_packages lists it, made once per job:
+// a package deep in the graph is listed in thousands of assignments.
+const dependencyWire = new WeakMap<Job, WireBinaryPackage>();
+
+/**
+ * dependencyPackageToWire is what an assignment lists for a dependency: the
+ * binary package MarkDone reported, or, for one found up to date, its file
+ * name alone (the build host has it already). undefined when not built.
+ */
+export function dependencyPackageToWire(dep: Job): WireBinaryPackage | undefined {
+  let wire = dependencyWire.get(dep);
+  if (wire === undefined) {
+    if (dep.binaryPackage !== undefined) wire = binaryPackageToWire(dep.binaryPackage);
+    else if (dep.state === "up-to-date") wire = binaryPackageToWire({ fileName: `${dep.pkgname}.tgz`, sha256: "", sizeBytes: 0 });
+    else return undefined;
+    dependencyWire.set(dep, wire);
+  }
+  return wire;
+}
+
 /**
  * Members of its cycle a Job message lists (Job.cycle_size has the count):
  * every job of an 8,000-package cycle naming all of them made a page of 100

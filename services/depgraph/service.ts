@@ -1,4 +1,5 @@
-import { create } from "@bufbuild/protobuf";
+import { randomUUID } from "node:crypto";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampFromMs, type Duration } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
@@ -7,10 +8,12 @@ import {
   DepGraphService,
   ImportMode,
   JobOutcome,
+  DependencyManifestEntrySchema,
   JobSchema,
   PackageSchema,
   ReturnReason,
   ScanProblemSchema,
+  type Assignment as WireAssignment,
   type ImportScanRequest,
   type LeaseRef as WireLeaseRef,
   type ScanProblem,
@@ -23,9 +26,9 @@ import { pendingBuildToWire, problemToWire, scanOutputFromWire, scanScopeFromWir
 import { InvalidRequest, type InvalidScanRecord } from "./core/errors.js";
 import { createScanRecordParser, isValidLocation, type ScanRecord } from "./core/scan-record.js";
 import {
-  binaryPackageToWire,
   buildModeFromWire,
   buildToWire,
+  dependencyPackageToWire,
   jobStateFromWire,
   jobToWire,
   packageToWire,
@@ -35,8 +38,8 @@ import {
 } from "./convert.js";
 import type { DurationHistory } from "./core/history.js";
 import { readBinaryPackages } from "./packages-dir.js";
-import { pageOf } from "./paging.js";
-import { runSliced } from "./slices.js";
+import { MAX_PAGE_SIZE, pageOf } from "./paging.js";
+import { pushInSlices, runSliced } from "./slices.js";
 import { runScanHelper, type ScanHelperOptions } from "./scan-helper.js";
 import { toConnectError } from "./status.js";
 import { checkRemovedShare, checkWhole, maxRemovedShareFromWire } from "./core/import-guard.js";
@@ -93,6 +96,13 @@ class ImportTooLarge extends ConnectError {
   }
 }
 
+/**
+ * Encoded bytes after which a NextReadyJob answer takes no further job:
+ * with the one that passed it, an answer stays under 4 MiB unless a single
+ * assignment is bigger than 1 MiB (some 10,000 dependency packages).
+ */
+const MAX_ASSIGNMENT_BYTES = 3 * 1024 * 1024;
+
 /** Calls that change state answer only once the change is durable (see DepGraphServiceOptions.durable). */
 const STATE_CHANGING: ReadonlySet<string> = new Set(["ImportScan", "ScanLocations", "CreateBuild", "CancelBuild", "NextReadyJob", "MarkDone", "ReturnJob", "StartScan"]);
 
@@ -115,6 +125,9 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
   // Leases restored from the store run out on their own deadlines, not
   // only once some NextReadyJob or RenewLease call arms the timer.
   leaseTimer.arm();
+  // Builds (and their manifests) are made again only when a new process
+  // restores them, so one generation per service instance tells copies apart.
+  const manifestGeneration = randomUUID();
 
   const guard = async <T>(method: string, run: () => Promise<T> | T): Promise<T> => {
     try {
@@ -134,9 +147,10 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
     return wire;
   };
 
-  const applyImport = (records: ScanRecord[], problems: InvalidScanRecord[], scope: "tree" | "locations", platform: string) => {
+  const applyImport = async (records: ScanRecord[], problems: InvalidScanRecord[], scope: "tree" | "locations", platform: string, signal: AbortSignal) => {
     const started = performance.now();
-    problems.push(...depgraph.replaceTree(records, scope, platform));
+    // In slices: resolving a whole tree would hold every other call meanwhile.
+    problems.push(...await runSliced(depgraph.replaceTreeSteps(records, scope, platform), signal));
     const tree = depgraph.platformTree(platform);
     const unresolved: ScanProblem[] = tree.unresolvedDependencies().map((u) =>
       create(ScanProblemSchema, {
@@ -152,8 +166,41 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
     };
   };
 
+  /**
+   * leaseWithinBudget leases up to max jobs one at a time and stops once the
+   * answer passes MAX_ASSIGNMENT_BYTES: deep in a graph one assignment lists
+   * thousands of dependency packages, and max_jobs of them in one answer
+   * would pass any message limit. The job that passes it is still handed out
+   * (it is leased already), so one answer is at most one assignment over.
+   */
+  const leaseWithinBudget = (platform: string, agentId: string, max: number, leaseMs: number | undefined, closure: boolean): WireAssignment[] => {
+    const answer: WireAssignment[] = [];
+    let bytes = 0;
+    while (answer.length < max && bytes < MAX_ASSIGNMENT_BYTES) {
+      const [leased] = depgraph.nextReadyJobs(platform, agentId, 1, leaseMs);
+      if (leased === undefined) break;
+      const { build, job, lease } = leased;
+      const wire = create(AssignmentSchema, {
+        buildId: build.id,
+        leaseId: lease.id,
+        package: packageToWire(job.pkg, depgraph.treeOf(build.options.platform), history),
+        leaseDeadline: timestampFromMs(lease.deadline),
+        attempt: job.attempts,
+        dependencies: job.dependencies.map((i) => build.jobs[i]!.pkgname),
+        incremental: build.options.mode === "incremental",
+        dependencyPackages: closure ? build.transitiveDependencies(job).flatMap((dep) => dependencyPackageToWire(dep) ?? []) : [],
+        manifestSize: build.manifest.length,
+        manifestGeneration,
+      });
+      answer.push(wire);
+      // Only an answer that may take another job needs its size.
+      if (answer.length < max) bytes += toBinary(AssignmentSchema, wire).byteLength;
+    }
+    return answer;
+  };
+
   const impl: ServiceImpl<typeof DepGraphService> = {
-    async importScan(requests: AsyncIterable<ImportScanRequest>) {
+    async importScan(requests: AsyncIterable<ImportScanRequest>, ctx) {
       return guard("ImportScan", async () => {
         const started = performance.now();
         const records: ScanRecord[] = [];
@@ -167,7 +214,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
           // least a byte, so the limit holds for bytes too.
           chars += request.pbulkIndex.length;
           if (chars > maxImportChars) throw new ImportTooLarge(maxImportChars);
-          parser.push(request.pbulkIndex);
+          await pushInSlices((piece) => parser.push(piece), request.pbulkIndex, ctx.signal);
         }
         parser.end();
         if (first === undefined) throw new InvalidRequest("the import stream was empty: send pbulk-index text");
@@ -186,7 +233,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
           checkWhole(problems, maxRemovedShare);
           checkRemovedShare(depgraph.platformTree(platform).values(), records, maxRemovedShare);
         }
-        const result = applyImport(records, problems, scope, platform);
+        const result = await applyImport(records, problems, scope, platform, ctx.signal);
         return { recordsImported: records.length, ...result, elapsed: durationFromMs(Math.round(performance.now() - started)) };
       });
     },
@@ -203,7 +250,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const outcome = await runScanHelper(options.scanHelper, request.locations, ctx.signal);
         // A location whose scan printed nothing usable keeps its old records:
         // a broken helper run must not delete packages from the tree.
-        const result = applyImport(outcome.records, outcome.problems, "locations", depgraph.resolveTree(request.platform));
+        const result = await applyImport(outcome.records, outcome.problems, "locations", depgraph.resolveTree(request.platform), ctx.signal);
         return { recordsImported: outcome.records.length, ...result };
       });
     },
@@ -220,8 +267,8 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
     listPackages(request) {
       return guard("ListPackages", () => {
         const tree = depgraph.treeOf(depgraph.resolveTree(request.platform));
-        const names = request.location === "" ? [...tree.pkgnames()] : [...tree.atLocation(request.location)];
-        names.sort();
+        // The tree keeps its names sorted; sorting 40,000 of them per page cost a page 40 ms.
+        const names = request.location === "" ? tree.sortedPkgnames() : [...tree.atLocation(request.location)].sort();
         const scanDepends = request.includeScanDepends;
         const { page, next } = packagePage(names, request, (name) => estimatePackageBytes(tree.get(name)!, scanDepends));
         return {
@@ -299,30 +346,19 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         depgraph.notePlatformServed(request.platform);
         for (;;) {
           const scans = request.includeScanJobs ? depgraph.nextScanJobs(request.platform, request.agentId, max, leaseMs) : [];
-          const assignments = scans.length < max ? depgraph.nextReadyJobs(request.platform, request.agentId, max - scans.length, leaseMs) : [];
-          if (assignments.length + scans.length > 0) {
+          const assignments = [
+            ...scans.map((a) => create(AssignmentSchema, {
+              buildId: a.scan.id,
+              leaseId: a.lease.id,
+              leaseDeadline: timestampFromMs(a.lease.deadline),
+              attempt: a.job.attempts,
+              scan: scanTaskToWire(a),
+            })),
+            ...(scans.length < max ? leaseWithinBudget(request.platform, request.agentId, max - scans.length, leaseMs, !request.omitDependencyPackages) : []),
+          ];
+          if (assignments.length > 0) {
             leaseTimer.arm();
-            return {
-              assignments: [...scans.map((a) => create(AssignmentSchema, {
-                buildId: a.scan.id,
-                leaseId: a.lease.id,
-                leaseDeadline: timestampFromMs(a.lease.deadline),
-                attempt: a.job.attempts,
-                scan: scanTaskToWire(a),
-              })), ...assignments.map(({ build, job, lease }) => create(AssignmentSchema, {
-                buildId: build.id,
-                leaseId: lease.id,
-                package: packageToWire(job.pkg, depgraph.treeOf(build.options.platform), history),
-                dependencies: [...job.pkg.dependencies],
-                incremental: build.options.mode === "incremental",
-                leaseDeadline: timestampFromMs(lease.deadline),
-                attempt: job.attempts,
-                dependencyPackages: build.transitiveDependencies(job).flatMap((dep) =>
-                  dep.binaryPackage !== undefined ? [binaryPackageToWire(dep.binaryPackage)]
-                  : dep.state === "up-to-date" ? [binaryPackageToWire({ fileName: `${dep.pkgname}.tgz`, sha256: "", sizeBytes: 0 })]
-                  : []),
-              }))],
-            };
+            return { assignments };
           }
           const left = deadline - performance.now();
           if (left <= 0 || ctx.signal.aborted) return { assignments: [] };
@@ -390,6 +426,19 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const outcome = depgraph.returnJobs(request.leases.map(leaseRefFromWire), agentLost, request.message);
         logger.info({ leases: request.leases.length, agentLost, ...outcome }, "jobs given back");
         return outcome;
+      });
+    },
+
+    getDependencyManifest(request) {
+      return guard("GetDependencyManifest", () => {
+        const build = depgraph.getBuild(request.buildId);
+        const { page } = pageOf(build.manifest, { pageSize: request.pageSize === 0 ? MAX_PAGE_SIZE : request.pageSize, pageToken: String(request.offset) },
+          DependencyManifestEntrySchema, (job) => create(DependencyManifestEntrySchema, {
+            pkgname: job.pkgname,
+            binaryPackage: dependencyPackageToWire(job),
+            dependencies: job.dependencies.map((i) => build.jobs[i]!.pkgname),
+          }));
+        return { entries: page, offset: request.offset, size: build.manifest.length, generation: manifestGeneration };
       });
     },
 

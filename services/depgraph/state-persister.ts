@@ -21,7 +21,7 @@ export async function restoreState(store: StateStore, depgraph: DepGraph, histor
     const parser = createScanRecordParser((r) => records.push(r), (p) => logger.warn({ location: p.location }, `stored record skipped: ${p.problem}`));
     for (const chunk of state.pbulkIndex) parser.push(chunk);
     parser.end();
-    depgraph.tree.replace(records, "tree");
+    await runSliced(depgraph.tree.applyTreeSteps(records));
   }
   for (const [platform, chunks] of state.platformTrees) {
     const records: ScanRecord[] = [];

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pkgfarm/v1/depgraph.proto.
  */
 export const file_pkgfarm_v1_depgraph: GenFile = /*@__PURE__*/
-  fileDesc("Chlwa2dmYXJtL3YxL2RlcGdyYXBoLnByb3RvEgpwa2dmYXJtLnYxInsKEUltcG9ydFNjYW5SZXF1ZXN0EhMKC3BidWxrX2luZGV4GAEgASgJEiQKBG1vZGUYAiABKA4yFi5wa2dmYXJtLnYxLkltcG9ydE1vZGUSEAoIcGxhdGZvcm0YAyABKAkSGQoRbWF4X3JlbW92ZWRfc2hhcmUYBCABKAEiTwoLU2NhblByb2JsZW0SDAoEbGluZRgBIAEoDRIQCghsb2NhdGlvbhgCIAEoCRIPCgdwa2duYW1lGAMgASgJEg8KB21lc3NhZ2UYBCABKAkijAEKC1RyZWVTdW1tYXJ5EhAKCHBhY2thZ2VzGAEgASgNEhEKCWxvY2F0aW9ucxgCIAEoDRIYChBkZXBlbmRlbmN5X2VkZ2VzGAMgASgNEhEKCXByZWZhaWxlZBgEIAEoDRIrCgZjeWNsZXMYBSADKAsyGy5wa2dmYXJtLnYxLkRlcGVuZGVuY3lDeWNsZSIjCg9EZXBlbmRlbmN5Q3ljbGUSEAoIcGtnbmFtZXMYASADKAkirAEKEkltcG9ydFNjYW5SZXNwb25zZRIYChByZWNvcmRzX2ltcG9ydGVkGAEgASgNEikKCHByb2JsZW1zGAIgAygLMhcucGtnZmFybS52MS5TY2FuUHJvYmxlbRIlCgR0cmVlGAMgASgLMhcucGtnZmFybS52MS5UcmVlU3VtbWFyeRIqCgdlbGFwc2VkGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjsKFFNjYW5Mb2NhdGlvbnNSZXF1ZXN0EhEKCWxvY2F0aW9ucxgBIAMoCRIQCghwbGF0Zm9ybRgCIAEoCSKDAQoVU2NhbkxvY2F0aW9uc1Jlc3BvbnNlEhgKEHJlY29yZHNfaW1wb3J0ZWQYASABKA0SKQoIcHJvYmxlbXMYAiADKAsyFy5wa2dmYXJtLnYxLlNjYW5Qcm9ibGVtEiUKBHRyZWUYAyABKAsyFy5wa2dmYXJtLnYxLlRyZWVTdW1tYXJ5Ir4DCgdQYWNrYWdlEg8KB3BrZ25hbWUYASABKAkSEAoIbG9jYXRpb24YAiABKAkSFQoNbXVsdGlfdmVyc2lvbhgDIAEoCRIbChNkZXBlbmRlbmN5X3BhdHRlcm5zGAQgAygJEhQKDGRlcGVuZGVuY2llcxgFIAMoCRITCgtmYWlsX3JlYXNvbhgGIAEoCRITCgtza2lwX3JlYXNvbhgHIAEoCRIUCgxzY2FuX2RlcGVuZHMYCCADKAkSFAoMcGJ1bGtfd2VpZ2h0GAkgASgNEjQKEWV4cGVjdGVkX2R1cmF0aW9uGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCmNhdGVnb3JpZXMYCyADKAkSEgoKbWFpbnRhaW5lchgMIAEoCRIZChFkaXJlY3RfZGVwZW5kZW50cxgNIAEoDRI0CglzY2FuX3ZhcnMYDiADKAsyIS5wa2dmYXJtLnYxLlBhY2thZ2UuU2NhblZhcnNFbnRyeRIQCghwbGF0Zm9ybRgPIAEoCRovCg1TY2FuVmFyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiNgoRR2V0UGFja2FnZVJlcXVlc3QSDwoHcGtnbmFtZRgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCSI6ChJHZXRQYWNrYWdlUmVzcG9uc2USJAoHcGFja2FnZRgBIAEoCzITLnBrZ2Zhcm0udjEuUGFja2FnZSJ+ChNMaXN0UGFja2FnZXNSZXF1ZXN0EhAKCGxvY2F0aW9uGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJEhAKCHBsYXRmb3JtGAQgASgJEhwKFGluY2x1ZGVfc2Nhbl9kZXBlbmRzGAUgASgIIlYKFExpc3RQYWNrYWdlc1Jlc3BvbnNlEiUKCHBhY2thZ2VzGAEgAygLMhMucGtnZmFybS52MS5QYWNrYWdlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLHAwoFQnVpbGQSCgoCaWQYASABKAkSEAoIcGxhdGZvcm0YAiABKAkSIwoEbW9kZRgDIAEoDjIVLnBrZ2Zhcm0udjEuQnVpbGRNb2RlEiwKBnBvbGljeRgEIAEoDjIcLnBrZ2Zhcm0udjEuU2NoZWR1bGluZ1BvbGljeRIlCgVzdGF0ZRgFIAEoDjIWLnBrZ2Zhcm0udjEuQnVpbGRTdGF0ZRIQCghsaW1pdF90bxgGIAMoCRI0Cgpqb2JfY291bnRzGAcgAygLMiAucGtnZmFybS52MS5CdWlsZC5Kb2JDb3VudHNFbnRyeRISCgp0b3RhbF9qb2JzGAggASgNEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcGFja2FnZXNfZGlyGAsgASgJEg8KB3NjYW5faWQYDCABKAkSDwoHcHJvYmxlbRgNIAEoCRowCg5Kb2JDb3VudHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBIqEBChJDcmVhdGVCdWlsZFJlcXVlc3QSEAoIcGxhdGZvcm0YASABKAkSIwoEbW9kZRgCIAEoDjIVLnBrZ2Zhcm0udjEuQnVpbGRNb2RlEiwKBnBvbGljeRgDIAEoDjIcLnBrZ2Zhcm0udjEuU2NoZWR1bGluZ1BvbGljeRIQCghsaW1pdF90bxgEIAMoCRIUCgxwYWNrYWdlc19kaXIYBSABKAkiNwoTQ3JlYXRlQnVpbGRSZXNwb25zZRIgCgVidWlsZBgBIAEoCzIRLnBrZ2Zhcm0udjEuQnVpbGQiIwoPR2V0QnVpbGRSZXF1ZXN0EhAKCGJ1aWxkX2lkGAEgASgJIjQKEEdldEJ1aWxkUmVzcG9uc2USIAoFYnVpbGQYASABKAsyES5wa2dmYXJtLnYxLkJ1aWxkIiUKEUxpc3RCdWlsZHNSZXF1ZXN0EhAKCHBsYXRmb3JtGAEgASgJIjcKEkxpc3RCdWlsZHNSZXNwb25zZRIhCgZidWlsZHMYASADKAsyES5wa2dmYXJtLnYxLkJ1aWxkIiYKEkNhbmNlbEJ1aWxkUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCSI3ChNDYW5jZWxCdWlsZFJlc3BvbnNlEiAKBWJ1aWxkGAEgASgLMhEucGtnZmFybS52MS5CdWlsZCJGCg1CaW5hcnlQYWNrYWdlEhEKCWZpbGVfbmFtZRgBIAEoCRIOCgZzaGEyNTYYAiABKAkSEgoKc2l6ZV9ieXRlcxgDIAEoBCLAAwoDSm9iEhAKCGJ1aWxkX2lkGAEgASgJEg8KB3BrZ25hbWUYAiABKAkSEAoIbG9jYXRpb24YAyABKAkSIwoFc3RhdGUYBCABKA4yFC5wa2dmYXJtLnYxLkpvYlN0YXRlEg4KBnJlYXNvbhgFIAEoCRISCgpibG9ja2VkX2J5GAYgASgJEg0KBWN5Y2xlGAcgAygJEhAKCGF0dGVtcHRzGAggASgNEhAKCGFnZW50X2lkGAkgASgJEjIKDmxlYXNlX2RlYWRsaW5lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg5iaW5hcnlfcGFja2FnZRgMIAEoCzIZLnBrZ2Zhcm0udjEuQmluYXJ5UGFja2FnZRIPCgdsb2dfcmVmGA0gASgJEhAKCHByaW9yaXR5GA4gASgBEhUKDW11bHRpX3ZlcnNpb24YDyABKAkSFAoMZmFpbGVkX3BoYXNlGBAgASgJEhAKCGRlY2lzaW9uGBEgASgJEhIKCmN5Y2xlX3NpemUYEiABKA0icAoPTGlzdEpvYnNSZXF1ZXN0EhAKCGJ1aWxkX2lkGAEgASgJEiQKBnN0YXRlcxgCIAMoDjIULnBrZ2Zhcm0udjEuSm9iU3RhdGUSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiSgoQTGlzdEpvYnNSZXNwb25zZRIdCgRqb2JzGAEgAygLMg8ucGtnZmFybS52MS5Kb2ISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIsIBChNOZXh0UmVhZHlKb2JSZXF1ZXN0EhAKCHBsYXRmb3JtGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEhAKCG1heF9qb2JzGAMgASgNEicKBHdhaXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoObGVhc2VfZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGQoRaW5jbHVkZV9zY2FuX2pvYnMYBiABKAgiugIKCkFzc2lnbm1lbnQSEAoIYnVpbGRfaWQYASABKAkSEAoIbGVhc2VfaWQYAiABKAkSJAoHcGFja2FnZRgDIAEoCzITLnBrZ2Zhcm0udjEuUGFja2FnZRIyCg5sZWFzZV9kZWFkbGluZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHYXR0ZW1wdBgFIAEoDRI2ChNkZXBlbmRlbmN5X3BhY2thZ2VzGAYgAygLMhkucGtnZmFybS52MS5CaW5hcnlQYWNrYWdlEiIKBHNjYW4YByABKAsyFC5wa2dmYXJtLnYxLlNjYW5UYXNrEhQKDGRlcGVuZGVuY2llcxgIIAMoCRIWCg5yZWJ1aWxkX3JlYXNvbhgJIAEoCRITCgtpbmNyZW1lbnRhbBgKIAEoCCJoCgxTY2FuTG9jYXRpb24SEAoIbG9jYXRpb24YASABKAkSMAoMbGFzdF9zY2FubmVkGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxzY2FuX2RlcGVuZHMYAyADKAkifAoIU2NhblRhc2sSDwoHc2Nhbl9pZBgBIAEoCRIQCghqb2JfbmFtZRgCIAEoCRIrCglsb2NhdGlvbnMYAyADKAsyGC5wa2dmYXJtLnYxLlNjYW5Mb2NhdGlvbhIRCgllbnVtZXJhdGUYBCABKAgSDQoFcmV1c2UYBSABKAgihwEKElNjYW5Mb2NhdGlvblJlc3VsdBIQCghsb2NhdGlvbhgBIAEoCRITCgtwYnVsa19pbmRleBgCIAEoCRIOCgZyZXVzZWQYAyABKAgSDQoFZXJyb3IYBCABKAkSKwoIZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iUwoKU2Nhbk91dHB1dBIxCglsb2NhdGlvbnMYASADKAsyHi5wa2dmYXJtLnYxLlNjYW5Mb2NhdGlvblJlc3VsdBISCgplbnVtZXJhdGVkGAIgAygJIkMKFE5leHRSZWFkeUpvYlJlc3BvbnNlEisKC2Fzc2lnbm1lbnRzGAEgAygLMhYucGtnZmFybS52MS5Bc3NpZ25tZW50ItkCCglKb2JSZXN1bHQSEAoIYnVpbGRfaWQYASABKAkSDwoHcGtnbmFtZRgCIAEoCRIQCghsZWFzZV9pZBgDIAEoCRInCgdvdXRjb21lGAQgASgOMhYucGtnZmFybS52MS5Kb2JPdXRjb21lEisKCGR1cmF0aW9uGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDmJpbmFyeV9wYWNrYWdlGAYgASgLMhkucGtnZmFybS52MS5CaW5hcnlQYWNrYWdlEg8KB2xvZ19yZWYYByABKAkSFgoOZmFpbHVyZV9yZWFzb24YCCABKAkSFAoMZmFpbGVkX3BoYXNlGAkgASgJEisKC3NjYW5fb3V0cHV0GAogASgLMhYucGtnZmFybS52MS5TY2FuT3V0cHV0EhAKCGRlY2lzaW9uGAsgASgJEhAKCGFnZW50X2lkGAwgASgJIjkKD01hcmtEb25lUmVxdWVzdBImCgdyZXN1bHRzGAEgAygLMhUucGtnZmFybS52MS5Kb2JSZXN1bHQiPgoQTWFya0RvbmVSZXNwb25zZRITCgtuZXdseV9yZWFkeRgBIAEoDRIVCg1uZXdseV9ibG9ja2VkGAIgASgNIlEKCExlYXNlUmVmEhAKCGJ1aWxkX2lkGAEgASgJEg8KB3BrZ25hbWUYAiABKAkSEAoIbGVhc2VfaWQYAyABKAkSEAoIYWdlbnRfaWQYBCABKAkibAoRUmVuZXdMZWFzZVJlcXVlc3QSJAoGbGVhc2VzGAEgAygLMhQucGtnZmFybS52MS5MZWFzZVJlZhIxCg5sZWFzZV9kdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKNAQoSUmVuZXdMZWFzZVJlc3BvbnNlEiUKB3JlbmV3ZWQYASADKAsyFC5wa2dmYXJtLnYxLkxlYXNlUmVmEiIKBGxvc3QYAiADKAsyFC5wa2dmYXJtLnYxLkxlYXNlUmVmEiwKCGRlYWRsaW5lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJzChBSZXR1cm5Kb2JSZXF1ZXN0EiQKBmxlYXNlcxgBIAMoCzIULnBrZ2Zhcm0udjEuTGVhc2VSZWYSKAoGcmVhc29uGAIgASgOMhgucGtnZmFybS52MS5SZXR1cm5SZWFzb24SDwoHbWVzc2FnZRgDIAEoCSI1ChFSZXR1cm5Kb2JSZXNwb25zZRIQCghyZXF1ZXVlZBgBIAEoDRIOCgZmYWlsZWQYAiABKA0iJAoQV2F0Y2hKb2JzUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCSLmAQoRV2F0Y2hKb2JzUmVzcG9uc2USEAoIYnVpbGRfaWQYASABKAkSDwoHcGtnbmFtZRgCIAEoCRIQCghsb2NhdGlvbhgDIAEoCRIoCgpmcm9tX3N0YXRlGAQgASgOMhQucGtnZmFybS52MS5Kb2JTdGF0ZRImCgh0b19zdGF0ZRgFIAEoDjIULnBrZ2Zhcm0udjEuSm9iU3RhdGUSDgoGcmVhc29uGAYgASgJEigKBHRpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFnZW50X2lkGAggASgJIocBChBTdGFydFNjYW5SZXF1ZXN0EhAKCHBsYXRmb3JtGAEgASgJEiQKBXNjb3BlGAIgASgOMhUucGtnZmFybS52MS5TY2FuU2NvcGUSEQoJbG9jYXRpb25zGAMgAygJEg0KBXJldXNlGAQgASgIEhkKEWxvY2F0aW9uc19wZXJfam9iGAUgASgNIr8DCgRTY2FuEgoKAmlkGAEgASgJEhAKCHBsYXRmb3JtGAIgASgJEiQKBXNjb3BlGAMgASgOMhUucGtnZmFybS52MS5TY2FuU2NvcGUSJAoFc3RhdGUYBCABKA4yFS5wa2dmYXJtLnYxLlNjYW5TdGF0ZRIOCgZyb3VuZHMYBSABKA0SGQoRbG9jYXRpb25zX3NjYW5uZWQYBiABKA0SGAoQbG9jYXRpb25zX3JldXNlZBgHIAEoDRIYChBsb2NhdGlvbnNfZmFpbGVkGAggASgNEhcKD2xvY2F0aW9uc190b3RhbBgJIAEoDRISCgpqb2JzX3RvdGFsGAogASgNEhEKCWpvYnNfZG9uZRgLIAEoDRIPCgdyZWNvcmRzGAwgASgNEikKCHByb2JsZW1zGA0gAygLMhcucGtnZmFybS52MS5TY2FuUHJvYmxlbRIvCgtjcmVhdGVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoX3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGJ1aWxkX2lkGBAgASgJIjMKEVN0YXJ0U2NhblJlc3BvbnNlEh4KBHNjYW4YASABKAsyEC5wa2dmYXJtLnYxLlNjYW4iIQoOR2V0U2NhblJlcXVlc3QSDwoHc2Nhbl9pZBgBIAEoCSIxCg9HZXRTY2FuUmVzcG9uc2USHgoEc2NhbhgBIAEoCzIQLnBrZ2Zhcm0udjEuU2NhbiIkChBMaXN0U2NhbnNSZXF1ZXN0EhAKCHBsYXRmb3JtGAEgASgJIjQKEUxpc3RTY2Fuc1Jlc3BvbnNlEh8KBXNjYW5zGAEgAygLMhAucGtnZmFybS52MS5TY2FuIhYKFExpc3RQbGF0Zm9ybXNSZXF1ZXN0IkcKDFBsYXRmb3JtVHJlZRIQCghwbGF0Zm9ybRgBIAEoCRIlCgR0cmVlGAIgASgLMhcucGtnZmFybS52MS5UcmVlU3VtbWFyeSJEChVMaXN0UGxhdGZvcm1zUmVzcG9uc2USKwoJcGxhdGZvcm1zGAEgAygLMhgucGtnZmFybS52MS5QbGF0Zm9ybVRyZWUqagoKSW1wb3J0TW9kZRIbChdJTVBPUlRfTU9ERV9VTlNQRUNJRklFRBAAEhwKGElNUE9SVF9NT0RFX1JFUExBQ0VfVFJFRRABEiEKHUlNUE9SVF9NT0RFX1JFUExBQ0VfTE9DQVRJT05TEAIqWAoJQnVpbGRNb2RlEhoKFkJVSUxEX01PREVfVU5TUEVDSUZJRUQQABITCg9CVUlMRF9NT0RFX0ZVTEwQARIaChZCVUlMRF9NT0RFX0lOQ1JFTUVOVEFMEAIqmgEKEFNjaGVkdWxpbmdQb2xpY3kSIQodU0NIRURVTElOR19QT0xJQ1lfVU5TUEVDSUZJRUQQABIjCh9TQ0hFRFVMSU5HX1BPTElDWV9DUklUSUNBTF9QQVRIEAESIgoeU0NIRURVTElOR19QT0xJQ1lfUEJVTEtfV0VJR0hUEAISGgoWU0NIRURVTElOR19QT0xJQ1lfRklGTxADKpEBCgpCdWlsZFN0YXRlEhsKF0JVSUxEX1NUQVRFX1VOU1BFQ0lGSUVEEAASFwoTQlVJTERfU1RBVEVfUlVOTklORxABEhgKFEJVSUxEX1NUQVRFX0ZJTklTSEVEEAISGQoVQlVJTERfU1RBVEVfQ0FOQ0VMTEVEEAMSGAoUQlVJTERfU1RBVEVfU0NBTk5JTkcQBCqWAgoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRSk9CX1NUQVRFX1BFTkRJTkcQARITCg9KT0JfU1RBVEVfUkVBRFkQAhIUChBKT0JfU1RBVEVfTEVBU0VEEAMSFwoTSk9CX1NUQVRFX1NVQ0NFRURFRBAEEhQKEEpPQl9TVEFURV9GQUlMRUQQBRIXChNKT0JfU1RBVEVfUFJFRkFJTEVEEAYSHQoZSk9CX1NUQVRFX0lORElSRUNUX0ZBSUxFRBAHEhMKD0pPQl9TVEFURV9DWUNMRRAIEhgKFEpPQl9TVEFURV9VUF9UT19EQVRFEAkSFwoTSk9CX1NUQVRFX0NBTkNFTExFRBAKKngKCkpvYk91dGNvbWUSGwoXSk9CX09VVENPTUVfVU5TUEVDSUZJRUQQABIZChVKT0JfT1VUQ09NRV9TVUNDRUVERUQQARIWChJKT0JfT1VUQ09NRV9GQUlMRUQQAhIaChZKT0JfT1VUQ09NRV9VUF9UT19EQVRFEAMqZwoMUmV0dXJuUmVhc29uEh0KGVJFVFVSTl9SRUFTT05fVU5TUEVDSUZJRUQQABIcChhSRVRVUk5fUkVBU09OX0FHRU5UX0xPU1QQARIaChZSRVRVUk5fUkVBU09OX0RSQUlOSU5HEAIqbgoJU2NhblNjb3BlEhoKFlNDQU5fU0NPUEVfVU5TUEVDSUZJRUQQABITCg9TQ0FOX1NDT1BFX1RSRUUQARIYChRTQ0FOX1NDT1BFX0xPQ0FUSU9OUxACEhYKElNDQU5fU0NPUEVfQ0xPU1VSRRADKm8KCVNjYW5TdGF0ZRIaChZTQ0FOX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSU0NBTl9TVEFURV9SVU5OSU5HEAESFwoTU0NBTl9TVEFURV9GSU5JU0hFRBACEhUKEVNDQU5fU1RBVEVfRkFJTEVEEAMy/AoKD0RlcEdyYXBoU2VydmljZRJNCgpJbXBvcnRTY2FuEh0ucGtnZmFybS52MS5JbXBvcnRTY2FuUmVxdWVzdBoeLnBrZ2Zhcm0udjEuSW1wb3J0U2NhblJlc3BvbnNlKAESVAoNU2NhbkxvY2F0aW9ucxIgLnBrZ2Zhcm0udjEuU2NhbkxvY2F0aW9uc1JlcXVlc3QaIS5wa2dmYXJtLnYxLlNjYW5Mb2NhdGlvbnNSZXNwb25zZRJLCgpHZXRQYWNrYWdlEh0ucGtnZmFybS52MS5HZXRQYWNrYWdlUmVxdWVzdBoeLnBrZ2Zhcm0udjEuR2V0UGFja2FnZVJlc3BvbnNlElEKDExpc3RQYWNrYWdlcxIfLnBrZ2Zhcm0udjEuTGlzdFBhY2thZ2VzUmVxdWVzdBogLnBrZ2Zhcm0udjEuTGlzdFBhY2thZ2VzUmVzcG9uc2USTgoLQ3JlYXRlQnVpbGQSHi5wa2dmYXJtLnYxLkNyZWF0ZUJ1aWxkUmVxdWVzdBofLnBrZ2Zhcm0udjEuQ3JlYXRlQnVpbGRSZXNwb25zZRJFCghHZXRCdWlsZBIbLnBrZ2Zhcm0udjEuR2V0QnVpbGRSZXF1ZXN0GhwucGtnZmFybS52MS5HZXRCdWlsZFJlc3BvbnNlEksKCkxpc3RCdWlsZHMSHS5wa2dmYXJtLnYxLkxpc3RCdWlsZHNSZXF1ZXN0Gh4ucGtnZmFybS52MS5MaXN0QnVpbGRzUmVzcG9uc2USTgoLQ2FuY2VsQnVpbGQSHi5wa2dmYXJtLnYxLkNhbmNlbEJ1aWxkUmVxdWVzdBofLnBrZ2Zhcm0udjEuQ2FuY2VsQnVpbGRSZXNwb25zZRJFCghMaXN0Sm9icxIbLnBrZ2Zhcm0udjEuTGlzdEpvYnNSZXF1ZXN0GhwucGtnZmFybS52MS5MaXN0Sm9ic1Jlc3BvbnNlElEKDE5leHRSZWFkeUpvYhIfLnBrZ2Zhcm0udjEuTmV4dFJlYWR5Sm9iUmVxdWVzdBogLnBrZ2Zhcm0udjEuTmV4dFJlYWR5Sm9iUmVzcG9uc2USRQoITWFya0RvbmUSGy5wa2dmYXJtLnYxLk1hcmtEb25lUmVxdWVzdBocLnBrZ2Zhcm0udjEuTWFya0RvbmVSZXNwb25zZRJLCgpSZW5ld0xlYXNlEh0ucGtnZmFybS52MS5SZW5ld0xlYXNlUmVxdWVzdBoeLnBrZ2Zhcm0udjEuUmVuZXdMZWFzZVJlc3BvbnNlEkgKCVJldHVybkpvYhIcLnBrZ2Zhcm0udjEuUmV0dXJuSm9iUmVxdWVzdBodLnBrZ2Zhcm0udjEuUmV0dXJuSm9iUmVzcG9uc2USSgoJV2F0Y2hKb2JzEhwucGtnZmFybS52MS5XYXRjaEpvYnNSZXF1ZXN0Gh0ucGtnZmFybS52MS5XYXRjaEpvYnNSZXNwb25zZTABEkgKCVN0YXJ0U2NhbhIcLnBrZ2Zhcm0udjEuU3RhcnRTY2FuUmVxdWVzdBodLnBrZ2Zhcm0udjEuU3RhcnRTY2FuUmVzcG9uc2USQgoHR2V0U2NhbhIaLnBrZ2Zhcm0udjEuR2V0U2NhblJlcXVlc3QaGy5wa2dmYXJtLnYxLkdldFNjYW5SZXNwb25zZRJICglMaXN0U2NhbnMSHC5wa2dmYXJtLnYxLkxpc3RTY2Fuc1JlcXVlc3QaHS5wa2dmYXJtLnYxLkxpc3RTY2Fuc1Jlc3BvbnNlElQKDUxpc3RQbGF0Zm9ybXMSIC5wa2dmYXJtLnYxLkxpc3RQbGF0Zm9ybXNSZXF1ZXN0GiEucGtnZmFybS52MS5MaXN0UGxhdGZvcm1zUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chlwa2dmYXJtL3YxL2RlcGdyYXBoLnByb3RvEgpwa2dmYXJtLnYxInsKEUltcG9ydFNjYW5SZXF1ZXN0EhMKC3BidWxrX2luZGV4GAEgASgJEiQKBG1vZGUYAiABKA4yFi5wa2dmYXJtLnYxLkltcG9ydE1vZGUSEAoIcGxhdGZvcm0YAyABKAkSGQoRbWF4X3JlbW92ZWRfc2hhcmUYBCABKAEiTwoLU2NhblByb2JsZW0SDAoEbGluZRgBIAEoDRIQCghsb2NhdGlvbhgCIAEoCRIPCgdwa2duYW1lGAMgASgJEg8KB21lc3NhZ2UYBCABKAkijAEKC1RyZWVTdW1tYXJ5EhAKCHBhY2thZ2VzGAEgASgNEhEKCWxvY2F0aW9ucxgCIAEoDRIYChBkZXBlbmRlbmN5X2VkZ2VzGAMgASgNEhEKCXByZWZhaWxlZBgEIAEoDRIrCgZjeWNsZXMYBSADKAsyGy5wa2dmYXJtLnYxLkRlcGVuZGVuY3lDeWNsZSIjCg9EZXBlbmRlbmN5Q3ljbGUSEAoIcGtnbmFtZXMYASADKAkirAEKEkltcG9ydFNjYW5SZXNwb25zZRIYChByZWNvcmRzX2ltcG9ydGVkGAEgASgNEikKCHByb2JsZW1zGAIgAygLMhcucGtnZmFybS52MS5TY2FuUHJvYmxlbRIlCgR0cmVlGAMgASgLMhcucGtnZmFybS52MS5UcmVlU3VtbWFyeRIqCgdlbGFwc2VkGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIjsKFFNjYW5Mb2NhdGlvbnNSZXF1ZXN0EhEKCWxvY2F0aW9ucxgBIAMoCRIQCghwbGF0Zm9ybRgCIAEoCSKDAQoVU2NhbkxvY2F0aW9uc1Jlc3BvbnNlEhgKEHJlY29yZHNfaW1wb3J0ZWQYASABKA0SKQoIcHJvYmxlbXMYAiADKAsyFy5wa2dmYXJtLnYxLlNjYW5Qcm9ibGVtEiUKBHRyZWUYAyABKAsyFy5wa2dmYXJtLnYxLlRyZWVTdW1tYXJ5Ir4DCgdQYWNrYWdlEg8KB3BrZ25hbWUYASABKAkSEAoIbG9jYXRpb24YAiABKAkSFQoNbXVsdGlfdmVyc2lvbhgDIAEoCRIbChNkZXBlbmRlbmN5X3BhdHRlcm5zGAQgAygJEhQKDGRlcGVuZGVuY2llcxgFIAMoCRITCgtmYWlsX3JlYXNvbhgGIAEoCRITCgtza2lwX3JlYXNvbhgHIAEoCRIUCgxzY2FuX2RlcGVuZHMYCCADKAkSFAoMcGJ1bGtfd2VpZ2h0GAkgASgNEjQKEWV4cGVjdGVkX2R1cmF0aW9uGAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCmNhdGVnb3JpZXMYCyADKAkSEgoKbWFpbnRhaW5lchgMIAEoCRIZChFkaXJlY3RfZGVwZW5kZW50cxgNIAEoDRI0CglzY2FuX3ZhcnMYDiADKAsyIS5wa2dmYXJtLnYxLlBhY2thZ2UuU2NhblZhcnNFbnRyeRIQCghwbGF0Zm9ybRgPIAEoCRovCg1TY2FuVmFyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiNgoRR2V0UGFja2FnZVJlcXVlc3QSDwoHcGtnbmFtZRgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCSI6ChJHZXRQYWNrYWdlUmVzcG9uc2USJAoHcGFja2FnZRgBIAEoCzITLnBrZ2Zhcm0udjEuUGFja2FnZSJ+ChNMaXN0UGFja2FnZXNSZXF1ZXN0EhAKCGxvY2F0aW9uGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoDRISCgpwYWdlX3Rva2VuGAMgASgJEhAKCHBsYXRmb3JtGAQgASgJEhwKFGluY2x1ZGVfc2Nhbl9kZXBlbmRzGAUgASgIIlYKFExpc3RQYWNrYWdlc1Jlc3BvbnNlEiUKCHBhY2thZ2VzGAEgAygLMhMucGtnZmFybS52MS5QYWNrYWdlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLHAwoFQnVpbGQSCgoCaWQYASABKAkSEAoIcGxhdGZvcm0YAiABKAkSIwoEbW9kZRgDIAEoDjIVLnBrZ2Zhcm0udjEuQnVpbGRNb2RlEiwKBnBvbGljeRgEIAEoDjIcLnBrZ2Zhcm0udjEuU2NoZWR1bGluZ1BvbGljeRIlCgVzdGF0ZRgFIAEoDjIWLnBrZ2Zhcm0udjEuQnVpbGRTdGF0ZRIQCghsaW1pdF90bxgGIAMoCRI0Cgpqb2JfY291bnRzGAcgAygLMiAucGtnZmFybS52MS5CdWlsZC5Kb2JDb3VudHNFbnRyeRISCgp0b3RhbF9qb2JzGAggASgNEi8KC2NyZWF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMcGFja2FnZXNfZGlyGAsgASgJEg8KB3NjYW5faWQYDCABKAkSDwoHcHJvYmxlbRgNIAEoCRowCg5Kb2JDb3VudHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBIqEBChJDcmVhdGVCdWlsZFJlcXVlc3QSEAoIcGxhdGZvcm0YASABKAkSIwoEbW9kZRgCIAEoDjIVLnBrZ2Zhcm0udjEuQnVpbGRNb2RlEiwKBnBvbGljeRgDIAEoDjIcLnBrZ2Zhcm0udjEuU2NoZWR1bGluZ1BvbGljeRIQCghsaW1pdF90bxgEIAMoCRIUCgxwYWNrYWdlc19kaXIYBSABKAkiNwoTQ3JlYXRlQnVpbGRSZXNwb25zZRIgCgVidWlsZBgBIAEoCzIRLnBrZ2Zhcm0udjEuQnVpbGQiIwoPR2V0QnVpbGRSZXF1ZXN0EhAKCGJ1aWxkX2lkGAEgASgJIjQKEEdldEJ1aWxkUmVzcG9uc2USIAoFYnVpbGQYASABKAsyES5wa2dmYXJtLnYxLkJ1aWxkIiUKEUxpc3RCdWlsZHNSZXF1ZXN0EhAKCHBsYXRmb3JtGAEgASgJIjcKEkxpc3RCdWlsZHNSZXNwb25zZRIhCgZidWlsZHMYASADKAsyES5wa2dmYXJtLnYxLkJ1aWxkIiYKEkNhbmNlbEJ1aWxkUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCSI3ChNDYW5jZWxCdWlsZFJlc3BvbnNlEiAKBWJ1aWxkGAEgASgLMhEucGtnZmFybS52MS5CdWlsZCJGCg1CaW5hcnlQYWNrYWdlEhEKCWZpbGVfbmFtZRgBIAEoCRIOCgZzaGEyNTYYAiABKAkSEgoKc2l6ZV9ieXRlcxgDIAEoBCLAAwoDSm9iEhAKCGJ1aWxkX2lkGAEgASgJEg8KB3BrZ25hbWUYAiABKAkSEAoIbG9jYXRpb24YAyABKAkSIwoFc3RhdGUYBCABKA4yFC5wa2dmYXJtLnYxLkpvYlN0YXRlEg4KBnJlYXNvbhgFIAEoCRISCgpibG9ja2VkX2J5GAYgASgJEg0KBWN5Y2xlGAcgAygJEhAKCGF0dGVtcHRzGAggASgNEhAKCGFnZW50X2lkGAkgASgJEjIKDmxlYXNlX2RlYWRsaW5lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCghkdXJhdGlvbhgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIxCg5iaW5hcnlfcGFja2FnZRgMIAEoCzIZLnBrZ2Zhcm0udjEuQmluYXJ5UGFja2FnZRIPCgdsb2dfcmVmGA0gASgJEhAKCHByaW9yaXR5GA4gASgBEhUKDW11bHRpX3ZlcnNpb24YDyABKAkSFAoMZmFpbGVkX3BoYXNlGBAgASgJEhAKCGRlY2lzaW9uGBEgASgJEhIKCmN5Y2xlX3NpemUYEiABKA0icAoPTGlzdEpvYnNSZXF1ZXN0EhAKCGJ1aWxkX2lkGAEgASgJEiQKBnN0YXRlcxgCIAMoDjIULnBrZ2Zhcm0udjEuSm9iU3RhdGUSEQoJcGFnZV9zaXplGAMgASgNEhIKCnBhZ2VfdG9rZW4YBCABKAkiSgoQTGlzdEpvYnNSZXNwb25zZRIdCgRqb2JzGAEgAygLMg8ucGtnZmFybS52MS5Kb2ISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIuQBChNOZXh0UmVhZHlKb2JSZXF1ZXN0EhAKCHBsYXRmb3JtGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEhAKCG1heF9qb2JzGAMgASgNEicKBHdhaXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoObGVhc2VfZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGQoRaW5jbHVkZV9zY2FuX2pvYnMYBiABKAgSIAoYb21pdF9kZXBlbmRlbmN5X3BhY2thZ2VzGAcgASgIIu4CCgpBc3NpZ25tZW50EhAKCGJ1aWxkX2lkGAEgASgJEhAKCGxlYXNlX2lkGAIgASgJEiQKB3BhY2thZ2UYAyABKAsyEy5wa2dmYXJtLnYxLlBhY2thZ2USMgoObGVhc2VfZGVhZGxpbmUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2F0dGVtcHQYBSABKA0SNgoTZGVwZW5kZW5jeV9wYWNrYWdlcxgGIAMoCzIZLnBrZ2Zhcm0udjEuQmluYXJ5UGFja2FnZRIiCgRzY2FuGAcgASgLMhQucGtnZmFybS52MS5TY2FuVGFzaxIUCgxkZXBlbmRlbmNpZXMYCCADKAkSFgoOcmVidWlsZF9yZWFzb24YCSABKAkSEwoLaW5jcmVtZW50YWwYCiABKAgSFQoNbWFuaWZlc3Rfc2l6ZRgLIAEoDRIbChNtYW5pZmVzdF9nZW5lcmF0aW9uGAwgASgJIlMKHEdldERlcGVuZGVuY3lNYW5pZmVzdFJlcXVlc3QSEAoIYnVpbGRfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgNEhEKCXBhZ2Vfc2l6ZRgDIAEoDSJzChdEZXBlbmRlbmN5TWFuaWZlc3RFbnRyeRIPCgdwa2duYW1lGAEgASgJEjEKDmJpbmFyeV9wYWNrYWdlGAIgASgLMhkucGtnZmFybS52MS5CaW5hcnlQYWNrYWdlEhQKDGRlcGVuZGVuY2llcxgDIAMoCSKHAQodR2V0RGVwZW5kZW5jeU1hbmlmZXN0UmVzcG9uc2USNAoHZW50cmllcxgBIAMoCzIjLnBrZ2Zhcm0udjEuRGVwZW5kZW5jeU1hbmlmZXN0RW50cnkSDgoGb2Zmc2V0GAIgASgNEgwKBHNpemUYAyABKA0SEgoKZ2VuZXJhdGlvbhgEIAEoCSJoCgxTY2FuTG9jYXRpb24SEAoIbG9jYXRpb24YASABKAkSMAoMbGFzdF9zY2FubmVkGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxzY2FuX2RlcGVuZHMYAyADKAkifAoIU2NhblRhc2sSDwoHc2Nhbl9pZBgBIAEoCRIQCghqb2JfbmFtZRgCIAEoCRIrCglsb2NhdGlvbnMYAyADKAsyGC5wa2dmYXJtLnYxLlNjYW5Mb2NhdGlvbhIRCgllbnVtZXJhdGUYBCABKAgSDQoFcmV1c2UYBSABKAgihwEKElNjYW5Mb2NhdGlvblJlc3VsdBIQCghsb2NhdGlvbhgBIAEoCRITCgtwYnVsa19pbmRleBgCIAEoCRIOCgZyZXVzZWQYAyABKAgSDQoFZXJyb3IYBCABKAkSKwoIZHVyYXRpb24YBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iUwoKU2Nhbk91dHB1dBIxCglsb2NhdGlvbnMYASADKAsyHi5wa2dmYXJtLnYxLlNjYW5Mb2NhdGlvblJlc3VsdBISCgplbnVtZXJhdGVkGAIgAygJIkMKFE5leHRSZWFkeUpvYlJlc3BvbnNlEisKC2Fzc2lnbm1lbnRzGAEgAygLMhYucGtnZmFybS52MS5Bc3NpZ25tZW50ItkCCglKb2JSZXN1bHQSEAoIYnVpbGRfaWQYASABKAkSDwoHcGtnbmFtZRgCIAEoCRIQCghsZWFzZV9pZBgDIAEoCRInCgdvdXRjb21lGAQgASgOMhYucGtnZmFybS52MS5Kb2JPdXRjb21lEisKCGR1cmF0aW9uGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDmJpbmFyeV9wYWNrYWdlGAYgASgLMhkucGtnZmFybS52MS5CaW5hcnlQYWNrYWdlEg8KB2xvZ19yZWYYByABKAkSFgoOZmFpbHVyZV9yZWFzb24YCCABKAkSFAoMZmFpbGVkX3BoYXNlGAkgASgJEisKC3NjYW5fb3V0cHV0GAogASgLMhYucGtnZmFybS52MS5TY2FuT3V0cHV0EhAKCGRlY2lzaW9uGAsgASgJEhAKCGFnZW50X2lkGAwgASgJIjkKD01hcmtEb25lUmVxdWVzdBImCgdyZXN1bHRzGAEgAygLMhUucGtnZmFybS52MS5Kb2JSZXN1bHQiPgoQTWFya0RvbmVSZXNwb25zZRITCgtuZXdseV9yZWFkeRgBIAEoDRIVCg1uZXdseV9ibG9ja2VkGAIgASgNIlEKCExlYXNlUmVmEhAKCGJ1aWxkX2lkGAEgASgJEg8KB3BrZ25hbWUYAiABKAkSEAoIbGVhc2VfaWQYAyABKAkSEAoIYWdlbnRfaWQYBCABKAkibAoRUmVuZXdMZWFzZVJlcXVlc3QSJAoGbGVhc2VzGAEgAygLMhQucGtnZmFybS52MS5MZWFzZVJlZhIxCg5sZWFzZV9kdXJhdGlvbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKNAQoSUmVuZXdMZWFzZVJlc3BvbnNlEiUKB3JlbmV3ZWQYASADKAsyFC5wa2dmYXJtLnYxLkxlYXNlUmVmEiIKBGxvc3QYAiADKAsyFC5wa2dmYXJtLnYxLkxlYXNlUmVmEiwKCGRlYWRsaW5lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJzChBSZXR1cm5Kb2JSZXF1ZXN0EiQKBmxlYXNlcxgBIAMoCzIULnBrZ2Zhcm0udjEuTGVhc2VSZWYSKAoGcmVhc29uGAIgASgOMhgucGtnZmFybS52MS5SZXR1cm5SZWFzb24SDwoHbWVzc2FnZRgDIAEoCSI1ChFSZXR1cm5Kb2JSZXNwb25zZRIQCghyZXF1ZXVlZBgBIAEoDRIOCgZmYWlsZWQYAiABKA0iJAoQV2F0Y2hKb2JzUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCSLmAQoRV2F0Y2hKb2JzUmVzcG9uc2USEAoIYnVpbGRfaWQYASABKAkSDwoHcGtnbmFtZRgCIAEoCRIQCghsb2NhdGlvbhgDIAEoCRIoCgpmcm9tX3N0YXRlGAQgASgOMhQucGtnZmFybS52MS5Kb2JTdGF0ZRImCgh0b19zdGF0ZRgFIAEoDjIULnBrZ2Zhcm0udjEuSm9iU3RhdGUSDgoGcmVhc29uGAYgASgJEigKBHRpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGFnZW50X2lkGAggASgJIocBChBTdGFydFNjYW5SZXF1ZXN0EhAKCHBsYXRmb3JtGAEgASgJEiQKBXNjb3BlGAIgASgOMhUucGtnZmFybS52MS5TY2FuU2NvcGUSEQoJbG9jYXRpb25zGAMgAygJEg0KBXJldXNlGAQgASgIEhkKEWxvY2F0aW9uc19wZXJfam9iGAUgASgNIr8DCgRTY2FuEgoKAmlkGAEgASgJEhAKCHBsYXRmb3JtGAIgASgJEiQKBXNjb3BlGAMgASgOMhUucGtnZmFybS52MS5TY2FuU2NvcGUSJAoFc3RhdGUYBCABKA4yFS5wa2dmYXJtLnYxLlNjYW5TdGF0ZRIOCgZyb3VuZHMYBSABKA0SGQoRbG9jYXRpb25zX3NjYW5uZWQYBiABKA0SGAoQbG9jYXRpb25zX3JldXNlZBgHIAEoDRIYChBsb2NhdGlvbnNfZmFpbGVkGAggASgNEhcKD2xvY2F0aW9uc190b3RhbBgJIAEoDRISCgpqb2JzX3RvdGFsGAogASgNEhEKCWpvYnNfZG9uZRgLIAEoDRIPCgdyZWNvcmRzGAwgASgNEikKCHByb2JsZW1zGA0gAygLMhcucGtnZmFybS52MS5TY2FuUHJvYmxlbRIvCgtjcmVhdGVfdGltZRgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoX3RpbWUYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGJ1aWxkX2lkGBAgASgJIjMKEVN0YXJ0U2NhblJlc3BvbnNlEh4KBHNjYW4YASABKAsyEC5wa2dmYXJtLnYxLlNjYW4iIQoOR2V0U2NhblJlcXVlc3QSDwoHc2Nhbl9pZBgBIAEoCSIxCg9HZXRTY2FuUmVzcG9uc2USHgoEc2NhbhgBIAEoCzIQLnBrZ2Zhcm0udjEuU2NhbiIkChBMaXN0U2NhbnNSZXF1ZXN0EhAKCHBsYXRmb3JtGAEgASgJIjQKEUxpc3RTY2Fuc1Jlc3BvbnNlEh8KBXNjYW5zGAEgAygLMhAucGtnZmFybS52MS5TY2FuIhYKFExpc3RQbGF0Zm9ybXNSZXF1ZXN0IkcKDFBsYXRmb3JtVHJlZRIQCghwbGF0Zm9ybRgBIAEoCRIlCgR0cmVlGAIgASgLMhcucGtnZmFybS52MS5UcmVlU3VtbWFyeSJEChVMaXN0UGxhdGZvcm1zUmVzcG9uc2USKwoJcGxhdGZvcm1zGAEgAygLMhgucGtnZmFybS52MS5QbGF0Zm9ybVRyZWUqagoKSW1wb3J0TW9kZRIbChdJTVBPUlRfTU9ERV9VTlNQRUNJRklFRBAAEhwKGElNUE9SVF9NT0RFX1JFUExBQ0VfVFJFRRABEiEKHUlNUE9SVF9NT0RFX1JFUExBQ0VfTE9DQVRJT05TEAIqWAoJQnVpbGRNb2RlEhoKFkJVSUxEX01PREVfVU5TUEVDSUZJRUQQABITCg9CVUlMRF9NT0RFX0ZVTEwQARIaChZCVUlMRF9NT0RFX0lOQ1JFTUVOVEFMEAIqmgEKEFNjaGVkdWxpbmdQb2xpY3kSIQodU0NIRURVTElOR19QT0xJQ1lfVU5TUEVDSUZJRUQQABIjCh9TQ0hFRFVMSU5HX1BPTElDWV9DUklUSUNBTF9QQVRIEAESIgoeU0NIRURVTElOR19QT0xJQ1lfUEJVTEtfV0VJR0hUEAISGgoWU0NIRURVTElOR19QT0xJQ1lfRklGTxADKpEBCgpCdWlsZFN0YXRlEhsKF0JVSUxEX1NUQVRFX1VOU1BFQ0lGSUVEEAASFwoTQlVJTERfU1RBVEVfUlVOTklORxABEhgKFEJVSUxEX1NUQVRFX0ZJTklTSEVEEAISGQoVQlVJTERfU1RBVEVfQ0FOQ0VMTEVEEAMSGAoUQlVJTERfU1RBVEVfU0NBTk5JTkcQBCqWAgoISm9iU3RhdGUSGQoVSk9CX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRSk9CX1NUQVRFX1BFTkRJTkcQARITCg9KT0JfU1RBVEVfUkVBRFkQAhIUChBKT0JfU1RBVEVfTEVBU0VEEAMSFwoTSk9CX1NUQVRFX1NVQ0NFRURFRBAEEhQKEEpPQl9TVEFURV9GQUlMRUQQBRIXChNKT0JfU1RBVEVfUFJFRkFJTEVEEAYSHQoZSk9CX1NUQVRFX0lORElSRUNUX0ZBSUxFRBAHEhMKD0pPQl9TVEFURV9DWUNMRRAIEhgKFEpPQl9TVEFURV9VUF9UT19EQVRFEAkSFwoTSk9CX1NUQVRFX0NBTkNFTExFRBAKKngKCkpvYk91dGNvbWUSGwoXSk9CX09VVENPTUVfVU5TUEVDSUZJRUQQABIZChVKT0JfT1VUQ09NRV9TVUNDRUVERUQQARIWChJKT0JfT1VUQ09NRV9GQUlMRUQQAhIaChZKT0JfT1VUQ09NRV9VUF9UT19EQVRFEAMqZwoMUmV0dXJuUmVhc29uEh0KGVJFVFVSTl9SRUFTT05fVU5TUEVDSUZJRUQQABIcChhSRVRVUk5fUkVBU09OX0FHRU5UX0xPU1QQARIaChZSRVRVUk5fUkVBU09OX0RSQUlOSU5HEAIqbgoJU2NhblNjb3BlEhoKFlNDQU5fU0NPUEVfVU5TUEVDSUZJRUQQABITCg9TQ0FOX1NDT1BFX1RSRUUQARIYChRTQ0FOX1NDT1BFX0xPQ0FUSU9OUxACEhYKElNDQU5fU0NPUEVfQ0xPU1VSRRADKm8KCVNjYW5TdGF0ZRIaChZTQ0FOX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSU0NBTl9TVEFURV9SVU5OSU5HEAESFwoTU0NBTl9TVEFURV9GSU5JU0hFRBACEhUKEVNDQU5fU1RBVEVfRkFJTEVEEAMy6gsKD0RlcEdyYXBoU2VydmljZRJNCgpJbXBvcnRTY2FuEh0ucGtnZmFybS52MS5JbXBvcnRTY2FuUmVxdWVzdBoeLnBrZ2Zhcm0udjEuSW1wb3J0U2NhblJlc3BvbnNlKAESVAoNU2NhbkxvY2F0aW9ucxIgLnBrZ2Zhcm0udjEuU2NhbkxvY2F0aW9uc1JlcXVlc3QaIS5wa2dmYXJtLnYxLlNjYW5Mb2NhdGlvbnNSZXNwb25zZRJLCgpHZXRQYWNrYWdlEh0ucGtnZmFybS52MS5HZXRQYWNrYWdlUmVxdWVzdBoeLnBrZ2Zhcm0udjEuR2V0UGFja2FnZVJlc3BvbnNlElEKDExpc3RQYWNrYWdlcxIfLnBrZ2Zhcm0udjEuTGlzdFBhY2thZ2VzUmVxdWVzdBogLnBrZ2Zhcm0udjEuTGlzdFBhY2thZ2VzUmVzcG9uc2USTgoLQ3JlYXRlQnVpbGQSHi5wa2dmYXJtLnYxLkNyZWF0ZUJ1aWxkUmVxdWVzdBofLnBrZ2Zhcm0udjEuQ3JlYXRlQnVpbGRSZXNwb25zZRJFCghHZXRCdWlsZBIbLnBrZ2Zhcm0udjEuR2V0QnVpbGRSZXF1ZXN0GhwucGtnZmFybS52MS5HZXRCdWlsZFJlc3BvbnNlEksKCkxpc3RCdWlsZHMSHS5wa2dmYXJtLnYxLkxpc3RCdWlsZHNSZXF1ZXN0Gh4ucGtnZmFybS52MS5MaXN0QnVpbGRzUmVzcG9uc2USTgoLQ2FuY2VsQnVpbGQSHi5wa2dmYXJtLnYxLkNhbmNlbEJ1aWxkUmVxdWVzdBofLnBrZ2Zhcm0udjEuQ2FuY2VsQnVpbGRSZXNwb25zZRJFCghMaXN0Sm9icxIbLnBrZ2Zhcm0udjEuTGlzdEpvYnNSZXF1ZXN0GhwucGtnZmFybS52MS5MaXN0Sm9ic1Jlc3BvbnNlElEKDE5leHRSZWFkeUpvYhIfLnBrZ2Zhcm0udjEuTmV4dFJlYWR5Sm9iUmVxdWVzdBogLnBrZ2Zhcm0udjEuTmV4dFJlYWR5Sm9iUmVzcG9uc2USRQoITWFya0RvbmUSGy5wa2dmYXJtLnYxLk1hcmtEb25lUmVxdWVzdBocLnBrZ2Zhcm0udjEuTWFya0RvbmVSZXNwb25zZRJLCgpSZW5ld0xlYXNlEh0ucGtnZmFybS52MS5SZW5ld0xlYXNlUmVxdWVzdBoeLnBrZ2Zhcm0udjEuUmVuZXdMZWFzZVJlc3BvbnNlEkgKCVJldHVybkpvYhIcLnBrZ2Zhcm0udjEuUmV0dXJuSm9iUmVxdWVzdBodLnBrZ2Zhcm0udjEuUmV0dXJuSm9iUmVzcG9uc2USSgoJV2F0Y2hKb2JzEhwucGtnZmFybS52MS5XYXRjaEpvYnNSZXF1ZXN0Gh0ucGtnZmFybS52MS5XYXRjaEpvYnNSZXNwb25zZTABEkgKCVN0YXJ0U2NhbhIcLnBrZ2Zhcm0udjEuU3RhcnRTY2FuUmVxdWVzdBodLnBrZ2Zhcm0udjEuU3RhcnRTY2FuUmVzcG9uc2USQgoHR2V0U2NhbhIaLnBrZ2Zhcm0udjEuR2V0U2NhblJlcXVlc3QaGy5wa2dmYXJtLnYxLkdldFNjYW5SZXNwb25zZRJICglMaXN0U2NhbnMSHC5wa2dmYXJtLnYxLkxpc3RTY2Fuc1JlcXVlc3QaHS5wa2dmYXJtLnYxLkxpc3RTY2Fuc1Jlc3BvbnNlElQKDUxpc3RQbGF0Zm9ybXMSIC5wa2dmYXJtLnYxLkxpc3RQbGF0Zm9ybXNSZXF1ZXN0GiEucGtnZmFybS52MS5MaXN0UGxhdGZvcm1zUmVzcG9uc2USbAoVR2V0RGVwZW5kZW5jeU1hbmlmZXN0EigucGtnZmFybS52MS5HZXREZXBlbmRlbmN5TWFuaWZlc3RSZXF1ZXN0GikucGtnZmFybS52MS5HZXREZXBlbmRlbmN5TWFuaWZlc3RSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * ImportScanRequest is one chunk of pbulk-index text. Chunks are joined in
@@ -1150,6 +1150,16 @@ export type NextReadyJobRequest = Message<"pkgfarm.v1.NextReadyJobRequest"> & {
    * @generated from field: bool include_scan_jobs = 6;
    */
   includeScanJobs: boolean;
+
+  /**
+   * Leave Assignment.dependency_packages empty: the caller keeps the build's
+   * dependency manifest (GetDependencyManifest) and works the closure out
+   * from Assignment.dependencies. An answer then costs the same for a job at
+   * the top of a deep graph as for one at the bottom.
+   *
+   * @generated from field: bool omit_dependency_packages = 7;
+   */
+  omitDependencyPackages: boolean;
 };
 
 /**
@@ -1201,7 +1211,11 @@ export type Assignment = Message<"pkgfarm.v1.Assignment"> & {
   attempt: number;
 
   /**
-   * Binary packages of the dependencies (transitive), as MarkDone reported them.
+   * Binary packages of the dependencies (transitive), as MarkDone reported
+   * them (a dependency found up to date has its file name only). Empty when
+   * the request set omit_dependency_packages. An answer stops taking further
+   * jobs once it passes 3 MiB, so it stays under 4 MiB unless one assignment
+   * alone is over 1 MiB.
    *
    * @generated from field: repeated pkgfarm.v1.BinaryPackage dependency_packages = 6;
    */
@@ -1237,6 +1251,22 @@ export type Assignment = Message<"pkgfarm.v1.Assignment"> & {
    * @generated from field: bool incremental = 10;
    */
   incremental: boolean;
+
+  /**
+   * Entries of the build's dependency manifest (GetDependencyManifest) that
+   * hold every dependency of this job, all of them built: a caller whose copy
+   * has fewer entries fetches the rest first.
+   *
+   * @generated from field: uint32 manifest_size = 11;
+   */
+  manifestSize: number;
+
+  /**
+   * The manifest's generation (see GetDependencyManifestResponse.generation).
+   *
+   * @generated from field: string manifest_generation = 12;
+   */
+  manifestGeneration: string;
 };
 
 /**
@@ -1245,6 +1275,122 @@ export type Assignment = Message<"pkgfarm.v1.Assignment"> & {
  */
 export const AssignmentSchema: GenMessage<Assignment> = /*@__PURE__*/
   messageDesc(file_pkgfarm_v1_depgraph, 26);
+
+/**
+ * GetDependencyManifestRequest asks for entries of a build's manifest.
+ *
+ * @generated from message pkgfarm.v1.GetDependencyManifestRequest
+ */
+export type GetDependencyManifestRequest = Message<"pkgfarm.v1.GetDependencyManifestRequest"> & {
+  /**
+   * Build id. Required.
+   *
+   * @generated from field: string build_id = 1;
+   */
+  buildId: string;
+
+  /**
+   * First entry to return (the caller has those before it); 0 for all.
+   *
+   * @generated from field: uint32 offset = 2;
+   */
+  offset: number;
+
+  /**
+   * Most entries to return; 0 means 10000, and at most 10000 are returned. A
+   * response also ends before its entries pass 3 MiB encoded.
+   *
+   * @generated from field: uint32 page_size = 3;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message pkgfarm.v1.GetDependencyManifestRequest.
+ * Use `create(GetDependencyManifestRequestSchema)` to create a new message.
+ */
+export const GetDependencyManifestRequestSchema: GenMessage<GetDependencyManifestRequest> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 27);
+
+/**
+ * DependencyManifestEntry is one built job of a build.
+ *
+ * @generated from message pkgfarm.v1.DependencyManifestEntry
+ */
+export type DependencyManifestEntry = Message<"pkgfarm.v1.DependencyManifestEntry"> & {
+  /**
+   * PKGNAME of the job.
+   *
+   * @generated from field: string pkgname = 1;
+   */
+  pkgname: string;
+
+  /**
+   * Its binary package as MarkDone reported it; for a job found up to date,
+   * the file name only.
+   *
+   * @generated from field: pkgfarm.v1.BinaryPackage binary_package = 2;
+   */
+  binaryPackage?: BinaryPackage | undefined;
+
+  /**
+   * PKGNAMEs of its direct dependencies.
+   *
+   * @generated from field: repeated string dependencies = 3;
+   */
+  dependencies: string[];
+};
+
+/**
+ * Describes the message pkgfarm.v1.DependencyManifestEntry.
+ * Use `create(DependencyManifestEntrySchema)` to create a new message.
+ */
+export const DependencyManifestEntrySchema: GenMessage<DependencyManifestEntry> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 28);
+
+/**
+ * GetDependencyManifestResponse is a run of manifest entries.
+ *
+ * @generated from message pkgfarm.v1.GetDependencyManifestResponse
+ */
+export type GetDependencyManifestResponse = Message<"pkgfarm.v1.GetDependencyManifestResponse"> & {
+  /**
+   * Entries offset, offset + 1, ...; entries never change once made.
+   *
+   * @generated from field: repeated pkgfarm.v1.DependencyManifestEntry entries = 1;
+   */
+  entries: DependencyManifestEntry[];
+
+  /**
+   * The request's offset.
+   *
+   * @generated from field: uint32 offset = 2;
+   */
+  offset: number;
+
+  /**
+   * Entries the manifest has now; more follow as jobs are built.
+   *
+   * @generated from field: uint32 size = 3;
+   */
+  size: number;
+
+  /**
+   * Changes when depgraph rebuilt the manifest (a restart restores builds,
+   * and their entries come in another order): entries kept from another
+   * generation must be fetched again from 0.
+   *
+   * @generated from field: string generation = 4;
+   */
+  generation: string;
+};
+
+/**
+ * Describes the message pkgfarm.v1.GetDependencyManifestResponse.
+ * Use `create(GetDependencyManifestResponseSchema)` to create a new message.
+ */
+export const GetDependencyManifestResponseSchema: GenMessage<GetDependencyManifestResponse> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_depgraph, 29);
 
 /**
  * ScanLocation is one location a scan job scans.
@@ -1281,7 +1427,7 @@ export type ScanLocation = Message<"pkgfarm.v1.ScanLocation"> & {
  * Use `create(ScanLocationSchema)` to create a new message.
  */
 export const ScanLocationSchema: GenMessage<ScanLocation> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 27);
+  messageDesc(file_pkgfarm_v1_depgraph, 30);
 
 /**
  * ScanTask is the work of one scan job.
@@ -1330,7 +1476,7 @@ export type ScanTask = Message<"pkgfarm.v1.ScanTask"> & {
  * Use `create(ScanTaskSchema)` to create a new message.
  */
 export const ScanTaskSchema: GenMessage<ScanTask> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 28);
+  messageDesc(file_pkgfarm_v1_depgraph, 31);
 
 /**
  * ScanLocationResult is what scanning one location gave.
@@ -1379,7 +1525,7 @@ export type ScanLocationResult = Message<"pkgfarm.v1.ScanLocationResult"> & {
  * Use `create(ScanLocationResultSchema)` to create a new message.
  */
 export const ScanLocationResultSchema: GenMessage<ScanLocationResult> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 29);
+  messageDesc(file_pkgfarm_v1_depgraph, 32);
 
 /**
  * ScanOutput is what a scan job brings back.
@@ -1407,7 +1553,7 @@ export type ScanOutput = Message<"pkgfarm.v1.ScanOutput"> & {
  * Use `create(ScanOutputSchema)` to create a new message.
  */
 export const ScanOutputSchema: GenMessage<ScanOutput> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 30);
+  messageDesc(file_pkgfarm_v1_depgraph, 33);
 
 /**
  * NextReadyJobResponse carries the leased jobs; empty if none was ready.
@@ -1428,7 +1574,7 @@ export type NextReadyJobResponse = Message<"pkgfarm.v1.NextReadyJobResponse"> & 
  * Use `create(NextReadyJobResponseSchema)` to create a new message.
  */
 export const NextReadyJobResponseSchema: GenMessage<NextReadyJobResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 31);
+  messageDesc(file_pkgfarm_v1_depgraph, 34);
 
 /**
  * JobResult is the outcome of one leased job.
@@ -1527,7 +1673,7 @@ export type JobResult = Message<"pkgfarm.v1.JobResult"> & {
  * Use `create(JobResultSchema)` to create a new message.
  */
 export const JobResultSchema: GenMessage<JobResult> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 32);
+  messageDesc(file_pkgfarm_v1_depgraph, 35);
 
 /**
  * MarkDoneRequest reports the outcome of leased jobs.
@@ -1548,7 +1694,7 @@ export type MarkDoneRequest = Message<"pkgfarm.v1.MarkDoneRequest"> & {
  * Use `create(MarkDoneRequestSchema)` to create a new message.
  */
 export const MarkDoneRequestSchema: GenMessage<MarkDoneRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 33);
+  messageDesc(file_pkgfarm_v1_depgraph, 36);
 
 /**
  * MarkDoneResponse tells what the results set free.
@@ -1576,7 +1722,7 @@ export type MarkDoneResponse = Message<"pkgfarm.v1.MarkDoneResponse"> & {
  * Use `create(MarkDoneResponseSchema)` to create a new message.
  */
 export const MarkDoneResponseSchema: GenMessage<MarkDoneResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 34);
+  messageDesc(file_pkgfarm_v1_depgraph, 37);
 
 /**
  * LeaseRef names a held lease.
@@ -1620,7 +1766,7 @@ export type LeaseRef = Message<"pkgfarm.v1.LeaseRef"> & {
  * Use `create(LeaseRefSchema)` to create a new message.
  */
 export const LeaseRefSchema: GenMessage<LeaseRef> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 35);
+  messageDesc(file_pkgfarm_v1_depgraph, 38);
 
 /**
  * RenewLeaseRequest pushes lease deadlines forward.
@@ -1648,7 +1794,7 @@ export type RenewLeaseRequest = Message<"pkgfarm.v1.RenewLeaseRequest"> & {
  * Use `create(RenewLeaseRequestSchema)` to create a new message.
  */
 export const RenewLeaseRequestSchema: GenMessage<RenewLeaseRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 36);
+  messageDesc(file_pkgfarm_v1_depgraph, 39);
 
 /**
  * RenewLeaseResponse tells which leases were renewed.
@@ -1685,7 +1831,7 @@ export type RenewLeaseResponse = Message<"pkgfarm.v1.RenewLeaseResponse"> & {
  * Use `create(RenewLeaseResponseSchema)` to create a new message.
  */
 export const RenewLeaseResponseSchema: GenMessage<RenewLeaseResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 37);
+  messageDesc(file_pkgfarm_v1_depgraph, 40);
 
 /**
  * ReturnJobRequest gives leased jobs back.
@@ -1720,7 +1866,7 @@ export type ReturnJobRequest = Message<"pkgfarm.v1.ReturnJobRequest"> & {
  * Use `create(ReturnJobRequestSchema)` to create a new message.
  */
 export const ReturnJobRequestSchema: GenMessage<ReturnJobRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 38);
+  messageDesc(file_pkgfarm_v1_depgraph, 41);
 
 /**
  * ReturnJobResponse confirms the give-back.
@@ -1748,7 +1894,7 @@ export type ReturnJobResponse = Message<"pkgfarm.v1.ReturnJobResponse"> & {
  * Use `create(ReturnJobResponseSchema)` to create a new message.
  */
 export const ReturnJobResponseSchema: GenMessage<ReturnJobResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 39);
+  messageDesc(file_pkgfarm_v1_depgraph, 42);
 
 /**
  * WatchJobsRequest selects the transitions to stream.
@@ -1769,7 +1915,7 @@ export type WatchJobsRequest = Message<"pkgfarm.v1.WatchJobsRequest"> & {
  * Use `create(WatchJobsRequestSchema)` to create a new message.
  */
 export const WatchJobsRequestSchema: GenMessage<WatchJobsRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 40);
+  messageDesc(file_pkgfarm_v1_depgraph, 43);
 
 /**
  * WatchJobsResponse is one job transition.
@@ -1839,7 +1985,7 @@ export type WatchJobsResponse = Message<"pkgfarm.v1.WatchJobsResponse"> & {
  * Use `create(WatchJobsResponseSchema)` to create a new message.
  */
 export const WatchJobsResponseSchema: GenMessage<WatchJobsResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 41);
+  messageDesc(file_pkgfarm_v1_depgraph, 44);
 
 /**
  * StartScanRequest describes a scan.
@@ -1889,7 +2035,7 @@ export type StartScanRequest = Message<"pkgfarm.v1.StartScanRequest"> & {
  * Use `create(StartScanRequestSchema)` to create a new message.
  */
 export const StartScanRequestSchema: GenMessage<StartScanRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 42);
+  messageDesc(file_pkgfarm_v1_depgraph, 45);
 
 /**
  * Scan is one scan of some or all of a platform's tree.
@@ -2016,7 +2162,7 @@ export type Scan = Message<"pkgfarm.v1.Scan"> & {
  * Use `create(ScanSchema)` to create a new message.
  */
 export const ScanSchema: GenMessage<Scan> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 43);
+  messageDesc(file_pkgfarm_v1_depgraph, 46);
 
 /**
  * StartScanResponse carries the new scan.
@@ -2037,7 +2183,7 @@ export type StartScanResponse = Message<"pkgfarm.v1.StartScanResponse"> & {
  * Use `create(StartScanResponseSchema)` to create a new message.
  */
 export const StartScanResponseSchema: GenMessage<StartScanResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 44);
+  messageDesc(file_pkgfarm_v1_depgraph, 47);
 
 /**
  * GetScanRequest names a scan.
@@ -2058,7 +2204,7 @@ export type GetScanRequest = Message<"pkgfarm.v1.GetScanRequest"> & {
  * Use `create(GetScanRequestSchema)` to create a new message.
  */
 export const GetScanRequestSchema: GenMessage<GetScanRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 45);
+  messageDesc(file_pkgfarm_v1_depgraph, 48);
 
 /**
  * GetScanResponse carries the scan.
@@ -2079,7 +2225,7 @@ export type GetScanResponse = Message<"pkgfarm.v1.GetScanResponse"> & {
  * Use `create(GetScanResponseSchema)` to create a new message.
  */
 export const GetScanResponseSchema: GenMessage<GetScanResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 46);
+  messageDesc(file_pkgfarm_v1_depgraph, 49);
 
 /**
  * ListScansRequest selects scans.
@@ -2100,7 +2246,7 @@ export type ListScansRequest = Message<"pkgfarm.v1.ListScansRequest"> & {
  * Use `create(ListScansRequestSchema)` to create a new message.
  */
 export const ListScansRequestSchema: GenMessage<ListScansRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 47);
+  messageDesc(file_pkgfarm_v1_depgraph, 50);
 
 /**
  * ListScansResponse lists scans, newest first.
@@ -2121,7 +2267,7 @@ export type ListScansResponse = Message<"pkgfarm.v1.ListScansResponse"> & {
  * Use `create(ListScansResponseSchema)` to create a new message.
  */
 export const ListScansResponseSchema: GenMessage<ListScansResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 48);
+  messageDesc(file_pkgfarm_v1_depgraph, 51);
 
 /**
  * ListPlatformsRequest has no filters.
@@ -2136,7 +2282,7 @@ export type ListPlatformsRequest = Message<"pkgfarm.v1.ListPlatformsRequest"> & 
  * Use `create(ListPlatformsRequestSchema)` to create a new message.
  */
 export const ListPlatformsRequestSchema: GenMessage<ListPlatformsRequest> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 49);
+  messageDesc(file_pkgfarm_v1_depgraph, 52);
 
 /**
  * PlatformTree is one platform's tree.
@@ -2164,7 +2310,7 @@ export type PlatformTree = Message<"pkgfarm.v1.PlatformTree"> & {
  * Use `create(PlatformTreeSchema)` to create a new message.
  */
 export const PlatformTreeSchema: GenMessage<PlatformTree> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 50);
+  messageDesc(file_pkgfarm_v1_depgraph, 53);
 
 /**
  * ListPlatformsResponse lists the platforms, by name.
@@ -2185,7 +2331,7 @@ export type ListPlatformsResponse = Message<"pkgfarm.v1.ListPlatformsResponse"> 
  * Use `create(ListPlatformsResponseSchema)` to create a new message.
  */
 export const ListPlatformsResponseSchema: GenMessage<ListPlatformsResponse> = /*@__PURE__*/
-  messageDesc(file_pkgfarm_v1_depgraph, 51);
+  messageDesc(file_pkgfarm_v1_depgraph, 54);
 
 /**
  * ImportMode says what an import replaces.
@@ -2818,6 +2964,22 @@ export const DepGraphService: GenService<{
     methodKind: "unary";
     input: typeof ListPlatformsRequestSchema;
     output: typeof ListPlatformsResponseSchema;
+  },
+  /**
+   * GetDependencyManifest returns part of a build's dependency manifest:
+   * every job built so far (succeeded, or found up to date) with its binary
+   * package and direct dependencies, in the order they were built. A caller
+   * that keeps it per build (fetching only what is new) works out the
+   * dependency closure of any assignment itself from
+   * Assignment.dependencies, and asks NextReadyJob to leave
+   * dependency_packages out.
+   *
+   * @generated from rpc pkgfarm.v1.DepGraphService.GetDependencyManifest
+   */
+  getDependencyManifest: {
+    methodKind: "unary";
+    input: typeof GetDependencyManifestRequestSchema;
+    output: typeof GetDependencyManifestResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pkgfarm_v1_depgraph, 0);

@@ -191,6 +191,16 @@ export class Build {
   finishedAt: number | undefined;
   /** While set, transitions are not announced: a restore replays state, it does not change it. */
   private muted = false;
+  /**
+   * manifest is every job built so far (succeeded, or up to date), in the
+   * order they were built; it only grows. A caller that keeps a copy learns
+   * each job's binary package once instead of in every assignment that needs
+   * it (GetDependencyManifest).
+   */
+  readonly manifest: Job[] = [];
+  /** Visit marks of transitiveDependencies, and the mark of its last walk. */
+  private walkMarks: Uint32Array | undefined;
+  private walkMark = 0;
   /** jobs in PKGNAME order, for paging; dropped when a job is added. */
   private sorted: Job[] | undefined;
 
@@ -259,6 +269,9 @@ export class Build {
       this.counts.set(job.state, this.counts.get(job.state)! + 1);
       if (!isTerminal(job.state)) this.active++;
     });
+    yield* mapInSlices(this.jobs, (job) => {
+      if (isBuilt(job.state)) this.manifest.push(job);
+    });
     this.checkFinished(createdAt);
   }
 
@@ -298,6 +311,7 @@ export class Build {
     job.binaryPackage = result.binaryPackage;
     job.logRef = result.logRef;
     this.move(job, "succeeded", "", now);
+    this.manifest.push(job);
     let newlyReady = 0;
     for (const up of job.dependents) {
       const dependent = this.jobs[up]!;
@@ -516,18 +530,31 @@ export class Build {
     return job;
   }
 
-  /** Every job this one needs, directly or not. */
+  /**
+   * Every job this one needs, directly or not, each once. Marks visited jobs
+   * with a number per walk in one array kept by the build, so a walk costs
+   * the closure it finds and allocates only its answer; deep in a build a
+   * job's closure has thousands of jobs and one is walked per assignment.
+   */
   transitiveDependencies(job: Job): Job[] {
-    const seen = new Set<number>();
-    const stack = [...job.dependencies];
+    if (this.walkMarks === undefined || this.walkMarks.length < this.jobs.length) this.walkMarks = new Uint32Array(this.jobs.length * 2);
+    const marks = this.walkMarks;
+    const mark = ++this.walkMark;
+    if (mark === 0xffffffff) {
+      marks.fill(0);
+      this.walkMark = 1;
+      return this.transitiveDependencies(job);
+    }
     const result: Job[] = [];
+    const stack: number[] = [];
+    for (const i of job.dependencies) stack.push(i);
     while (stack.length > 0) {
       const i = stack.pop()!;
-      if (seen.has(i)) continue;
-      seen.add(i);
+      if (marks[i] === mark) continue;
+      marks[i] = mark;
       const dep = this.jobs[i]!;
       result.push(dep);
-      stack.push(...dep.dependencies);
+      for (const d of dep.dependencies) if (marks[d] !== mark) stack.push(d);
     }
     return result;
   }

@@ -1,3 +1,5 @@
+import { Counter, runSteps, type Steps } from "./steps.js";
+
 /**
  * findCycles returns every dependency cycle of a graph given as adjacency
  * lists over node indices: each strongly connected component with more than
@@ -5,6 +7,15 @@
  * 51-deep (or 29,000-deep) chain cannot overflow the stack.
  */
 export function findCycles(edges: readonly (readonly number[])[]): number[][] {
+  return runSteps(findCyclesSteps(edges));
+}
+
+// Edges followed per slice of findCyclesSteps.
+const EDGES_PER_SLICE = 20_000;
+
+/** findCyclesSteps is findCycles in slices (see steps.ts): a whole tree has 200,000 edges. */
+export function* findCyclesSteps(edges: readonly (readonly number[])[]): Steps<number[][]> {
+  const slice = new Counter(EDGES_PER_SLICE);
   const n = edges.length;
   const index = new Int32Array(n).fill(-1);
   const lowLink = new Int32Array(n);
@@ -24,6 +35,7 @@ export function findCycles(edges: readonly (readonly number[])[]): number[][] {
     stack.push(root);
     onStack[root] = 1;
     while (callNode.length > 0) {
+      if (slice.tick()) yield;
       const top = callNode.length - 1;
       const v = callNode[top]!;
       const out = edges[v]!;

@@ -315,10 +315,19 @@ export class DepGraph {
    * so listeners see each one.
    */
   replaceTree(records: readonly ScanRecord[], scope: "tree" | "locations", platform: string = SHARED_TREE): InvalidScanRecord[] {
+    return runSteps(this.replaceTreeSteps(records, scope, platform));
+  }
+
+  /**
+   * replaceTreeSteps is replaceTree in slices: a whole-tree import resolves
+   * tens of thousands of records (see PackageTree.applyTreeSteps), and the
+   * tree changes, for builds and listeners, only in the last slice.
+   */
+  *replaceTreeSteps(records: readonly ScanRecord[], scope: "tree" | "locations", platform: string = SHARED_TREE): Steps<InvalidScanRecord[]> {
     const tree = this.platformTree(platform);
     const touched = new Set(records.map((r) => r.location));
-    if (scope === "tree") for (const pkg of tree.values()) touched.add(pkg.record.location);
-    const update = scope === "tree" ? tree.applyTree(records) : tree.applyLocations(records, []);
+    const update = scope === "tree" ? yield* tree.applyTreeSteps(records) : tree.applyLocations(records, []);
+    for (const location of update.locationsBefore ?? []) touched.add(location);
     this.takeTreeChange(platform, update.change, touched);
     return update.problems;
   }
@@ -432,7 +441,12 @@ export class DepGraph {
 
   /** createBuild is requestBuild for callers whose tree holds the whole list (no scan needed). */
   createBuild(request: CreateBuildRequest): Build {
-    const build = this.requestBuild(request);
+    return runSteps(this.createBuildSteps(request));
+  }
+
+  /** createBuildSteps is createBuild in slices. */
+  *createBuildSteps(request: CreateBuildRequest): Steps<Build> {
+    const build = yield* this.requestBuildSteps(request);
     if (!(build instanceof Build)) throw new InvalidRequest(`build ${build.options.id} waits for scan ${build.scanId} to close its list`);
     return build;
   }

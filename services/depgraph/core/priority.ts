@@ -1,4 +1,4 @@
-import { findCycles } from "./cycles.js";
+import { findCyclesSteps } from "./cycles.js";
 import { Counter, type Steps } from "./steps.js";
 
 /** JobGraph is the part of a build a scheduling policy may look at. */
@@ -146,8 +146,7 @@ interface Condensed {
 function* condense(graph: JobGraph): Steps<Condensed> {
   const n = graph.dependencies.length;
   const componentOf = new Int32Array(n).fill(-1);
-  const cycles = findCycles(graph.dependencies);
-  yield;
+  const cycles = yield* findCyclesSteps(graph.dependencies);
   let size = 0;
   for (const members of cycles) {
     for (const i of members) componentOf[i] = size;
@@ -155,6 +154,7 @@ function* condense(graph: JobGraph): Steps<Condensed> {
   }
   const cyclicCount = size;
   for (let i = 0; i < n; i++) if (componentOf[i] === -1) componentOf[i] = size++;
+  yield;
   const cyclic = new Uint8Array(size);
   cyclic.fill(1, 0, cyclicCount);
   const weight = new Float64Array(size);
@@ -164,12 +164,15 @@ function* condense(graph: JobGraph): Steps<Condensed> {
     weight[comp] = weight[comp]! + graph.pbulkWeight[i]!;
     if (comp >= cyclicCount) expectedMs[comp] = graph.expectedMs[i]!;
   }
+  yield;
   const dependents: number[][] = Array.from({ length: size }, () => []);
   const dependencies: number[][] = Array.from({ length: size }, () => []);
+  yield;
   // Last component that added each edge target, so an edge is kept once.
   const addedFor = new Int32Array(size).fill(-1);
   const members: number[][] = Array.from({ length: size }, () => []);
   for (let i = 0; i < n; i++) members[componentOf[i]!]!.push(i);
+  yield;
   const slice = new Counter(SLICE / 4);
   let edges = 0;
   for (let comp = 0; comp < size; comp++) {

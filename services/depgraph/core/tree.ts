@@ -1,5 +1,6 @@
-import { findCycles } from "./cycles.js";
+import { findCyclesSteps } from "./cycles.js";
 import { InvalidScanRecord } from "./errors.js";
+import { Counter, mapInSlices, runSteps, type Steps } from "./steps.js";
 import { compilePattern, InvalidPattern, patternPrefix, pickBestMatch, type Matcher } from "./pattern.js";
 import type { DependencyPattern, ScanRecord } from "./scan-record.js";
 
@@ -52,6 +53,8 @@ export interface TreeUpdate {
   /** Records refused (a PKGNAME given twice); the rest were applied. */
   readonly problems: InvalidScanRecord[];
   readonly change: TreeChange;
+  /** For a whole-tree import: the locations the tree had before it (some may be gone now). */
+  readonly locationsBefore?: readonly string[];
 }
 
 /** prefailReason says why a package cannot be built before any build starts; "" if it can. */
@@ -63,6 +66,8 @@ export function prefailReason(pkg: TreePackage): string {
 
 const NONE: readonly string[] = Object.freeze([]);
 const NO_UNRESOLVED: readonly UnresolvedDependency[] = Object.freeze([]);
+// Packages resolved per slice of an import: a few milliseconds.
+const RESOLVE_SLICE = 1_000;
 // Above this many added or removed PKGNAMEs one sort beats splicing each name.
 const RESORT_THRESHOLD = 256;
 
@@ -140,26 +145,25 @@ export class PackageTree {
    * differs, so whoever follows revisions sees that an import happened.
    */
   applyTree(records: readonly ScanRecord[]): TreeUpdate {
-    const { incoming, problems } = byPkgname(records);
+    return runSteps(this.applyTreeSteps(records));
+  }
+
+  /**
+   * applyTreeSteps is applyTree in slices (see steps.ts). The records are
+   * resolved into a new tree of their own, which nobody sees; this tree
+   * stays as it was, for reads and updates between the slices, until the
+   * last slice takes the new one's contents and works out the change against
+   * what this tree holds then. So an update made meanwhile is replaced by
+   * the import, as if it had come first.
+   */
+  *applyTreeSteps(records: readonly ScanRecord[]): Steps<TreeUpdate> {
+    const next = new PackageTree();
+    const problems = yield* next.importSteps(records);
+    yield;
     const before = this.packages;
     const unresolvedBefore = this.unresolvedOf;
-    this.packages = new Map();
-    this.byLocation = new Map();
-    this.sortedNames = [];
-    this.matches = new BestMatches(() => this.sortedNames);
-    this.dependents = undefined;
-    this.unresolvedOf = new Map();
-    this.unresolvedList = undefined;
-    this.cycles = [];
-    this.cycleOf = new Map();
-    this.edgeCount = 0;
-    this.prefailedCount = 0;
-    this.apply(incoming, []);
-    // Built after the import rather than along it, which is cheaper, and
-    // before the first incremental update, which should not wait for them.
-    this.matches.indexUsers(this.packages.values());
-    this.dependentsIndex();
-
+    const locationsBefore = [...this.byLocation.keys()];
+    this.adopt(next);
     const added: string[] = [];
     const changed: string[] = [];
     for (const [name, pkg] of this.packages) {
@@ -169,7 +173,37 @@ export class PackageTree {
         !sameUnresolved(unresolvedBefore.get(name) ?? [], this.unresolvedOf.get(name) ?? [])) changed.push(name);
     }
     const removed = [...before.keys()].filter((name) => !this.packages.has(name));
-    return { problems, change: this.finish({ added, removed, changed }, true) };
+    return { problems, change: this.finish({ added, removed, changed }, true), locationsBefore };
+  }
+
+  /** importSteps fills an empty tree with records, in slices; returns the records refused. */
+  private *importSteps(records: readonly ScanRecord[]): Steps<InvalidScanRecord[]> {
+    const { incoming, problems } = byPkgname(records);
+    yield;
+    yield* this.applySteps(incoming, []);
+    yield;
+    // Built after the import rather than along it, which is cheaper, and
+    // before the first incremental update, which should not wait for them.
+    this.matches.indexUsers(this.packages.values());
+    yield;
+    this.dependentsIndex();
+    return problems;
+  }
+
+  /** adopt takes every part of other's contents (a tree no one else holds); the revision stays this tree's. */
+  private adopt(other: PackageTree): void {
+    this.packages = other.packages;
+    this.byLocation = other.byLocation;
+    this.sortedNames = other.sortedNames;
+    this.matches = other.matches;
+    this.matches.rebind(() => this.sortedNames);
+    this.dependents = other.dependents;
+    this.unresolvedOf = other.unresolvedOf;
+    this.unresolvedList = other.unresolvedList;
+    this.cycles = other.cycles;
+    this.cycleOf = other.cycleOf;
+    this.edgeCount = other.edgeCount;
+    this.prefailedCount = other.prefailedCount;
   }
 
   private finish(change: { added: string[]; removed: string[]; changed: string[] }, always = false): TreeChange {
@@ -182,6 +216,10 @@ export class PackageTree {
 
   /** apply puts incoming in the tree and drops the dropped names it does not give again. */
   private apply(incoming: ReadonlyMap<string, ScanRecord>, dropped: Iterable<string>): { added: string[]; removed: string[]; changed: string[] } {
+    return runSteps(this.applySteps(incoming, dropped));
+  }
+
+  private *applySteps(incoming: ReadonlyMap<string, ScanRecord>, dropped: Iterable<string>): Steps<{ added: string[]; removed: string[]; changed: string[] }> {
     const removed: string[] = [];
     for (const name of dropped) if (!incoming.has(name)) removed.push(name);
     const added: string[] = [];
@@ -210,12 +248,17 @@ export class PackageTree {
         toResolve.add(name);
       }
     }
+    const slice = new Counter(RESOLVE_SLICE);
+    yield;
     for (const name of added) {
       const record = incoming.get(name)!;
       this.linkLocation(record);
       this.matches.relink(name, [], record.dependencies);
+      if (slice.tick(0.2)) yield;
     }
+    yield;
     this.updateSortedNames(added, removed);
+    yield;
 
     // Patterns whose best match a new or departed PKGNAME may change, and so
     // every package that uses one of them, are resolved again.
@@ -232,7 +275,9 @@ export class PackageTree {
       const before = this.packages.get(name)!;
       this.store(name, before, { ...before, record: incoming.get(name)! }, this.unresolvedOf.get(name) ?? NO_UNRESOLVED);
     }
+    yield;
     for (const name of toResolve) {
+      if (slice.tick()) yield;
       const before = this.packages.get(name);
       // A package resolved again only for a pattern keeps its record object.
       const record = before === undefined || changed.has(name) ? incoming.get(name)! : before.record;
@@ -253,7 +298,8 @@ export class PackageTree {
       }
       this.store(name, before, pkg, unresolved);
     }
-    this.updateCycles(edgesChanged, newEdges, removed);
+    yield;
+    yield* this.updateCycles(edgesChanged, newEdges, removed);
     return { added, removed, changed: [...changed] };
   }
 
@@ -347,7 +393,7 @@ export class PackageTree {
    * holds each of its members' whole component) finds their components as
    * the whole graph would; every other cycle kept its edges and gained none.
    */
-  private updateCycles(edgesChanged: readonly string[], newEdges: NewEdges, removed: readonly string[]): void {
+  private *updateCycles(edgesChanged: readonly string[], newEdges: NewEdges, removed: readonly string[]): Steps<void> {
     if (edgesChanged.length === 0 && removed.length === 0) return;
     const gone = new Set<readonly string[]>();
     for (const name of [...removed, ...edgesChanged]) {
@@ -368,13 +414,14 @@ export class PackageTree {
       for (const cycle of gone) for (const name of cycle) if (this.packages.has(name)) onNewCycles.add(name);
       names = [...onNewCycles];
     }
+    yield;
     const at = new Map<string, number>();
-    names.forEach((name, i) => at.set(name, i));
-    for (const name of names) {
+    yield* mapInSlices(names, (name, i) => at.set(name, i));
+    yield* mapInSlices(names, (name) => {
       const cycle = this.cycleOf.get(name);
       if (cycle !== undefined) gone.add(cycle);
-    }
-    const edges = names.map((name) => {
+    });
+    const edges = yield* mapInSlices(names, (name) => {
       const out: number[] = [];
       for (const dep of this.packages.get(name)!.dependencies) {
         const i = at.get(dep);
@@ -382,7 +429,8 @@ export class PackageTree {
       }
       return out;
     });
-    const found = findCycles(edges).map((members) => members.map((i) => names[i]!));
+    yield;
+    const found = (yield* findCyclesSteps(edges)).map((members) => members.map((i) => names[i]!));
     if (gone.size === 0 && found.length === 0) return;
     for (const cycle of gone) for (const name of cycle) this.cycleOf.delete(name);
     for (const cycle of found) for (const name of cycle) this.cycleOf.set(name, cycle);
@@ -400,6 +448,11 @@ export class PackageTree {
   /** PKGNAMEs at a location: one, or one per MULTI_VERSION variant. */
   atLocation(location: string): readonly string[] {
     return this.byLocation.get(location) ?? NONE;
+  }
+
+  /** All PKGNAMEs in code-unit order, as kept for matching (not to be changed; valid until the next update). */
+  sortedPkgnames(): readonly string[] {
+    return this.sortedNames;
   }
 
   /** All PKGNAMEs, in no particular order. */
@@ -470,7 +523,12 @@ class BestMatches {
    */
   private users: Multimap | undefined;
 
-  constructor(private readonly sortedNames: () => readonly string[]) {}
+  constructor(private sortedNames: () => readonly string[]) {}
+
+  /** rebind reads the names from another tree (the one that adopted these matches). */
+  rebind(sortedNames: () => readonly string[]): void {
+    this.sortedNames = sortedNames;
+  }
 
   indexUsers(packages: Iterable<TreePackage>): void {
     if (this.users !== undefined) return;
