@@ -126,7 +126,7 @@ describe("a real agent with executors, through a real dispatcher", () => {
     const scanner = createPkgsrcScanner({ treeDir: tree, bootstrapKit: BOOTSTRAP_KIT, sandbox: createSlotSandbox({ kind: "namespace", root: join(dir, "scan-sandbox") }), mkConfLines: [], timeoutMs: 120_000 });
     const scanned = await scanner.scan(locations, 0, new AbortController().signal);
     for (const s of scanned) assert.equal(s.error, "", s.location);
-    const imported = await depgraph.importScan((async function* () { yield { pbulkIndex: scanned.map((s) => s.pbulkIndex).join(""), mode: ImportMode.REPLACE_TREE }; })());
+    const imported = await depgraph.importScan((async function* () { yield { pbulkIndex: scanned.map((s) => s.pbulkIndex).join(""), mode: ImportMode.REPLACE_TREE, maxRemovedShare: 1 }; })());
     assert.equal(imported.problems.length, 0, JSON.stringify(imported.problems));
     const config = agentConfig(dir, dispatcher.url, "pkgsrc-agent", platform, {
       treeDir: tree, executor: "pkgsrc", bootstrapKit: BOOTSTRAP_KIT, sandbox: "namespace", sandboxRoot: join(dir, "sandbox"), buildUser: "pkgfarm",

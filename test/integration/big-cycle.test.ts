@@ -9,7 +9,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import { HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { DepGraphService, JobState, ListJobsResponseSchema } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import type { Build } from "../../services/depgraph/core/build.js";
-import type { CreateBuildRequest } from "../../services/depgraph/core/depgraph.js";
+import type { CreateBuildRequest, PendingBuild } from "../../services/depgraph/core/depgraph.js";
 import type { RunningDepGraph } from "../../services/depgraph/server.js";
 import { createPkgfarmTransport } from "../../services/shared/index.js";
 import { BIG_CYCLE_SHAPE, bigGraphScan } from "../support/big-graph.js";
@@ -45,9 +45,9 @@ after(async () => {
  */
 function watchCreateBuild(depgraph: RunningDepGraph["depgraph"]): { readonly slices: number; readonly finished: boolean } {
   const progress = { slices: 0, finished: false };
-  const steps = depgraph.createBuildSteps.bind(depgraph);
-  depgraph.createBuildSteps = function* (request: CreateBuildRequest) {
-    const build: Build = yield* (function* () {
+  const steps = depgraph.requestBuildSteps.bind(depgraph);
+  depgraph.requestBuildSteps = function* (request: CreateBuildRequest) {
+    const build: Build | PendingBuild = yield* (function* () {
       const inner = steps(request);
       for (;;) {
         const step = inner.next();
