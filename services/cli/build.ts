@@ -13,6 +13,7 @@ Starts a build on the farm and waits for it to end, printing progress:
                   locations the tree lacks are scanned first (pbulk's limited_list)
   LOCATION...     the same, on the command line; neither builds the whole tree
   --incremental   skip packages whose binary package is up to date
+  --packages-dir D  the packages directory (PACKAGES) an incremental build checks (default: depgraph's)
   --platform P    the agents' platform (default: the only one depgraph has)
   --no-wait       print the build's id and return
 `;
@@ -28,6 +29,7 @@ export async function runBuild(argv: readonly string[], out: NodeJS.WritableStre
         platform: { type: "string", default: "" },
         limit: { type: "string" },
         incremental: { type: "boolean", default: false },
+        "packages-dir": { type: "string", default: "" },
         "no-wait": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -54,7 +56,7 @@ export async function runBuild(argv: readonly string[], out: NodeJS.WritableStre
   const { client } = made;
   const limitTo = values.limit !== undefined ? await readLimitedList(values.limit) : positionals;
   try {
-    let build = (await client.createBuild({ platform: values.platform, limitTo, mode: values.incremental ? BuildMode.INCREMENTAL : BuildMode.FULL })).build!;
+    let build = (await client.createBuild({ platform: values.platform, limitTo, mode: values.incremental ? BuildMode.INCREMENTAL : BuildMode.FULL, packagesDir: values["packages-dir"] })).build!;
     out.write(`pkgfarm build: build ${build.id} on ${build.platform}${build.state === BuildState.SCANNING ? `: scanning the list's closure first (scan ${build.scanId})` : `: ${build.totalJobs} jobs`}\n`);
     if (values["no-wait"]) return 0;
     let said = "";

@@ -20,7 +20,7 @@ import {
   type WatchJobsRequest,
   type WatchJobsResponse,
 } from "../../gen/pkgfarm/v1/depgraph_pb.js";
-import { Build } from "./core/build.js";
+import { Build, type Job } from "./core/build.js";
 import { SHARED_TREE, type DepGraph, type JobResult, type LeaseRef, type ScanJobResult } from "./core/depgraph.js";
 import { pendingBuildToWire, problemToWire, scanOutputFromWire, scanScopeFromWire, scanTaskToWire, scanToWire } from "./convert-scan.js";
 import { InvalidRequest, type InvalidScanRecord } from "./core/errors.js";
@@ -188,6 +188,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         attempt: job.attempts,
         dependencies: job.dependencies.map((i) => build.jobs[i]!.pkgname),
         incremental: build.options.mode === "incremental",
+        rebuildReason: build.options.mode === "incremental" ? rebuildReason(build, job) : "",
         dependencyPackages: closure ? build.transitiveDependencies(job).flatMap((dep) => dependencyPackageToWire(dep) ?? []) : [],
         manifestSize: build.manifest.length,
         manifestGeneration,
@@ -381,15 +382,17 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const buildResults = request.results.filter((r) => !depgraph.isScan(r.buildId));
         if (buildResults.length === 0) return { newlyReady: 0, newlyBlocked: 0 };
         const results: JobResult[] = buildResults.map((r) => {
-          if (r.outcome !== JobOutcome.SUCCEEDED && r.outcome !== JobOutcome.FAILED) {
-            throw new InvalidRequest(`result for ${r.pkgname || "(no pkgname)"} has no outcome: say JOB_OUTCOME_SUCCEEDED or JOB_OUTCOME_FAILED`);
+          if (r.outcome !== JobOutcome.SUCCEEDED && r.outcome !== JobOutcome.FAILED && r.outcome !== JobOutcome.UP_TO_DATE) {
+            throw new InvalidRequest(`result for ${r.pkgname || "(no pkgname)"} has no outcome: say JOB_OUTCOME_SUCCEEDED, JOB_OUTCOME_FAILED or JOB_OUTCOME_UP_TO_DATE`);
           }
           const bp = r.binaryPackage;
           return {
             buildId: r.buildId,
             pkgname: r.pkgname,
             leaseId: r.leaseId,
-            succeeded: r.outcome === JobOutcome.SUCCEEDED,
+            succeeded: r.outcome === JobOutcome.SUCCEEDED || r.outcome === JobOutcome.UP_TO_DATE,
+            upToDate: r.outcome === JobOutcome.UP_TO_DATE,
+            decision: r.decision,
             durationMs: r.duration === undefined ? 0 : durationMs(r.duration),
             binaryPackage: bp === undefined ? undefined : { fileName: bp.fileName, sha256: bp.sha256, sizeBytes: Number(bp.sizeBytes) },
             logRef: r.logRef,
@@ -610,4 +613,18 @@ function createLeaseTimer(depgraph: DepGraph, logger: Logger, now: () => number)
       if (timer !== undefined) clearTimeout(timer);
     },
   };
+}
+
+/**
+ * rebuildReason tells an incremental job's build host that it must build,
+ * whatever its binary package says: depgraph already knows why (no package,
+ * a changed scan, a dependency not current), or a dependency was rebuilt in
+ * this build. "" leaves the check to the host (pbulk's pkg-up-to-date).
+ */
+function rebuildReason(build: Build, job: Job): string {
+  if (job.decision.startsWith("rebuilt:")) return job.decision;
+  const rebuilt = job.dependencies.map((i) => build.jobs[i]!).find((dep) => dep.state === "succeeded");
+  if (rebuilt === undefined) return "";
+  job.decision = `rebuilt: dependency ${rebuilt.pkgname} was rebuilt`;
+  return job.decision;
 }

@@ -76,8 +76,12 @@ export interface Job {
   logRef: string;
   /** The build phase that failed (pbulk's last phase log), "" when not known or not failed. */
   failedPhase: string;
-  /** Incremental builds: why the job is built or skipped ("up to date", "rebuilt: ..."); "" in a full build. */
-  readonly decision: string;
+  /**
+   * Incremental builds: why the job is built or skipped ("up to date",
+   * "rebuilt: ..."); "" in a full build, or while the build host is still to
+   * check the binary package.
+   */
+  decision: string;
 }
 
 /** JobTransition is one change of a job's state, as WatchJobs and NATS see it. */
@@ -305,12 +309,15 @@ export class Build {
   }
 
   /** Ends a lease with success: dependents whose last dependency this was become ready. */
-  succeed(job: Job, result: { durationMs: number; binaryPackage: BinaryPackage; logRef: string }, now: number): number {
+  succeed(job: Job, result: { durationMs: number; binaryPackage: BinaryPackage; logRef: string; upToDate?: boolean; decision?: string }, now: number): number {
     job.lease = undefined;
     job.durationMs = result.durationMs;
     job.binaryPackage = result.binaryPackage;
     job.logRef = result.logRef;
-    this.move(job, "succeeded", "", now);
+    if (result.decision !== undefined && result.decision !== "") job.decision = result.decision;
+    // An agent that found the package current (pbulk's pkg-up-to-date) ends
+    // the job up to date: dependents go on as after a build.
+    this.move(job, result.upToDate === true ? "up-to-date" : "succeeded", result.upToDate === true ? job.decision || "binary package is current" : "", now);
     this.manifest.push(job);
     let newlyReady = 0;
     for (const up of job.dependents) {

@@ -83,6 +83,10 @@ export interface JobResult extends LeaseRef {
   readonly failureReason: string;
   /** The phase that failed, e.g. "checksum"; "" when not known. */
   readonly failedPhase?: string;
+  /** The build host found the binary package current: nothing was built (succeeded is then true). */
+  readonly upToDate?: boolean;
+  /** Why it was rebuilt or found up to date, as the build host decided. */
+  readonly decision?: string;
 }
 
 /** One entry of the lease heap: a build job's lease or a scan job's. */
@@ -766,6 +770,11 @@ export class DepGraph {
       ? decideIncremental(packages.map((pkg) => pkg.record.pkgname), dependencies, this.withoutOutdated(binaryPackages))
       : undefined;
     const upToDate = decision?.upToDate ?? new Set<number>();
+    // A platform's own tree was scanned by its build hosts, so they have the
+    // tree and check a current-looking package as pbulk's pkg-up-to-date
+    // does (its +BUILD_VERSION against the tree); the shared tree's builds
+    // trust the dates.
+    const checkedByHosts = binaryPackages !== undefined && this.platformTrees.has(options.platform);
     yield;
 
     return yield* mapInSlices(packages, (pkg, i) => {
@@ -774,9 +783,9 @@ export class DepGraph {
       const [state, reason]: [InitialJob["state"], string] =
         cycle !== undefined ? ["cycle", cycleReason(cycle)]
         : prefail !== "" ? ["prefailed", prefail]
-        : upToDate.has(i) ? ["up-to-date", "binary package is current"]
+        : upToDate.has(i) && !checkedByHosts ? ["up-to-date", "binary package is current"]
         : ["pending", ""];
-      return { pkg, dependencies: dependencies[i]!, state, reason, cycle: cycle ?? [], priority: priority[i]!, decision: decision?.reasons[i], restored: restored.get(pkg.record.pkgname) };
+      return { pkg, dependencies: dependencies[i]!, state, reason, cycle: cycle ?? [], priority: priority[i]!, decision: checkedByHosts && upToDate.has(i) ? "" : decision?.reasons[i], restored: restored.get(pkg.record.pkgname) };
     });
   }
 
@@ -925,8 +934,8 @@ export class DepGraph {
       this.leasesHeld--;
       if (result.agentId) job.agentId = result.agentId;
       if (result.succeeded) {
-        newlyReady += build.succeed(job, { durationMs: result.durationMs, binaryPackage: result.binaryPackage!, logRef: result.logRef }, now);
-        this.options.history.record(job.pkgname, job.pkg.record.location, result.durationMs);
+        newlyReady += build.succeed(job, { durationMs: result.durationMs, binaryPackage: result.binaryPackage!, logRef: result.logRef, upToDate: result.upToDate, decision: result.decision }, now);
+        if (result.upToDate !== true) this.options.history.record(job.pkg.record.pkgname, job.pkg.record.location, result.durationMs);
       } else {
         newlyBlocked += build.fail(job, { durationMs: result.durationMs, reason: result.failureReason || "build failed", logRef: result.logRef, failedPhase: result.failedPhase }, now);
       }

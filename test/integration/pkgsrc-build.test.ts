@@ -1,0 +1,159 @@
+// Issue 10 on the real pkgsrc tree: a limited build chosen to cover every
+// outcome (built, failed in build, failed in checksum, prefailed,
+// indirect-failed) through a real dispatcher and a real agent with two slots
+// in sandboxes. Each package ends as pbulk's did (state and failing phase),
+// each built package holds the files pbulk's held, an incremental rebuild
+// builds nothing, and a PKGREVISION bump rebuilds exactly that package and
+// what depends on it, saying why.
+
+import assert from "node:assert/strict";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, before, describe, test } from "node:test";
+import { createClient, type Client } from "@connectrpc/connect";
+import { pino } from "pino";
+import { BuildMode, BuildState, DepGraphService, JobState, ScanScope, ScanState, type Build, type Job } from "../../gen/pkgfarm/v1/depgraph_pb.js";
+import { DispatcherService } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
+import type { RunningDepGraph } from "../../services/depgraph/server.js";
+import { startDispatcherServer, type RunningDispatcher } from "../../services/dispatcher/server.js";
+import { createPkgfarmTransport } from "../../services/shared/index.js";
+import { startTestDepGraph } from "../support/depgraph-server.js";
+import { BOOTSTRAP_KIT, EXPECTED_DIR, pkgsrcTree, pkgsrcUnavailable } from "../support/pkgsrc.js";
+
+const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+const CLI = join(ROOT, "dist", "services", "cli", "main.js");
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+// digest and nbpatch build; rdigest needs digest; mtree fails in build;
+// perl5 fails in checksum (no distfile); p5-pkgsrc-Dewey is blocked by perl;
+// barrier is prefailed.
+const SUBSET = ["pkgtools/digest", "pkgtools/rdigest", "pkgtools/mtree", "lang/perl5", "pkgtools/p5-pkgsrc-Dewey", "regress/barrier", "devel/nbpatch"];
+
+const STATE_NAMES: Record<string, JobState> = {
+  succeeded: JobState.SUCCEEDED, failed: JobState.FAILED, prefailed: JobState.PREFAILED, "indirect-failed": JobState.INDIRECT_FAILED,
+};
+
+function pbulkOutcomes(): Map<string, { state: JobState; phase: string }> {
+  const [, ...rows] = readFileSync(join(EXPECTED_DIR, "outcomes.tsv"), "utf8").trimEnd().split("\n");
+  return new Map(rows.map((row) => {
+    const [pkgname, , , state, phase] = row.split("\t");
+    return [pkgname!, { state: STATE_NAMES[state!]!, phase: phase ?? "" }];
+  }));
+}
+
+async function waitForBuild(depgraph: Client<typeof DepGraphService>, buildId: string, timeoutMs: number): Promise<Build> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { build } = await depgraph.getBuild({ buildId });
+    if (build!.state !== BuildState.RUNNING && build!.state !== BuildState.SCANNING) return build!;
+    assert.ok(Date.now() < deadline, `build still running after ${timeoutMs} ms: ${JSON.stringify(build!.jobCounts)}`);
+    await sleep(500);
+  }
+}
+
+async function jobsOf(depgraph: Client<typeof DepGraphService>, buildId: string): Promise<Map<string, Job>> {
+  const { jobs, nextPageToken } = await depgraph.listJobs({ buildId, pageSize: 1000 });
+  assert.equal(nextPageToken, "");
+  return new Map(jobs.map((j) => [j.pkgname, j]));
+}
+
+const skip = pkgsrcUnavailable();
+
+describe("pbulk-style builds in sandboxes (real pkgsrc tree, real bmake, real packages)", { skip }, () => {
+  let dir: string;
+  let tree: string;
+  let depgraphServer: RunningDepGraph;
+  let dispatcher: RunningDispatcher;
+  let depgraph: Client<typeof DepGraphService>;
+  let agentProcess: ChildProcess;
+  let platform = "";
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "pkgfarm-pkgsrc-build-"));
+    // A tree of hard links: the bump below replaces one file (rename, so the
+    // link breaks) and the shared unpacked tree stays as it was.
+    tree = join(dir, "pkgsrc");
+    execFileSync("cp", ["-al", pkgsrcTree(), tree]);
+    depgraphServer = await startTestDepGraph();
+    dispatcher = await startDispatcherServer({
+      host: "127.0.0.1", port: 0, depgraphUrl: depgraphServer.url, packagesRoot: join(dir, "packages"), logsRoot: dir,
+      heartbeatIntervalMs: 500, heartbeatTimeoutMs: 10_000, leaseMs: 600_000, logLevel: "silent",
+    }, pino({ level: "silent" }));
+    depgraph = createClient(DepGraphService, createPkgfarmTransport(depgraphServer.url));
+    agentProcess = spawn(process.execPath, [CLI, "agent", "--dispatcher", dispatcher.url, "--id", "builder", "--slots", "2", "--executor", "pkgsrc",
+      "--tree", tree, "--bootstrap-kit", BOOTSTRAP_KIT, "--sandbox-root", join(dir, "sandbox"), "--work-dir", join(dir, "work"), "--log-level", "warn"],
+    { stdio: ["ignore", "ignore", "inherit"] });
+    const agents = createClient(DispatcherService, createPkgfarmTransport(dispatcher.url));
+    const deadline = Date.now() + 120_000;
+    while (platform === "") {
+      assert.ok(Date.now() < deadline, "the agent did not connect");
+      const [agent] = (await agents.listAgents({})).agents;
+      if (agent !== undefined) platform = agent.platform;
+      else await sleep(200);
+    }
+  });
+  after(async () => {
+    agentProcess.kill("SIGKILL");
+    if (agentProcess.exitCode === null && agentProcess.signalCode === null) await new Promise((r) => agentProcess.once("exit", r));
+    await dispatcher.close();
+    await depgraphServer.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("every outcome as pbulk's, file lists as pbulk's packages, nothing rebuilt incrementally, a PKGREVISION bump rebuilds it and its dependents", async () => {
+    const expected = pbulkOutcomes();
+    const full = (await depgraph.createBuild({ platform: "", limitTo: SUBSET })).build!;
+    assert.equal(full.state, BuildState.SCANNING, "the list is scanned (with its closure) first");
+    const done = await waitForBuild(depgraph, full.id, 600_000);
+    assert.equal(done.state, BuildState.FINISHED);
+    const jobs = await jobsOf(depgraph, full.id);
+    for (const [pkgname, job] of jobs) {
+      const pbulk = expected.get(pkgname);
+      assert.ok(pbulk !== undefined, `${pkgname} is one of pbulk's 92`);
+      assert.equal(JobState[job.state], JobState[pbulk.state], `${pkgname}: ${job.reason}`);
+      assert.equal(job.failedPhase, pbulk.phase, `${pkgname} failed in pbulk's phase`);
+      assert.equal(job.agentId, "builder", "the job records the build host");
+    }
+    for (const name of ["digest-20121220", "rdigest-20121220", "mtree-20120308", "perl-5.16.2nb4", "p5-pkgsrc-Dewey-1.1nb3", "barrier-1.0"]) assert.ok(jobs.has(name), name);
+
+    const packagesDir = dispatcher.packages.platformDir(platform);
+    for (const job of jobs.values()) {
+      if (job.state !== JobState.SUCCEEDED) continue;
+      const listed = execFileSync("tar", ["-tzf", join(packagesDir, "All", job.binaryPackage!.fileName)], { encoding: "utf8" }).trim().split("\n").sort();
+      const pbulk = readFileSync(join(EXPECTED_DIR, "contents", `${job.pkgname}.txt`), "utf8").trim().split("\n").sort();
+      assert.deepEqual(listed, pbulk, `${job.pkgname} holds pbulk's files`);
+    }
+
+    const again = (await depgraph.createBuild({ platform, limitTo: SUBSET, mode: BuildMode.INCREMENTAL, packagesDir })).build!;
+    assert.equal((await waitForBuild(depgraph, again.id, 300_000)).state, BuildState.FINISHED);
+    const second = await jobsOf(depgraph, again.id);
+    for (const [pkgname, job] of jobs) {
+      if (job.state === JobState.SUCCEEDED) assert.equal(JobState[second.get(pkgname)!.state], "UP_TO_DATE", `${pkgname}: ${second.get(pkgname)!.decision}`);
+    }
+    assert.equal([...second.values()].filter((j) => j.state === JobState.SUCCEEDED).length, 0, "an incremental rebuild builds nothing");
+
+    // Bump digest's PKGREVISION in the tree copy, rescan it on the agent, build incrementally.
+    const makefile = join(tree, "pkgtools", "digest", "Makefile");
+    const text = readFileSync(makefile, "utf8");
+    writeFileSync(`${makefile}.new`, text.replace(/^(CATEGORIES=.*)$/m, "PKGREVISION=\t1\n$1"));
+    renameSync(`${makefile}.new`, makefile);
+    const rescan = (await depgraph.startScan({ platform, scope: ScanScope.LOCATIONS, locations: ["pkgtools/digest"] })).scan!;
+    for (const deadline = Date.now() + 120_000; ;) {
+      const { scan } = await depgraph.getScan({ scanId: rescan.id });
+      if (scan!.state !== ScanState.RUNNING) break;
+      assert.ok(Date.now() < deadline, "the rescan did not end");
+      await sleep(250);
+    }
+    const bumped = (await depgraph.createBuild({ platform, limitTo: SUBSET, mode: BuildMode.INCREMENTAL, packagesDir })).build!;
+    assert.equal((await waitForBuild(depgraph, bumped.id, 300_000)).state, BuildState.FINISHED);
+    const third = await jobsOf(depgraph, bumped.id);
+    const rebuilt = [...third.values()].filter((j) => j.state === JobState.SUCCEEDED).map((j) => j.pkgname).sort();
+    assert.deepEqual(rebuilt, ["digest-20121220nb1", "rdigest-20121220"], "exactly the bumped package and what depends on it");
+    assert.match(third.get("digest-20121220nb1")!.decision, /no binary package/);
+    assert.match(third.get("rdigest-20121220")!.decision, /digest/);
+    assert.equal(JobState[third.get("nbpatch-20100124")!.state], "UP_TO_DATE");
+  });
+});
