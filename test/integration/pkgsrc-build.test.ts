@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -73,6 +73,9 @@ describe("pbulk-style builds in sandboxes (real pkgsrc tree, real bmake, real pa
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), "pkgfarm-pkgsrc-build-"));
+    // USE_DESTDIR builds run as the agent's unprivileged build user, who must
+    // reach the tree and the slot directories under here (mkdtemp makes 0700).
+    chmodSync(dir, 0o755);
     // A tree of hard links: the bump below replaces one file (rename, so the
     // link breaks) and the shared unpacked tree stays as it was.
     tree = join(dir, "pkgsrc");
@@ -115,7 +118,7 @@ describe("pbulk-style builds in sandboxes (real pkgsrc tree, real bmake, real pa
       assert.ok(pbulk !== undefined, `${pkgname} is one of pbulk's 92`);
       assert.equal(JobState[job.state], JobState[pbulk.state], `${pkgname}: ${job.reason}`);
       assert.equal(job.failedPhase, pbulk.phase, `${pkgname} failed in pbulk's phase`);
-      assert.equal(job.agentId, "builder", "the job records the build host");
+      if (job.attempts > 0) assert.equal(job.agentId, "builder", `${pkgname} records the build host`);
     }
     for (const name of ["digest-20121220", "rdigest-20121220", "mtree-20120308", "perl-5.16.2nb4", "p5-pkgsrc-Dewey-1.1nb3", "barrier-1.0"]) assert.ok(jobs.has(name), name);
 

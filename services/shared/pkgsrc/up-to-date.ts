@@ -23,6 +23,7 @@
  * in DEPENDS, so for an unchanged package the two are equal.
  */
 
+import { posix } from "node:path";
 import { parseBuildVersion, parsePackingList, type BinaryPackageMetadata } from "./binary-package.js";
 
 /** Why a package was rebuilt; the strings are what jobs and reports show. */
@@ -72,7 +73,7 @@ export function decideUpToDate(input: UpToDateInput): UpToDateDecision {
     // tree (metadata.mk strips the tree's own prefix); pbulk looks it up
     // under the tree, does not find it, and rebuilds. So does this, without
     // ever reading outside the tree.
-    const text = isTreePath(file) ? input.readTreeFile(file) : undefined;
+    const text = isTreePath(file) ? input.readTreeFile(posix.normalize(file)) : undefined;
     if (text === undefined) return rebuilt({ kind: "file-removed", file, recorded: id });
     const current = netbsdId(text) ?? "";
     if (current !== id) return rebuilt({ kind: "file-changed", file, recorded: id, current });
@@ -150,5 +151,10 @@ export function packageBase(pkgname: string): string {
 
 function isTreePath(file: string): boolean {
   if (file === "" || file.startsWith("/") || file.includes("\u0000")) return false;
-  return !file.split("/").some((part) => part === ".." || part === "");
+  // A package built from another's files records them through its own
+  // directory ("pkgtools/rdigest/../../pkgtools/digest/files/PLIST"), which
+  // pbulk's shell resolves under the tree; only a path that ends up outside
+  // the tree is refused.
+  const normal = posix.normalize(file);
+  return normal !== ".." && !normal.startsWith("../") && !normal.startsWith("/");
 }
