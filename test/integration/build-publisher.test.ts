@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -208,34 +208,15 @@ ALL_DEPENDS=broken>=1.0:../../misc/broken
 CATEGORIES=misc
 `;
 
-describe("the repository of a pkgsrc build (raw agent uploading real packages)", () => {
-  let dir: string;
-  let depgraphServer: RunningDepGraph;
-  let dispatcher: RunningDispatcher;
-  let depgraph: Client<typeof DepGraphService>;
-
-  before(async () => {
-    dir = mkdtempSync(join(tmpdir(), "pkgfarm-publisher-pkgsrc-"));
-    writeFileSync(join(dir, "scan.txt"), PKGSRC_SCAN);
-    depgraphServer = await startTestDepGraph({ importFile: join(dir, "scan.txt") });
-    dispatcher = await startDispatcher(dir, depgraphServer.url);
-    depgraph = createClient(DepGraphService, createPkgfarmTransport(depgraphServer.url));
-  });
-  after(async () => {
-    await dispatcher.close();
-    await depgraphServer.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-
-  test("pkg_summary.gz lists exactly the built packages minus NO_BIN_ON_FTP and its dependents; the failure's phase logs are linked", async () => {
-    const platform = "Linux-6.1-x86_64";
-    const { build } = await depgraph.createBuild({ platform });
+/** A raw agent builds the pkgsrc test build: uploads the fixture of each job, fails broken-1.0 in its build phase. */
+async function buildWithRawAgent(depgraph: Client<typeof DepGraphService>, dispatcherUrl: string, buildId: string, platform: string): Promise<void> {
+  const build = { id: buildId };
     const agentId = "raw-pkgsrc";
-    const agent = connectRawAgent(dispatcher.url, { agentId, platform, slots: 4 });
+    const agent = connectRawAgent(dispatcherUrl, { agentId, platform, slots: 4 });
     const handled = new Set<string>();
     const deadline = Date.now() + 30_000;
     for (;;) {
-      const { build: now } = await depgraph.getBuild({ buildId: build!.id });
+      const { build: now } = await depgraph.getBuild({ buildId: build.id });
       if (now!.state !== BuildState.RUNNING) break;
       assert.ok(Date.now() < deadline, `build still running: ${JSON.stringify(now!.jobCounts)}`);
       for (const m of agent.received) {
@@ -261,6 +242,32 @@ describe("the repository of a pkgsrc build (raw agent uploading real packages)",
       await new Promise((r) => setTimeout(r, 20));
     }
     agent.close();
+}
+
+describe("the repository of a pkgsrc build (raw agent uploading real packages)", () => {
+  let dir: string;
+  let depgraphServer: RunningDepGraph;
+  let dispatcher: RunningDispatcher;
+  let depgraph: Client<typeof DepGraphService>;
+  const logs = collectLogs();
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), "pkgfarm-publisher-pkgsrc-"));
+    writeFileSync(join(dir, "scan.txt"), PKGSRC_SCAN);
+    depgraphServer = await startTestDepGraph({ importFile: join(dir, "scan.txt") });
+    dispatcher = await startDispatcher(dir, depgraphServer.url, logs.logger);
+    depgraph = createClient(DepGraphService, createPkgfarmTransport(depgraphServer.url));
+  });
+  after(async () => {
+    await dispatcher.close();
+    await depgraphServer.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("pkg_summary.gz lists exactly the built packages minus NO_BIN_ON_FTP and its dependents; the failure's phase logs are linked", async () => {
+    const platform = "Linux-6.1-x86_64";
+    const { build } = await depgraph.createBuild({ platform });
+    await buildWithRawAgent(depgraph, dispatcher.url, build!.id, platform);
     const jobs = (await depgraph.listJobs({ buildId: build!.id })).jobs;
     assert.deepEqual(jobs.filter((j) => j.state === JobState.SUCCEEDED).map((j) => j.pkgname).sort(),
       ["pkg_chk-2.0.6", "pkg_rolling-replace-0.24.1", "pkg_tarup-1.9.1", "sysexits-1.1"]);
@@ -295,5 +302,28 @@ describe("the repository of a pkgsrc build (raw agent uploading real packages)",
     assert.deepEqual(readdirSync(join(target, "devel")), ["sysexits-1.1.tgz"]);
     assert.deepEqual(readdirSync(join(target, "pkgtools")).sort(), ["pkg_chk-2.0.6.tgz", "sysexits-1.1.tgz"]);
     assert.equal(execFileSync("bzip2", ["-dc", join(target, "All", "pkg_summary.bz2")], { encoding: "utf8" }), summary);
+  });
+
+  test("a publication that fails is tried again at the next poll, and the repository appears once it can", async () => {
+    const platform = "Linux-6.1-aarch64";
+    // A real directory where the repository's symlink goes: refused, since it cannot be switched atomically.
+    const target = join(dir, "repository", platform);
+    mkdirSync(target, { recursive: true });
+    const { build } = await depgraph.createBuild({ platform });
+    await buildWithRawAgent(depgraph, dispatcher.url, build!.id, platform);
+    const failures = (n: number) => eventually(`${n} failed publications`, async () =>
+      logs.lines.filter((l) => l["buildId"] === build!.id && l["msg"] === "repository publication failed; trying again at the next poll").length >= n ? true : undefined);
+    await failures(1);
+    assert.ok(existsSync(join(dir, "reports", build!.id, "report.json")), "the reports did not wait for the repository");
+    rmSync(target, { recursive: true });
+    const summary = await eventually("the repository after the retry", async () => {
+      const file = join(target, "All", "pkg_summary.gz");
+      return existsSync(file) ? gunzipSync(readFileSync(file)).toString("utf8") : undefined;
+    });
+    assert.deepEqual(parseSummary(summary).map((e) => e.get("PKGNAME")), ["pkg_chk-2.0.6", "sysexits-1.1"]);
+    assert.ok(lstatSync(target).isSymbolicLink());
+    const published = logs.lines.filter((l) => l["buildId"] === build!.id && l["msg"] === "repository published");
+    assert.equal(published.length, 1);
+    assert.ok(logs.lines.every((l) => l["msg"] !== "repository publication failed; giving up until the next build"));
   });
 });
