@@ -326,4 +326,21 @@ describe("the repository of a pkgsrc build (raw agent uploading real packages)",
     assert.equal(published.length, 1);
     assert.ok(logs.lines.every((l) => l["msg"] !== "repository publication failed; giving up until the next build"));
   });
+
+  test("a restarted dispatcher does not redo the builds it already reported", async () => {
+    const before = readdirSync(join(dir, "reports")).sort();
+    assert.ok(before.length >= 2);
+    const json = new Map(before.map((id) => [id, readFileSync(join(dir, "reports", id, "report.json"), "utf8")]));
+    await dispatcher.close();
+    const restarted = collectLogs();
+    dispatcher = await startDispatcher(dir, depgraphServer.url, restarted.logger);
+    // A new build: once its report is there, the poll that wrote it has passed over the older builds.
+    const platform = "Linux-6.1-riscv64";
+    const { build } = await depgraph.createBuild({ platform });
+    await buildWithRawAgent(depgraph, dispatcher.url, build!.id, platform);
+    await waitForReport(dir, build!.id);
+    const written = restarted.lines.filter((l) => l["msg"] === "build report written").map((l) => l["buildId"]);
+    assert.deepEqual(written, [build!.id]);
+    for (const [id, text] of json) assert.equal(readFileSync(join(dir, "reports", id, "report.json"), "utf8"), text, id);
+  });
 });
