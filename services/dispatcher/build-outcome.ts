@@ -7,8 +7,7 @@
  */
 
 import path from "node:path";
-import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { durationMs } from "@bufbuild/protobuf/wkt";
+import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { JobState, type Build, type Job, type Package } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import type { DepGraphLink } from "./depgraph-link.js";
 import type { LogStore } from "./log-store.js";

@@ -119,7 +119,7 @@ export function startBuildPublisher(options: BuildPublisherOptions): BuildPublis
     });
     for (const warning of published.warnings) log.warn({ buildId: build.id, platform: build.platform }, warning);
     log.info({ buildId: build.id, platform: build.platform, target, generation: published.directory, published: published.packages.length,
-      withheld: selection.withheld.map((w) => `${w.pkgname} (${w.reason})`) }, "repository published");
+      withheld: selection.withheld.length, firstWithheld: selection.withheld.slice(0, 20).map((w) => `${w.pkgname} (${w.reason})`) }, "repository published");
   };
 
   const pollOnce = async () => {
