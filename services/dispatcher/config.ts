@@ -48,11 +48,21 @@ export interface DispatcherConfig {
   readonly maxAgents?: number;
   /** How long a SIGTERM shutdown may take before the process exits anyway. */
   readonly shutdownGraceMs?: number;
+  /**
+   * How often ended builds are looked for, to write their reports into
+   * <reportsRoot>/<build>/ and publish the platform's repository at
+   * <repositoryRoot>/<platform>; undefined or 0: off.
+   */
+  readonly publishIntervalMs?: number;
+  /** Default <logsRoot>/reports. */
+  readonly reportsRoot?: string;
+  /** Default <logsRoot>/repository. */
+  readonly repositoryRoot?: string;
 }
 
 export function loadDispatcherConfig(argv: readonly string[], env: NodeJS.ProcessEnv): DispatcherConfig | { errors: string[] } {
   const read = readConfig(argv, env, ["host", "port", "depgraph", "data-dir", "heartbeat-seconds", "heartbeat-timeout-seconds", "lease-seconds", "log-level", "metrics-port",
-    "max-agents", "health-port", "read-auth", ...SERVER_TLS_FLAGS, ...CLIENT_TLS_FLAGS, ...SHUTDOWN_FLAGS]);
+    "max-agents", "health-port", "read-auth", "publish-interval-seconds", ...SERVER_TLS_FLAGS, ...CLIENT_TLS_FLAGS, ...SHUTDOWN_FLAGS]);
   const dataDir = read.string("data-dir", "PKGFARM_DATA_DIR", "var");
   const heartbeatIntervalMs = read.int("heartbeat-seconds", "PKGFARM_HEARTBEAT_SECONDS", 5, 1, 3600) * 1000;
   const heartbeatTimeoutMs = read.int("heartbeat-timeout-seconds", "PKGFARM_HEARTBEAT_TIMEOUT_SECONDS", 15, 1, 3600) * 1000;
@@ -82,6 +92,9 @@ export function loadDispatcherConfig(argv: readonly string[], env: NodeJS.Proces
     readToken: read.secret("PKGFARM_READ_TOKEN"),
     maxAgents: read.int("max-agents", "PKGFARM_MAX_AGENTS", 1000, 1, 100_000),
     shutdownGraceMs: readShutdownGraceMs(read),
+    publishIntervalMs: read.int("publish-interval-seconds", "PKGFARM_PUBLISH_INTERVAL_SECONDS", 5, 0, 3600) * 1000,
+    reportsRoot: join(dataDir, "reports"),
+    repositoryRoot: join(dataDir, "repository"),
   };
   if (config.readAuth === "token" && !config.operatorToken && !config.readToken && !config.agentToken && (config.agentTokens?.size ?? 0) === 0) {
     read.errors.push("--read-auth token (PKGFARM_READ_AUTH) needs a token to check: set PKGFARM_READ_TOKEN, PKGFARM_OPERATOR_TOKEN or agent tokens");

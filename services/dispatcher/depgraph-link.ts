@@ -8,8 +8,11 @@ import {
   LeaseRefSchema,
   ReturnReason,
   type Assignment,
+  type Build,
+  type Job,
   type JobResult,
   type LeaseRef,
+  type Package,
 } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 
 /** LeaseKey names a lease; agentId, when given, tells depgraph which build host runs the job. */
@@ -30,6 +33,15 @@ export interface DepGraphLink {
   returnJobs(leases: readonly LeaseKey[], reason: ReturnReason, message: string): Promise<void>;
   /** Renews the leases; returns those depgraph says are lost. */
   renewLeases(leases: readonly LeaseKey[]): Promise<LeaseKey[]>;
+  // Reads, for the build publisher (reports and repository when a build ends).
+  /** Every build depgraph keeps, newest first. */
+  listBuilds(signal?: AbortSignal): Promise<Build[]>;
+  /** Every job of the build (all pages), by PKGNAME. */
+  listJobs(buildId: string, signal?: AbortSignal): Promise<Job[]>;
+  /** The package in the platform's tree; undefined when the tree has no such package (any more). */
+  getPackage(pkgname: string, platform: string, signal?: AbortSignal): Promise<Package | undefined>;
+  /** Every package of the platform's tree (all pages), without scan_depends. */
+  listPackages(platform: string, signal?: AbortSignal): Promise<Package[]>;
 }
 
 export interface DepGraphLinkOptions {
@@ -140,6 +152,37 @@ export function createDepGraphLink(options: DepGraphLinkOptions): DepGraphLink {
       if (leases.length === 0) return [];
       const response = await client.renewLease({ leases: leaseRefs(leases), leaseDuration: durationFromMs(options.leaseMs) });
       return response.lost.map((l) => ({ buildId: l.buildId, pkgname: l.pkgname, leaseId: l.leaseId }));
+    },
+    async listBuilds(signal) {
+      return (await client.listBuilds({}, { signal })).builds;
+    },
+    async listJobs(buildId, signal) {
+      const jobs: Job[] = [];
+      let pageToken = "";
+      do {
+        const page = await client.listJobs({ buildId, pageSize: 10_000, pageToken }, { signal });
+        jobs.push(...page.jobs);
+        pageToken = page.nextPageToken;
+      } while (pageToken !== "");
+      return jobs;
+    },
+    async getPackage(pkgname, platform, signal) {
+      try {
+        return (await client.getPackage({ pkgname, platform }, { signal })).package;
+      } catch (e) {
+        if (ConnectError.from(e).code === Code.NotFound) return undefined;
+        throw e;
+      }
+    },
+    async listPackages(platform, signal) {
+      const packages: Package[] = [];
+      let pageToken = "";
+      do {
+        const page = await client.listPackages({ platform, pageSize: 10_000, pageToken }, { signal });
+        packages.push(...page.packages);
+        pageToken = page.nextPageToken;
+      } while (pageToken !== "");
+      return packages;
     },
   };
 }

@@ -15,7 +15,7 @@
  * A phase's log is complete once the next phase starts, or the job ends.
  */
 
-import { mkdir, open, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readdir, stat, type FileHandle } from "node:fs/promises";
 import path from "node:path";
 
 export interface LogChunkAt {
@@ -33,6 +33,14 @@ export interface ReadLogOptions {
   readonly signal?: AbortSignal;
   /** One phase's log instead of the job's whole log. */
   readonly phase?: string;
+}
+
+/** StoredLog is one log file of a job: its whole log (phase "") or a phase's. */
+export interface StoredLog {
+  /** "" for the job's whole log, else the phase ("checksum", "build", ...). */
+  readonly phase: string;
+  /** Absolute path of the file. */
+  readonly file: string;
 }
 
 export interface LogStore {
@@ -64,6 +72,11 @@ export interface LogStore {
    * to its end even with follow.
    */
   read(buildId: string, pkgname: string, options: ReadLogOptions): AsyncIterable<LogChunkAt>;
+  /**
+   * The job's logs on disk: its whole log first (when it has one), then its
+   * phase logs in file-name order (the store does not know phase order).
+   */
+  listLogs(buildId: string, pkgname: string): Promise<StoredLog[]>;
   /** Finishes every active log, waits for queued writes, and ends all followers. */
   close(): Promise<void>;
 }
@@ -312,6 +325,23 @@ export function createLogStore(options: LogStoreOptions): LogStore {
       return follow({ buildId, pkgname, phase, key, file, offset, follow: readOptions.follow ?? false, signal: readOptions.signal });
     },
 
+    async listLogs(buildId, pkgname) {
+      const whole = locate(buildId, pkgname).file;
+      const out: StoredLog[] = [];
+      if (await isFile(whole)) out.push({ phase: "", file: whole });
+      const phaseDir = whole.slice(0, -SUFFIX.length);
+      let names: string[] = [];
+      try {
+        names = await readdir(phaseDir);
+      } catch (error) {
+        if (!(error instanceof Error && ["ENOENT", "ENOTDIR"].includes((error as NodeJS.ErrnoException).code ?? ""))) throw error;
+      }
+      for (const name of names.sort()) {
+        if (name.endsWith(SUFFIX) && NAME_RE.test(name)) out.push({ phase: name.slice(0, -SUFFIX.length), file: path.join(phaseDir, name) });
+      }
+      return out;
+    },
+
     async close() {
       closed = true;
       phasesByJob.clear();
@@ -398,6 +428,15 @@ async function openForRead(file: string): Promise<FileHandle | undefined> {
     return await open(file, "r");
   } catch (error) {
     if (error instanceof Error && ["ENOENT", "ENOTDIR"].includes((error as NodeJS.ErrnoException).code ?? "")) return undefined;
+    throw error;
+  }
+}
+
+async function isFile(file: string): Promise<boolean> {
+  try {
+    return (await stat(file)).isFile();
+  } catch (error) {
+    if (error instanceof Error && ["ENOENT", "ENOTDIR"].includes((error as NodeJS.ErrnoException).code ?? "")) return false;
     throw error;
   }
 }

@@ -1,4 +1,5 @@
 import { hostname } from "node:os";
+import { join } from "node:path";
 import { createClient } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { DepGraphService } from "../../gen/pkgfarm/v1/depgraph_pb.js";
@@ -7,6 +8,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { createAuthInterceptor, createPkgfarmTransport, createRpcMetricsInterceptor, startGrpcService, startMetricsServer, type Guard } from "../shared/index.js";
 import type { DispatcherConfig } from "./config.js";
 import type { AgentRegistry } from "./core/registry.js";
+import { startBuildPublisher } from "./build-publisher.js";
 import { createDepGraphLink } from "./depgraph-link.js";
 import { createLogStore } from "./log-store.js";
 import { createDispatcherMetrics, registerAgentMetrics } from "./metrics.js";
@@ -92,6 +94,15 @@ export async function startDispatcherServer(config: DispatcherConfig, logger: Lo
     await metrics?.close();
     throw e;
   });
+  const publisher = (config.publishIntervalMs ?? 0) <= 0 ? undefined : startBuildPublisher({
+    depgraph,
+    logs,
+    packages,
+    reportsRoot: config.reportsRoot ?? join(config.logsRoot, "reports"),
+    repositoryRoot: config.repositoryRoot ?? join(config.logsRoot, "repository"),
+    intervalMs: config.publishIntervalMs!,
+    logger,
+  });
   logger.info({ port: server.port, host: config.host, tls: config.tls !== undefined, mutualTls: config.tls?.clientCa !== undefined,
     healthPort: server.healthPort, depgraph: config.depgraphUrl, packages: config.packagesRoot, metricsPort: metrics?.port,
     operatorToken: Boolean(config.operatorToken), agentToken: Boolean(config.agentToken), perAgentTokens: config.agentTokens?.size ?? 0 }, "dispatcher listening");
@@ -103,6 +114,7 @@ export async function startDispatcherServer(config: DispatcherConfig, logger: Lo
     registry: service.registry,
     packages,
     close: async (graceMs) => {
+      await publisher?.close();
       await server.shutdown(() => service.close(), graceMs);
       await metrics?.close();
     },
