@@ -18,7 +18,7 @@ import { byJobKind } from "./executor/by-job-kind.js";
 import { createCommandExecutor } from "./executor/command-executor.js";
 import { createDispatcherPackages } from "./executor/dispatcher-packages.js";
 import type { Executor, JobResult } from "./executor/executor.js";
-import { withDependencies } from "./executor/with-dependencies.js";
+import { DependenciesUnavailable, withDependencies } from "./executor/with-dependencies.js";
 import { withJobLog } from "./executor/with-job-log.js";
 import { withUpToDate, type CheckUpToDate } from "./executor/with-up-to-date.js";
 import { UploadFailed, withUpload, type UploadOutcome } from "./executor/with-upload.js";
@@ -204,6 +204,14 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger, executor
         // Either the job goes back unfinished, or the dispatcher no longer
         // holds it; in both cases there is no result to report.
         if (e.release) send({ case: "released", value: { job, reason: e.message } });
+        forget(local);
+        return;
+      }
+      if (e instanceof DependenciesUnavailable) {
+        // The download broke off (say, the dispatcher restarted): not the
+        // package's failure, so the job goes back to be built again.
+        logger.warn({ pkgname: job.pkgname, err: e.message }, "dependencies unavailable; giving the job back");
+        send({ case: "released", value: { job, reason: e.message } });
         forget(local);
         return;
       }

@@ -25,14 +25,29 @@ export interface Pullers {
 const MAX_PULLS_IN_FLIGHT = 4;
 
 /**
+ * The longest wait before asking a failing depgraph again. A restart of
+ * depgraph takes seconds, and every second of wait after it is back leaves
+ * the whole farm idle; one call per platform every 5 s is no load on a
+ * depgraph that is down.
+ */
+export const MAX_PULL_RETRY_MS = 5_000;
+
+/** pullRetryDelayMs is the wait after the failures-th NextReadyJob failure in a row: 500 ms, doubling, at most MAX_PULL_RETRY_MS. */
+export function pullRetryDelayMs(failures: number): number {
+  return Math.min(MAX_PULL_RETRY_MS, 250 * 2 ** Math.min(Math.max(failures, 1), 7));
+}
+
+/**
  * createPullers asks depgraph for as many jobs as a platform's agents have
  * free slots, and keeps asking while slots are free. A loop ends when its
  * platform has no agents and no call out; the next agent starts a new one.
- * A failing depgraph is retried with exponential backoff (at most 30 s).
+ * A failing depgraph is retried with exponential backoff (pullRetryDelayMs);
+ * once one platform's call succeeds depgraph is back, and the others waiting
+ * out a backoff ask at once.
  */
 export function createPullers(options: PullersOptions): Pullers {
   const { registry, depgraph, logger, signal, place } = options;
-  const pullers = new Map<string, { wake: () => void }>();
+  const pullers = new Map<string, { wake: () => void; depgraphBack: () => void }>();
 
   const start = (platform: string) => {
     let wake: () => void = () => {};
@@ -41,6 +56,12 @@ export function createPullers(options: PullersOptions): Pullers {
       wake: () => {
         woken = true;
         wake();
+      },
+      depgraphBack: () => {
+        if (retryAt === 0) return;
+        failures = 0;
+        retryAt = 0;
+        puller.wake();
       },
     };
     pullers.set(platform, puller);
@@ -57,10 +78,12 @@ export function createPullers(options: PullersOptions): Pullers {
         // agent that scans has a slot, or they would go straight back.
         assignments = await depgraph.nextReadyJobs(platform, want, signal, registry.freeScanSlotsFor(platform) > 0);
         failures = 0;
+        retryAt = 0;
+        for (const other of pullers.values()) if (other !== puller) other.depgraphBack();
       } catch (e) {
         if (!signal.aborted) {
           failures++;
-          const delay = Math.min(30_000, 250 * 2 ** Math.min(failures, 7));
+          const delay = pullRetryDelayMs(failures);
           retryAt = Date.now() + delay;
           setTimeout(puller.wake, delay).unref();
           logger.warn({ err: e, platform, retryInMs: delay }, "NextReadyJob failed; retrying");

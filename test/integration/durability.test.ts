@@ -107,14 +107,15 @@ describe("durability: acks after storing, restored leases", () => {
     try {
       const client = createClient(DepGraphService, createPkgfarmTransport(first.url));
       buildId = (await client.createBuild({ platform, limitTo: ["pkgtools/cwrappers"] })).build!.id;
-      const [leased] = (await client.nextReadyJob({ platform, agentId: "gone-agent", maxJobs: 1, leaseDuration: durationFromMs(600_000) })).assignments;
+      const [leased] = (await client.nextReadyJob({ platform, agentId: "gone-agent", maxJobs: 1, leaseDuration: durationFromMs(5_000) })).assignments;
       pkgname = leased!.package!.pkgname;
       await first.stateSettled();
     } finally {
       await first.close();
     }
-    // Restored leases get a fresh deadline of the default lease length.
-    const second = await startTestDepGraph({ natsUrl: events.url, state: "nats-kv", stateBucket: bucket, defaultLeaseMs: 1500 });
+    // Restored leases get a fresh deadline of the length their holder asked
+    // for (5 s), not the default (10 min here), which would keep it leased.
+    const second = await startTestDepGraph({ natsUrl: events.url, state: "nats-kv", stateBucket: bucket, defaultLeaseMs: 600_000 });
     const restoredAt = Date.now();
     try {
       const client = createClient(DepGraphService, createPkgfarmTransport(second.url));
@@ -125,7 +126,7 @@ describe("durability: acks after storing, restored leases", () => {
       const expired = await eventually("the restored lease to expire", async () => {
         const j = await job();
         return j.state === JobState.READY ? j : undefined;
-      }, 10_000);
+      }, 15_000);
       assert.match(expired.reason, /expired/);
       assert.equal(expired.attempts, 1);
     } finally {

@@ -9,13 +9,14 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { BinaryPackageSchema, JobOutcome, ScanLocationSchema, ScanTaskSchema } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { JobAssignmentSchema, type JobAssignment } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
 import { byJobKind } from "../../services/builder-agent/executor/by-job-kind.js";
 import { createCommandExecutor } from "../../services/builder-agent/executor/command-executor.js";
 import { failed, succeeded, type Executor, type JobContext, type JobResult } from "../../services/builder-agent/executor/executor.js";
 import { createScanExecutor, type Scanner } from "../../services/builder-agent/executor/scan-executor.js";
-import { withDependencies } from "../../services/builder-agent/executor/with-dependencies.js";
+import { DependenciesUnavailable, withDependencies } from "../../services/builder-agent/executor/with-dependencies.js";
 import { withJobLog } from "../../services/builder-agent/executor/with-job-log.js";
 import { NO_PACKAGE_REASON, withUpToDate } from "../../services/builder-agent/executor/with-up-to-date.js";
 import { UploadFailed, withUpload } from "../../services/builder-agent/executor/with-upload.js";
@@ -74,6 +75,24 @@ describe("withDependencies", () => {
     assert.match(r.failureReason, /could not fetch the dependencies' packages: no package nbpatch/);
     assert.match(ctx.log.phases.get("depends")!, /no package nbpatch/);
     assert.equal(inner.calls.length, 0);
+  });
+
+  test("a download that broke off (dispatcher restarting) gives the job back; a missing or rebuilt package fails it", async () => {
+    for (const code of [Code.Unavailable, Code.DeadlineExceeded, Code.Canceled, Code.Internal]) {
+      const inner = recording(() => succeeded(1, "x"));
+      const ctx = await context();
+      await assert.rejects(
+        withJobLog(withDependencies(inner, async () => { throw new ConnectError("read ECONNRESET", code); }), "a").run(job({ deps: ["nbpatch-20100124"] }), ctx),
+        (e: unknown) => e instanceof DependenciesUnavailable && /dependencies of digest-20121220 could not be fetched: .*ECONNRESET/.test(e.message),
+        `code ${Code[code]}`);
+      assert.equal(inner.calls.length, 0);
+      assert.match(ctx.log.phases.get("depends")!, /giving the job back/);
+    }
+    for (const code of [Code.NotFound, Code.FailedPrecondition]) {
+      const r = await withDependencies(recording(() => succeeded(1, "x")), async () => { throw new ConnectError("no package nbpatch-20100124.tgz", code); }).run(job({ deps: ["nbpatch-20100124"] }), await context());
+      assert.equal(r.outcome, JobOutcome.FAILED, `code ${Code[code]}`);
+      assert.equal(r.failedPhase, "depends");
+    }
   });
 
   test("a cancel during the fetch is a cancelled result", async () => {

@@ -4,6 +4,7 @@ import type { JobState, JobTransition } from "../../services/depgraph/core/build
 import { DepGraph, type DepGraphOptions } from "../../services/depgraph/core/depgraph.js";
 import { EmptyTree, StaleLease, UnknownBuild, UnknownPackage } from "../../services/depgraph/core/errors.js";
 import { createDurationHistory } from "../../services/depgraph/core/history.js";
+import { buildKey, decodeState, encodeBuild, encodeJob, jobKey } from "../../services/depgraph/core/state-codec.js";
 import { fakeClock, record, sequentialIds, testDepGraphOptions, type RecordSpec } from "../support/records.js";
 
 const PLATFORM = "NetBSD-10.0-x86_64";
@@ -296,4 +297,39 @@ test("finished builds past keepFinishedBuilds are forgotten, oldest first, when 
   assert.throws(() => depgraph.getBuild(finishedFirst.id), UnknownBuild);
   assert.deepEqual(depgraph.listBuilds().map((b) => b.id), [newest.id, third.id, running.id, cancelled.id]);
   assert.equal(running.state, "running");
+});
+
+test("a restored lease runs for the length its holder asked for; a stored job without a length gets the default", () => {
+  const { depgraph, clock } = newDepGraph({ defaultLeaseMs: 600_000 });
+  const build = depgraph.createBuild({ platform: PLATFORM, mode: "full", policy: undefined, limitTo: [], packagesDir: "", binaryPackages: new Map() });
+  const [a] = depgraph.nextReadyJobs(PLATFORM, "dead-agent", 1, 5_000);
+  assert.ok(a);
+  const pkgname = a.job.pkgname;
+  const stored = (withLength: boolean): [string, string][] => {
+    const entries: [string, string][] = [[buildKey(build.options.id), encodeBuild(build)]];
+    for (const job of build.jobs) {
+      const doc = encodeJob(job);
+      if (doc === undefined) continue;
+      const parsed = JSON.parse(doc) as { lease?: { lengthMs?: number } };
+      if (!withLength && parsed.lease !== undefined) delete parsed.lease.lengthMs;
+      entries.push([jobKey(build.options.id, job.pkgname), JSON.stringify(parsed)]);
+    }
+    return entries;
+  };
+  for (const [withLength, lengthMs] of [[true, 5_000], [false, 600_000]] as const) {
+    const decoded = decodeState(stored(withLength));
+    assert.deepEqual(decoded.problems, []);
+    // A restart, a while later: nobody renewed the lease meanwhile.
+    const later = newDepGraph({ defaultLeaseMs: 600_000, now: () => clock.now() + 60_000 });
+    const restored = later.depgraph.restoreBuild(decoded.builds[0]!);
+    const job = () => restored.jobs.find((j) => j.pkgname === pkgname)!;
+    assert.equal(job().state, "leased");
+    assert.equal(later.depgraph.nextLeaseDeadline(), clock.now() + 60_000 + lengthMs, withLength ? "its own length" : "the default");
+  }
+  // And it does expire then: the job is ready again.
+  const later = newDepGraph({ defaultLeaseMs: 600_000 });
+  const restored = later.depgraph.restoreBuild(decodeState(stored(true)).builds[0]!);
+  later.clock.advance(5_000);
+  assert.equal(later.depgraph.expireLeases(), 1);
+  assert.equal(restored.jobs.find((j) => j.pkgname === pkgname)!.state, "ready");
 });

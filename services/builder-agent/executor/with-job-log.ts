@@ -6,6 +6,7 @@
 
 import { JobOutcome } from "../../../gen/pkgfarm/v1/depgraph_pb.js";
 import { cancelled, elapsedSince, failed, type Executor } from "./executor.js";
+import { DependenciesUnavailable } from "./with-dependencies.js";
 import { UploadFailed } from "./with-upload.js";
 
 export function withJobLog(inner: Executor, agentId: string): Executor {
@@ -19,7 +20,8 @@ export function withJobLog(inner: Executor, agentId: string): Executor {
       try {
         result = await inner.run(job, ctx);
       } catch (e) {
-        if (e instanceof UploadFailed) throw e;
+        // Jobs without a result (given back or forgotten): the agent handles them.
+        if (e instanceof UploadFailed || e instanceof DependenciesUnavailable) throw e;
         if (ctx.signal.aborted) return cancelled(elapsedSince(started));
         result = failed(elapsedSince(started), `the agent could not run the job: ${e instanceof Error ? e.message : String(e)}`);
       }

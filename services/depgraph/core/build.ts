@@ -46,6 +46,12 @@ export interface Lease {
   readonly id: string;
   readonly agentId: string;
   deadline: number;
+  /**
+   * How long the holder asked its lease to run (ms), on grant or last renewal,
+   * so a restart gives a restored lease that length again rather than the
+   * default. Absent in jobs stored before it was kept: the default applies.
+   */
+  lengthMs?: number;
 }
 
 /** Job is one package in one build. Mutated only by its Build. */

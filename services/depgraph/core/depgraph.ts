@@ -685,7 +685,9 @@ export class DepGraph {
   /**
    * restoreBuild brings back a build a durable store remembered, against the
    * tree as it is now. Its leases get a fresh deadline: while depgraph was
-   * down nobody could renew them, and the agents may still be building.
+   * down nobody could renew them, and the agents may still be building. The
+   * deadline is the lease's own length from now, not the default, so a dead
+   * holder's job comes back as soon as it would have without the restart.
    */
   restoreBuild(restored: RestoredBuild): Build {
     return runSteps(this.restoreBuildSteps(restored));
@@ -698,7 +700,7 @@ export class DepGraph {
     if (restored.cancelled) build.quietly(() => build.cancel(restored.finishedAt ?? now));
     for (const job of build.jobs) {
       if (job.lease === undefined) continue;
-      job.lease.deadline = now + this.options.defaultLeaseMs;
+      job.lease.deadline = now + Math.min(job.lease.lengthMs ?? this.options.defaultLeaseMs, this.options.maxLeaseMs);
       this.leaseDeadlines.push({ deadline: job.lease.deadline, build, job, leaseId: job.lease.id });
       this.leasesHeld++;
     }
@@ -874,13 +876,14 @@ export class DepGraph {
     if (platform === "") throw new InvalidRequest("platform is required: the agent's platform, e.g. \"NetBSD-10.0-x86_64\"");
     if (agentId === "") throw new InvalidRequest("agent_id is required, so leases can be traced to a build host");
     const now = this.options.now();
-    const deadline = now + this.leaseLength(leaseMs);
+    const lengthMs = this.leaseLength(leaseMs);
+    const deadline = now + lengthMs;
     const assignments: Assignment[] = [];
     for (const build of this.builds.values()) {
       if (build.state !== "running" || build.options.platform !== platform) continue;
       while (assignments.length < max) {
         const leaseId = this.options.newId();
-        const job = build.leaseNext({ id: leaseId, agentId, deadline }, now);
+        const job = build.leaseNext({ id: leaseId, agentId, deadline, lengthMs }, now);
         if (job === undefined) break;
         this.leaseDeadlines.push({ deadline, build, job, leaseId });
         this.leasesHeld++;
@@ -946,7 +949,8 @@ export class DepGraph {
 
   /** Pushes held leases' deadlines forward; leases no longer held are reported as lost. */
   renewLeases(refs: readonly LeaseRef[], leaseMs: number | undefined): { renewed: LeaseRef[]; lost: LeaseRef[]; deadline: number } {
-    const deadline = this.options.now() + this.leaseLength(leaseMs);
+    const lengthMs = this.leaseLength(leaseMs);
+    const deadline = this.options.now() + lengthMs;
     const renewed: LeaseRef[] = [];
     const lost: LeaseRef[] = [];
     for (const ref of refs) {
@@ -973,6 +977,7 @@ export class DepGraph {
         throw e;
       }
       held.job.lease!.deadline = deadline;
+      held.job.lease!.lengthMs = lengthMs;
       if (ref.agentId) held.job.agentId = ref.agentId;
       this.leaseDeadlines.push({ deadline, build: held.build, job: held.job, leaseId: ref.leaseId });
       renewed.push(ref);

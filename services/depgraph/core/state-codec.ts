@@ -239,5 +239,7 @@ const RESTORED_STATES = new Set(["leased", "succeeded", "failed", "up-to-date", 
 
 function isJobDoc(doc: RestoredJob): boolean {
   return typeof doc === "object" && doc !== null && RESTORED_STATES.has(doc.state) && typeof doc.attempts === "number"
-    && typeof doc.losses === "number" && (doc.state !== "leased" || (typeof doc.lease?.id === "string" && typeof doc.lease.agentId === "string"));
+    && typeof doc.losses === "number" && (doc.state !== "leased" || (typeof doc.lease?.id === "string" && typeof doc.lease.agentId === "string"
+      // Jobs stored before leases kept their length have none (the default applies).
+      && (doc.lease.lengthMs === undefined || (typeof doc.lease.lengthMs === "number" && doc.lease.lengthMs > 0))));
 }
