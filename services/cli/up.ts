@@ -257,11 +257,12 @@ function printScanProblems(scan: Scan, say: (line: string) => void): void {
 
 /** Polls a scan once a second, printing its progress when it changes, until it ends. */
 async function followScan(depgraph: DepGraphClient, scanId: string, say: (line: string) => void): Promise<Scan> {
+  const started = Date.now();
   let said = "";
   for (;;) {
     const scan = (await depgraph.getScan({ scanId })).scan!;
     const line = `  scan ${scan.id}: ${scanProgress(scan)}`;
-    if (line !== said) say(line);
+    if (line !== said) say(`${line} — ${formatSeconds((Date.now() - started) / 1000)}`);
     said = line;
     if (scan.state !== ScanState.RUNNING) {
       printScanProblems(scan, say);
@@ -281,18 +282,18 @@ async function followScanningBuild(depgraph: DepGraphClient, build: Build, say: 
   let scan: Scan | undefined;
   // Kept: the build's scan_id is cleared once it has resolved.
   const scanId = build.scanId;
+  const started = Date.now();
   for (;;) {
     scan = (await depgraph.getScan({ scanId })).scan!;
     const line = `  scan ${scan.id}: ${scanProgress(scan)}`;
-    if (line !== said) say(line);
+    if (line !== said) say(`${line} — ${formatSeconds((Date.now() - started) / 1000)}`);
     said = line;
     build = (await depgraph.getBuild({ buildId: build.id })).build!;
     if (build.state !== BuildState.SCANNING) break;
     await sleep(1000);
   }
   scan = (await depgraph.getScan({ scanId })).scan!;
-  const line = `  scan ${scan.id}: ${ScanState[scan.state].toLowerCase()}: ${scanProgress(scan)}`;
-  if (line !== said) say(line);
+  say(`  scan ${scan.id}: ${ScanState[scan.state].toLowerCase()}: ${scanProgress(scan)} — ${formatSeconds((Date.now() - started) / 1000)}`);
   printScanProblems(scan, say);
   return build;
 }
@@ -337,9 +338,14 @@ function count(build: Build, state: JobState): number {
   return build.jobCounts[`JOB_STATE_${JobState[state]}`] ?? 0;
 }
 
+const QUIET_PROGRESS_MS = 30_000;
+
 /** Polls the build once a second and prints a progress line until it ends. */
 async function followBuild(depgraph: DepGraphClient, buildId: string, started: number, say: (line: string) => void): Promise<Build> {
-  let last = "";
+  // A line when the counts change, else one every QUIET_PROGRESS_MS: a
+  // long pkgsrc build would otherwise print a line a second.
+  let lastCounts = "";
+  let lastSaid = 0;
   for (;;) {
     const { build } = await depgraph.getBuild({ buildId });
     const done = TERMINAL.reduce((sum, s) => sum + count(build!, s), 0);
@@ -347,16 +353,20 @@ async function followBuild(depgraph: DepGraphClient, buildId: string, started: n
     const elapsed = (Date.now() - started) / 1000;
     const built = count(build!, JobState.SUCCEEDED) + count(build!, JobState.FAILED);
     const eta = done > 0 && done < total ? `, ETA ${formatSeconds((elapsed / done) * (total - done))}` : "";
-    const line = `  [${done}/${total}] ${count(build!, JobState.LEASED)} running, ${built} built or tried, ${count(build!, JobState.FAILED)} failed, ` +
+    const counts = `  [${done}/${total}] ${count(build!, JobState.LEASED)} running, ${built} built or tried, ${count(build!, JobState.FAILED)} failed, ` +
       `${count(build!, JobState.PREFAILED) + count(build!, JobState.INDIRECT_FAILED) + count(build!, JobState.CYCLE)} not buildable, ` +
-      `${count(build!, JobState.UP_TO_DATE)} up to date — ${formatSeconds(elapsed)}${eta}`;
+      `${count(build!, JobState.UP_TO_DATE)} up to date`;
+    const line = `${counts} — ${formatSeconds(elapsed)}${eta}`;
     if (build!.state !== BuildState.RUNNING) {
       say(line);
       return build!;
     }
-    if (line !== last) say(line);
-    last = line;
-    await new Promise((r) => setTimeout(r, 1000));
+    if (counts !== lastCounts || Date.now() - lastSaid >= QUIET_PROGRESS_MS) {
+      say(line);
+      lastCounts = counts;
+      lastSaid = Date.now();
+    }
+    await sleep(1000);
   }
 }
 
