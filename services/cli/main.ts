@@ -19,7 +19,8 @@ commands:
   build [--server URL] [--limit FILE] [--incremental]         start a build on the farm, and wait
   dispatcher [--port N] [--depgraph URL] [--data-dir DIR] ... run the dispatcher
   agent [--dispatcher URL] [--build-command CMD] [--slots N]  run a builder agent
-  up [--incremental] [--agents N] [--tree DIR] ...            bulk-build a tree locally (depgraph + dispatcher + agents in one process)
+  up [--incremental] [--agents N] [--tree DIR] [--executor pkgsrc --bootstrap-kit FILE] [--limit FILE] ...
+                                                              bulk-build a tree locally (depgraph + dispatcher + agents in one process)
 
 pkgfarm COMMAND --help tells a command's options.
 `;
