@@ -144,6 +144,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
   const wireBuild = (build: Build) => {
     const wire = buildToWire(build);
     wire.problem = depgraph.buildProblem(build.id);
+    wire.scanId = depgraph.buildScan(build.id);
     return wire;
   };
 

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { EmptyTree, InvalidRequest, InvalidScanRecord, StaleLease, UnknownBuild, UnknownPackage } from "./core/errors.js";
+import { EmptyTree, InvalidRequest, InvalidScanRecord, StaleLease, UnknownBuild, UnknownPackage, UnknownScan } from "./core/errors.js";
 import { CutOffImport, TooManyRemoved } from "./core/import-guard.js";
 
 /**
@@ -11,7 +11,7 @@ export function toConnectError(error: unknown): ConnectError {
   if (error instanceof InvalidRequest || error instanceof InvalidScanRecord) {
     return new ConnectError(error.message, Code.InvalidArgument, undefined, undefined, error);
   }
-  if (error instanceof UnknownBuild || error instanceof UnknownPackage) {
+  if (error instanceof UnknownBuild || error instanceof UnknownPackage || error instanceof UnknownScan) {
     return new ConnectError(error.message, Code.NotFound, undefined, undefined, error);
   }
   if (error instanceof StaleLease || error instanceof EmptyTree || error instanceof TooManyRemoved || error instanceof CutOffImport) {

@@ -52,6 +52,7 @@ test("a limited build on a platform without a tree scans its list round after ro
 
   const build = depgraph.getBuildOrPending(pending.options.id);
   assert.ok(build instanceof Build, "the build started when the scan ended");
+  assert.equal(depgraph.buildScan(build.id), scan.id, "the build keeps naming the scan that closed its list");
   assert.deepEqual(build.jobs.map((j) => j.pkgname).sort(), ["app-1.0", "lib-2.0", "tool-3.0"]);
   assert.equal(build.countOf("ready"), 1);
   assert.deepEqual(depgraph.platforms(), [NETBSD]);

@@ -176,6 +176,8 @@ export class DepGraph {
   private readonly pending = new Map<string, PendingBuild>();
   /** Problems of builds whose closure scan left something out, by build id. */
   private readonly buildProblems = new Map<string, string>();
+  /** The closure scan of each build that needed one, by build id. */
+  private readonly buildScans = new Map<string, string>();
   private readonly scans = new Map<string, ScanRun>();
   /** When each location of each tree was last scanned, by tree then location. */
   private readonly scannedAt = new Map<string, Map<string, number>>();
@@ -506,6 +508,11 @@ export class DepGraph {
     return this.buildProblems.get(buildId) ?? "";
   }
 
+  /** The scan that closed a limited build's list, or "" when none was needed. */
+  buildScan(buildId: string): string {
+    return this.buildScans.get(buildId) ?? "";
+  }
+
   // --- scans ---------------------------------------------------------------
 
   /** startScan queues scan jobs for the platform's agents (or the shared tree's scanner). */
@@ -645,6 +652,7 @@ export class DepGraph {
     const pending = this.pending.get(scan.options.buildId);
     if (pending === undefined) return;
     this.pending.delete(pending.options.id);
+    this.buildScans.set(pending.options.id, pending.scanId);
     const tree = this.treeOf(pending.options.platform);
     const absent = pending.options.limitTo.filter((entry) => tree.get(entry) === undefined && tree.atLocation(entry).length === 0);
     const problems: string[] = [];
