@@ -322,7 +322,11 @@ describe("the repository of a pkgsrc build (raw agent uploading real packages)",
     });
     assert.deepEqual(parseSummary(summary).map((e) => e.get("PKGNAME")), ["pkg_chk-2.0.6", "sysexits-1.1"]);
     assert.ok(lstatSync(target).isSymbolicLink());
-    const published = logs.lines.filter((l) => l["buildId"] === build!.id && l["msg"] === "repository published");
+    // The switch is visible a moment before the publisher logs it.
+    const published = await eventually("the publication's log line", async () => {
+      const lines = logs.lines.filter((l) => l["buildId"] === build!.id && l["msg"] === "repository published");
+      return lines.length > 0 ? lines : undefined;
+    });
     assert.equal(published.length, 1);
     assert.ok(logs.lines.every((l) => l["msg"] !== "repository publication failed; giving up until the next build"));
   });

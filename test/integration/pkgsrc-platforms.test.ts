@@ -90,7 +90,7 @@ describe("scans on the build hosts, one tree per platform (real pkgsrc tree, rea
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test("two platforms scan the limited list's closure; each tree resolves as pbulk did, they differ where mk.conf does, and a killed agent loses nothing", async () => {
+  test("two platforms scan the limited list's closure; each tree resolves as pbulk did, they differ where mk.conf does, and a killed agent loses nothing", { timeout: 900_000 }, async () => {
     // Group one takes its platform from bmake; group two's mk.conf fails a package.
     startAgent("native-1", []);
     startAgent("native-2", []);
