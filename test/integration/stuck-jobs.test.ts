@@ -194,7 +194,7 @@ describe("nothing stuck: refusals, heartbeats, uploads, who built it", () => {
 });
 
 describe("up to date against today's depgraph", () => {
-  test("an up-to-date result is taken by a depgraph that does not know JOB_OUTCOME_UP_TO_DATE, as a success with the stored package", async () => {
+  test("an up-to-date result ends the job up to date, with the package the dispatcher has stored", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pkgfarm-uptodate-"));
     writeFileSync(join(dir, "scan.txt"), execFileSync(process.execPath, [join(ROOT, "examples", "bin", "scan-one.mjs"), "--all"], { encoding: "utf8" }));
     const depgraphServer = await startTestDepGraph({ importFile: join(dir, "scan.txt") });
@@ -214,9 +214,10 @@ describe("up to date against today's depgraph", () => {
       agent.send({ case: "finished", value: { job, outcome: JobOutcome.UP_TO_DATE, decision: "up to date" } });
       const done = await eventually("the job to end", async () => {
         const j = (await depgraph.listJobs({ buildId: build!.id })).jobs[0]!;
-        return j.state === JobState.SUCCEEDED ? j : undefined;
+        return j.state === JobState.UP_TO_DATE ? j : undefined;
       }, 5000);
       assert.equal(done.binaryPackage!.sha256, sha256(data));
+      assert.equal(done.decision, "up to date");
       assert.equal(done.agentId, "current");
       agent.close();
       await agent.ended;

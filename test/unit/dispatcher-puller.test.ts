@@ -51,7 +51,7 @@ test("once one platform's NextReadyJob succeeds, a platform waiting out a backof
       assert.ok(performance.now() < back + 10_000, "B asked again");
       await new Promise((r) => setTimeout(r, 10));
     }
-    assert.ok(bCalls[3]! - back < 500, `B asked ${Math.round(bCalls[3]! - back)} ms after depgraph was back, not after its 2 s backoff`);
+    assert.ok(bCalls[3]! - back < 1500, `B asked ${Math.round(bCalls[3]! - back)} ms after depgraph was back, not after its 2 s backoff`);
   } finally {
     stop.abort();
   }
