@@ -25,6 +25,7 @@
  * download that resolved the old one finishes, then removed.
  */
 
+import { syncDirectory } from "../package-store.js";
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { copyFile, link, lstat, mkdir, open, readdir, readlink, rename, rm, stat, symlink, unlink } from "node:fs/promises";
@@ -293,21 +294,9 @@ async function writeDurably(file: string, data: Uint8Array): Promise<void> {
 /** fsyncs the directories of a generation, so the switch never points at entries a crash could lose. */
 async function syncTree(dir: string): Promise<void> {
   for (const entry of await readdir(dir, { withFileTypes: true })) {
-    if (entry.isDirectory()) await syncDir(path.join(dir, entry.name));
+    if (entry.isDirectory()) await syncDirectory(path.join(dir, entry.name));
   }
-  await syncDir(dir);
-}
-
-async function syncDir(dir: string): Promise<void> {
-  let handle;
-  try {
-    handle = await open(dir, "r");
-    await handle.sync();
-  } catch (error) {
-    if (!isCode(error, "EISDIR", "EINVAL", "EPERM", "EBADF", "EACCES")) throw error;
-  } finally {
-    await handle?.close();
-  }
+  await syncDirectory(dir);
 }
 
 /** Points `target` at `to` by renaming a fresh symlink over it: readers see the old link or the new one. */
@@ -320,7 +309,7 @@ async function switchSymlink(target: string, to: string): Promise<void> {
     await unlink(temp).catch(() => {});
     throw error;
   }
-  await syncDir(path.dirname(target));
+  await syncDirectory(path.dirname(target));
 }
 
 async function pruneGenerations(generations: string, current: string, keep: number): Promise<void> {
