@@ -84,8 +84,16 @@ export function createPullers(options: PullersOptions): Pullers {
         if (!signal.aborted) {
           failures++;
           const delay = pullRetryDelayMs(failures);
-          retryAt = Date.now() + delay;
-          setTimeout(puller.wake, delay).unref();
+          const thisRetry = Date.now() + delay;
+          retryAt = thisRetry;
+          // The timer, not the clock, ends the backoff: a timer may fire a
+          // millisecond before Date.now() reaches retryAt, and a loop that
+          // then found the backoff still running would wait for a wake that
+          // never comes.
+          setTimeout(() => {
+            if (retryAt === thisRetry) retryAt = 0;
+            puller.wake();
+          }, delay).unref();
           logger.warn({ err: e, platform, retryInMs: delay }, "NextReadyJob failed; retrying");
         }
       } finally {
@@ -98,7 +106,7 @@ export function createPullers(options: PullersOptions): Pullers {
     void (async () => {
       while (!signal.aborted) {
         const want = registry.freeSlotsFor(platform) - requested;
-        if (want > 0 && inFlight < MAX_PULLS_IN_FLIGHT && Date.now() >= retryAt) {
+        if (want > 0 && inFlight < MAX_PULLS_IN_FLIGHT && retryAt === 0) {
           woken = false;
           void pull(want);
           continue;
