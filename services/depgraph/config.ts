@@ -1,6 +1,8 @@
 import { LOG_LEVELS, READ_AUTH_MODES, readConfig, readServerTls, readShutdownGraceMs, SERVER_TLS_FLAGS, SHUTDOWN_FLAGS, type ReadAuth, type ServerTls } from "../shared/index.js";
 import { DEFAULT_KEEP_FINISHED_BUILDS } from "./core/depgraph.js";
 import type { PolicyName } from "./core/priority.js";
+import { readFileSync } from "node:fs";
+import { parseConstraints, type ConstraintRule } from "./core/constraints.js";
 
 /** DepGraphConfig is everything depgraph reads from its command line and environment. */
 export interface DepGraphConfig {
@@ -54,6 +56,8 @@ export interface DepGraphConfig {
   readonly maxWatchBacklogBytes?: number;
   /** How long a SIGTERM shutdown may take before the process exits anyway. */
   readonly shutdownGraceMs?: number;
+  /** What packages need of a build host, from --constraints FILE (see core/constraints.ts); none without it. */
+  readonly constraints?: readonly ConstraintRule[];
 }
 
 const POLICIES: readonly PolicyName[] = ["critical-path", "pbulk-weight", "fifo"];
@@ -67,7 +71,7 @@ export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessE
   const read = readConfig(argv, env, [
     "host", "port", "packages-dir", "scan-helper", "scan-batch", "tree", "history", "import", "policy",
     "lease-seconds", "max-lease-seconds", "max-losses", "keep-finished-builds", "log-level", "nats", "state", "state-bucket", "metrics-port",
-    "read-auth", "max-import-mib", ...SERVER_TLS_FLAGS, "health-port", ...SHUTDOWN_FLAGS,
+    "read-auth", "max-import-mib", ...SERVER_TLS_FLAGS, "health-port", ...SHUTDOWN_FLAGS, "constraints",
   ]);
   const config: DepGraphConfig = {
     host: read.string("host", "PKGFARM_HOST", "127.0.0.1"),
@@ -108,5 +112,21 @@ export function loadDepGraphConfig(argv: readonly string[], env: NodeJS.ProcessE
   if (config.natsUrl !== "" && !/^(nats|tls):\/\/[^/\s]+$|^[^/\s:]+:\d+$/.test(config.natsUrl)) {
     read.errors.push(`--nats (PKGFARM_NATS_URL) must look like nats://host:4222, not "${config.natsUrl}"`);
   }
-  return read.errors.length > 0 ? { errors: read.errors } : config;
+  const constraints = readConstraintsFile(read.string("constraints", "PKGFARM_CONSTRAINTS", ""), read.errors);
+  return read.errors.length > 0 ? { errors: read.errors } : { ...config, constraints };
+}
+
+/** --constraints FILE: every bad line is one error at start-up. */
+function readConstraintsFile(path: string, errors: string[]): readonly ConstraintRule[] {
+  if (path === "") return [];
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    errors.push(`--constraints (PKGFARM_CONSTRAINTS): cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    return [];
+  }
+  const parsed = parseConstraints(text);
+  for (const error of parsed.errors) errors.push(`--constraints (PKGFARM_CONSTRAINTS) ${path}: ${error.message}`);
+  return parsed.rules;
 }

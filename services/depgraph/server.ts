@@ -14,6 +14,7 @@ import { DepGraph } from "./core/depgraph.js";
 import { createScanRecordParser, type ScanRecord } from "./core/scan-record.js";
 import type { InvalidScanRecord } from "./core/errors.js";
 import { createDurationHistory, parseBuildHistoryCsv } from "./core/history.js";
+import { createResourceBook } from "./core/resource-needs.js";
 import { readScanChunks } from "./scan-file.js";
 import { createDepGraphService } from "./service.js";
 import { startLocalScanner } from "./local-scanner.js";
@@ -88,6 +89,7 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
     keepFinishedBuilds: config.keepFinishedBuilds,
     fallbackDurationMs: 60_000,
     sharedTreeScanner: config.scanHelper.length > 0,
+    resources: createResourceBook(config.constraints),
   });
   const nc = config.natsUrl === "" ? undefined : await connectNats(config.natsUrl, logger);
   let fencedBy: ((writer: string) => void) | undefined;

@@ -37,6 +37,8 @@ import {
   treeSummaryToWire,
 } from "./convert.js";
 import type { DurationHistory } from "./core/history.js";
+import { HostPlan, NO_NEEDS, type Host } from "../dispatcher/core/placement.js";
+import { hostFromWire, needsToWire } from "./resources-wire.js";
 import { readBinaryPackages } from "./packages-dir.js";
 import { MAX_PAGE_SIZE, pageOf } from "./paging.js";
 import { pushInSlices, runSliced } from "./slices.js";
@@ -174,17 +176,19 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
    * would pass any message limit. The job that passes it is still handed out
    * (it is leased already), so one answer is at most one assignment over.
    */
-  const leaseWithinBudget = (platform: string, agentId: string, max: number, leaseMs: number | undefined, closure: boolean): WireAssignment[] => {
+  const leaseWithinBudget = (platform: string, agentId: string, max: number, leaseMs: number | undefined, closure: boolean, plan: HostPlan<Host> | undefined): WireAssignment[] => {
     const answer: WireAssignment[] = [];
     let bytes = 0;
     while (answer.length < max && bytes < MAX_ASSIGNMENT_BYTES) {
-      const [leased] = depgraph.nextReadyJobs(platform, agentId, 1, leaseMs);
+      const [leased] = depgraph.nextReadyJobs(platform, agentId, 1, leaseMs, plan);
       if (leased === undefined) break;
       const { build, job, lease } = leased;
+      const needs = needsToWire(depgraph.needsOf(job));
       const wire = create(AssignmentSchema, {
         buildId: build.id,
         leaseId: lease.id,
-        package: packageToWire(job.pkg, depgraph.treeOf(build.options.platform), history),
+        needs,
+        package: { ...packageToWire(job.pkg, depgraph.treeOf(build.options.platform), history), needs },
         leaseDeadline: timestampFromMs(lease.deadline),
         attempt: job.attempts,
         dependencies: job.dependencies.map((i) => build.jobs[i]!.pkgname),
@@ -262,7 +266,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const tree = depgraph.treeOf(depgraph.resolveTree(request.platform));
         const pkg = tree.get(request.pkgname);
         if (pkg === undefined) throw new ConnectError(`the tree has no package ${quote(request.pkgname)}`, Code.NotFound);
-        return { package: packageToWire(pkg, tree, history) };
+        return { package: { ...packageToWire(pkg, tree, history), needs: needsToWire(depgraph.resources.needsOf(pkg.record.pkgname, pkg.record.location)) } };
       });
     },
 
@@ -274,7 +278,10 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const scanDepends = request.includeScanDepends;
         const { page, next } = packagePage(names, request, (name) => estimatePackageBytes(tree.get(name)!, scanDepends));
         return {
-          packages: page.map((name) => packageToWire(tree.get(name)!, tree, history, { scanDepends })),
+          packages: page.map((name) => {
+            const pkg = tree.get(name)!;
+            return { ...packageToWire(pkg, tree, history, { scanDepends }), needs: needsToWire(depgraph.resources.needsOf(pkg.record.pkgname, pkg.record.location)) };
+          }),
           nextPageToken: next,
         };
       });
@@ -346,8 +353,13 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const deadline = performance.now() + waitMs;
         if (request.platform === "") throw new InvalidRequest("platform is required: the agent's platform, e.g. \"NetBSD-10.0-x86_64\"");
         depgraph.notePlatformServed(request.platform);
+        // With the dispatcher's agents, only what fits them is leased (placement.ts).
+        const hosts = request.agents.map(hostFromWire);
+        if (hosts.length > 0) depgraph.resources.noteAgents(request.platform, hosts, options.now());
         for (;;) {
+          const plan = hosts.length > 0 ? new HostPlan(hosts) : undefined;
           const scans = request.includeScanJobs ? depgraph.nextScanJobs(request.platform, request.agentId, max, leaseMs) : [];
+          for (const _ of scans) plan?.take(NO_NEEDS);
           const assignments = [
             ...scans.map((a) => create(AssignmentSchema, {
               buildId: a.scan.id,
@@ -356,7 +368,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
               attempt: a.job.attempts,
               scan: scanTaskToWire(a),
             })),
-            ...(scans.length < max ? leaseWithinBudget(request.platform, request.agentId, max - scans.length, leaseMs, !request.omitDependencyPackages) : []),
+            ...(scans.length < max ? leaseWithinBudget(request.platform, request.agentId, max - scans.length, leaseMs, !request.omitDependencyPackages, plan) : []),
           ];
           if (assignments.length > 0) {
             leaseTimer.arm();
@@ -400,6 +412,8 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
             failureReason: r.failureReason,
             failedPhase: r.failedPhase,
             agentId: r.agentId,
+            peakMemoryBytes: Number(r.peakMemoryBytes),
+            peakDiskBytes: Number(r.peakDiskBytes),
           };
         });
         for (const r of results) {

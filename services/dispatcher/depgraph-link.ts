@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { Logger } from "pino";
@@ -28,7 +28,7 @@ export interface DepGraphLink {
   /** Leases up to maxJobs jobs of the platform; scan jobs too (first) when includeScanJobs. */
   nextReadyJobs(platform: string, maxJobs: number, signal: AbortSignal, includeScanJobs?: boolean): Promise<Assignment[]>;
   /** Resolves when depgraph took the result; rejects with its refusal (e.g. FAILED_PRECONDITION). */
-  markDone(result: Omit<JobResult, "$typeName">): Promise<void>;
+  markDone(result: MessageInitShape<typeof JobResultSchema>): Promise<void>;
   /** Gives leases back; a lease depgraph no longer holds is skipped, not an error. */
   returnJobs(leases: readonly LeaseKey[], reason: ReturnReason, message: string): Promise<void>;
   /** Renews the leases; returns those depgraph says are lost. */

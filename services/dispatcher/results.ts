@@ -88,6 +88,8 @@ export function createResultRelay(options: ResultRelayOptions): ResultRelay {
         buildId: held.buildId, pkgname: held.pkgname, leaseId: held.leaseId, agentId: held.agentId, outcome: finished.outcome,
         duration: durationFromMs(durationMsValue), logRef: logs.logRef(held.buildId, held.pkgname), failureReason: "",
         failedPhase: finished.failedPhase, decision: finished.decision,
+        // What the build used is what depgraph learns the package needs.
+        peakMemoryBytes: finished.peakMemoryBytes, peakDiskBytes: finished.peakDiskBytes,
       };
       const outcomes = held.kind === "scan" ? SCAN_OUTCOMES : BUILD_OUTCOMES;
       if (!outcomes.has(finished.outcome)) {

@@ -131,6 +131,13 @@ export interface PackageChanges {
 const REMOVED = "removed from the tree";
 
 /**
+ * Ready jobs a placement-aware lease looks past before it gives up: each
+ * one passed over costs two heap operations, and a call must stay cheap
+ * even when thousands of jobs wait for a host big enough.
+ */
+const MAX_PASSED_OVER = 2_000;
+
+/**
  * Longest reason a job keeps. Reasons come from outside (a fail reason in a
  * scan record, a builder's failure text, a give-back message) and are
  * repeated in every Job message, transition and event of the job.
@@ -303,15 +310,36 @@ export class Build {
     return this.ready.size;
   }
 
-  /** Takes the highest-priority ready job and leases it. */
-  leaseNext(lease: Lease, now: number): Job | undefined {
-    const job = this.ready.pop();
+  /**
+   * Takes the highest-priority ready job and leases it. With accept, takes
+   * the highest-priority one accept takes (a job that fits no free build
+   * host is passed over, not leased, and stays ready in its place), looking
+   * at no more than MAX_PASSED_OVER others.
+   */
+  leaseNext(lease: Lease, now: number, accept?: (job: Job) => boolean): Job | undefined {
+    const job = accept === undefined ? this.ready.pop() : this.popAccepted(accept);
     if (job === undefined) return undefined;
     job.lease = lease;
     job.agentId = lease.agentId;
     job.attempts++;
     this.move(job, "leased", "", now);
     return job;
+  }
+
+  private popAccepted(accept: (job: Job) => boolean): Job | undefined {
+    const passed: Job[] = [];
+    let found: Job | undefined;
+    while (passed.length <= MAX_PASSED_OVER) {
+      const next = this.ready.pop();
+      if (next === undefined) break;
+      if (accept(next)) {
+        found = next;
+        break;
+      }
+      passed.push(next);
+    }
+    for (const job of passed) this.ready.push(job);
+    return found;
   }
 
   /** Ends a lease with success: dependents whose last dependency this was become ready. */

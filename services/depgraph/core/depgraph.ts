@@ -11,6 +11,8 @@ import { isValidLocation, isValidPkgname } from "./scan-record.js";
 import { ScanRun, type ScanJob, type ScannedLocation, type ScanScope } from "./scan-run.js";
 import { Counter, ITEMS_PER_SLICE, mapInSlices, runSteps, type Steps } from "./steps.js";
 import { PackageTree, prefailReason, type TreeChange } from "./tree.js";
+import { createResourceBook, type NeedsWithOrigin, type ResourceBook } from "./resource-needs.js";
+import type { Host, HostPlan } from "../../dispatcher/core/placement.js";
 import { quote } from "../../shared/quote.js";
 
 export interface DepGraphOptions {
@@ -41,6 +43,8 @@ export interface DepGraphOptions {
   readonly sharedTreeScanner?: boolean;
   /** Finished scans kept, newest first; older ones are forgotten when a scan starts. */
   readonly keepFinishedScans?: number;
+  /** What packages need of a build host (constraints, learnt peaks); none known without it. */
+  readonly resources?: ResourceBook;
 }
 
 export const DEFAULT_KEEP_FINISHED_BUILDS = 20;
@@ -87,6 +91,10 @@ export interface JobResult extends LeaseRef {
   readonly upToDate?: boolean;
   /** Why it was rebuilt or found up to date, as the build host decided. */
   readonly decision?: string;
+  /** Measured peak resident memory of the build (bytes; 0 or absent: not measured). */
+  readonly peakMemoryBytes?: number;
+  /** Measured peak disk use of the build's work directory (bytes; 0 or absent: not measured). */
+  readonly peakDiskBytes?: number;
 }
 
 /** One entry of the lease heap: a build job's lease or a scan job's. */
@@ -194,8 +202,12 @@ export class DepGraph {
   /** When each package's metadata last changed; its binary packages from before are out of date. */
   private readonly changedAt = new Map<string, number>();
 
+  /** What packages need of a build host; ExplainJob reads its view of each platform's agents too. */
+  readonly resources: ResourceBook;
+
   constructor(private readonly options: DepGraphOptions) {
     this.tree = options.tree ?? new PackageTree();
+    this.resources = options.resources ?? createResourceBook();
   }
 
   /** The tree a platform's builds use: its own, or the shared one. */
@@ -878,9 +890,11 @@ export class DepGraph {
 
   /**
    * Leases up to max ready jobs of the platform's running builds, oldest
-   * build first and, within a build, highest priority first.
+   * build first and, within a build, highest priority first. With a plan
+   * (the platform's agents and what is free on them), only jobs whose needs
+   * fit some agent's free part are leased, each taking its share of it.
    */
-  nextReadyJobs(platform: string, agentId: string, max: number, leaseMs: number | undefined): Assignment[] {
+  nextReadyJobs(platform: string, agentId: string, max: number, leaseMs: number | undefined, plan?: HostPlan<Host>): Assignment[] {
     if (platform === "") throw new InvalidRequest("platform is required: the agent's platform, e.g. \"NetBSD-10.0-x86_64\"");
     if (agentId === "") throw new InvalidRequest("agent_id is required, so leases can be traced to a build host");
     const now = this.options.now();
@@ -891,7 +905,9 @@ export class DepGraph {
       if (build.state !== "running" || build.options.platform !== platform) continue;
       while (assignments.length < max) {
         const leaseId = this.options.newId();
-        const job = build.leaseNext({ id: leaseId, agentId, deadline, lengthMs }, now);
+        if (plan !== undefined && !plan.open) break;
+        const accept = plan === undefined ? undefined : (candidate: Job) => plan.take(this.needsOf(candidate).needs) !== undefined;
+        const job = build.leaseNext({ id: leaseId, agentId, deadline, lengthMs }, now, accept);
         if (job === undefined) break;
         this.leaseDeadlines.push({ deadline, build, job, leaseId });
         this.leasesHeld++;
@@ -947,12 +963,23 @@ export class DepGraph {
       if (result.succeeded) {
         newlyReady += build.succeed(job, { durationMs: result.durationMs, binaryPackage: result.binaryPackage!, logRef: result.logRef, upToDate: result.upToDate, decision: result.decision }, now);
         if (result.upToDate !== true) this.options.history.record(job.pkg.record.pkgname, job.pkg.record.location, result.durationMs);
+        if (result.upToDate !== true) this.recordPeaks(job, result, true);
       } else {
+        this.recordPeaks(job, result, false);
         newlyBlocked += build.fail(job, { durationMs: result.durationMs, reason: result.failureReason || "build failed", logRef: result.logRef, failedPhase: result.failedPhase }, now);
       }
     });
     if (newlyReady > 0) this.announceReady();
     return { newlyReady, newlyBlocked };
+  }
+
+  /** What a job's package needs of a build host, and where that comes from. */
+  needsOf(job: Job): NeedsWithOrigin {
+    return this.resources.needsOf(job.pkg.record.pkgname, job.pkg.record.location);
+  }
+
+  private recordPeaks(job: Job, result: JobResult, succeeded: boolean): void {
+    this.resources.record(job.pkg.record.pkgname, job.pkg.record.location, { memoryBytes: result.peakMemoryBytes ?? 0, diskBytes: result.peakDiskBytes ?? 0 }, succeeded);
   }
 
   /** Pushes held leases' deadlines forward; leases no longer held are reported as lost. */
