@@ -25,6 +25,7 @@ import { UploadFailed, withUpload, type UploadOutcome } from "./executor/with-up
 import { createPackageCache, type PackageCache } from "./package-cache.js";
 import { ReportedJobs, refusalAction, uploadUntilSettled } from "./refusals.js";
 import { createSlotPool, NoFreeSlot } from "./slots.js";
+import { startUsageMeter, type Peak } from "./usage.js";
 import { prepareJobWorkdir, removeJobWorkdir } from "./workdir.js";
 
 export const AGENT_VERSION = "0.1.0";
@@ -40,6 +41,8 @@ interface LocalJob {
   readonly slot: number;
   /** Set once the job ended (package uploaded); sent (again after a reconnect) until the dispatcher has it. */
   report?: JobResult;
+  /** What the job used at most, reported with its result. */
+  peak?: Peak;
 }
 
 /**
@@ -130,6 +133,8 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger, executor
         failedPhase: r.failedPhase,
         decision: r.decision,
         scanOutput: r.scanOutput,
+        peakMemoryBytes: BigInt(local.peak?.memoryBytes ?? 0),
+        peakDiskBytes: BigInt(local.peak?.diskBytes ?? 0),
       },
     });
     // Kept for a while, so a refusal of the result still finds the job.
@@ -192,10 +197,13 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger, executor
       write: (phase: string, data: Uint8Array | string) =>
         send({ case: "log", value: { job, data: typeof data === "string" ? Buffer.from(data) : data, phase } }),
     };
+    // Builds only: a scan's use says nothing about any package's needs.
+    const usage = assignment.scan === undefined ? startUsageMeter() : undefined;
     try {
       const workdir = await prepareJobWorkdir(config.workDir, job.buildId, job.pkgname);
-      const result = await executor.run(assignment, { workdir, slot: local.slot, log, signal: local.abort.signal });
+      const result = await executor.run(assignment, { workdir, slot: local.slot, log, signal: local.abort.signal, usage });
       if (result.cancelled || local.abort.signal.aborted) return;
+      local.peak = await usage?.stop();
       local.report = result;
     } catch (e) {
       if (local.abort.signal.aborted) return;
@@ -220,6 +228,7 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger, executor
       log.write("", `=== ${config.agentId}: ${reason}\n`);
       local.report = { outcome: JobOutcome.FAILED, durationMs: performance.now() - started, failureReason: reason, failedPhase: "", decision: "", outputPath: "", cancelled: false };
     } finally {
+      void usage?.stop();
       slots.release(local.slot);
     }
     if (outbox !== undefined && !outbox.closed) report(local);
@@ -277,6 +286,9 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger, executor
           draining: phase !== "running",
           scans: executors?.scan !== undefined,
           executor: build.name,
+          cpus: config.resources?.cpus ?? 0,
+          memoryBytes: BigInt(config.resources?.memoryBytes ?? 0),
+          diskBytes: BigInt(config.resources?.diskBytes ?? 0),
         },
       },
     }));

@@ -2,6 +2,8 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { arch, hostname, release, type } from "node:os";
 import { join, resolve } from "node:path";
 import { CLIENT_TLS_FLAGS, LOG_LEVELS, readClientTls, readConfig, type ClientTls } from "../shared/index.js";
+import { parseSize } from "../shared/sizes.js";
+import { measureHostResources, type HostResources } from "./host-resources.js";
 
 /** AgentConfig is everything an agent reads from its command line and environment. */
 export interface AgentConfig {
@@ -52,6 +54,8 @@ export interface AgentConfig {
   readonly scanCommand?: readonly string[];
   /** Limit for scanning one location. */
   readonly scanTimeoutMs?: number;
+  /** CPUs, memory and work disk the agent gives builds (measured, or --cpus, --memory, --disk); absent: not said. */
+  readonly resources?: HostResources;
 }
 
 /** Every flag of `pkgfarm agent`, with its variable and meaning, for --help. */
@@ -73,7 +77,11 @@ export const AGENT_FLAGS: ReadonlyArray<readonly [flag: string, env: string, mea
   ["--scan-timeout-seconds N", "PKGFARM_SCAN_TIMEOUT_SECONDS", "limit for scanning one location (default 600)"],
   ["--platform NAME", "PKGFARM_PLATFORM", "depgraph platform (default: from bmake with pkgsrc, else <os>-<os-release>-<arch>)"],
   ["--os, --os-release, --arch", "PKGFARM_OS, PKGFARM_OS_RELEASE, PKGFARM_ARCH", "pkgsrc's OPSYS, OS_VERSION, MACHINE_ARCH (default: this host's)"],
-  ["--labels k=v,...", "PKGFARM_LABELS", "labels shown with the agent"],
+  ["--labels k=v,...", "PKGFARM_LABELS", "labels: shown with the agent, and matched by constraints' label:KEY=VALUE"],
+  ["--label k=v", "", "one more label (repeatable)"],
+  ["--cpus N", "PKGFARM_CPUS", "CPUs builds share, split between them as MAKE_JOBS (default: this host's)"],
+  ["--memory SIZE", "PKGFARM_MEMORY", "memory builds share, e.g. 16G (default: this host's total)"],
+  ["--disk SIZE", "PKGFARM_DISK", "disk builds share for their work, e.g. 200G (default: free space under --work-dir at start)"],
   ["--work-dir DIR", "PKGFARM_WORK_DIR", "per-job work directories (default var/agent/work)"],
   ["--cache-dir DIR", "PKGFARM_CACHE_DIR", "dependencies' packages by digest (default <work-dir>/../cache)"],
   ["--job-timeout-seconds N", "PKGFARM_JOB_TIMEOUT_SECONDS", "limit for one job (default 14400)"],
@@ -104,7 +112,10 @@ export function wantsHelp(argv: readonly string[]): boolean {
 export function loadAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv): AgentConfig | { errors: string[] } {
   // --keep-wrkdir is the one flag without a value; the reader takes only valued ones.
   const keepWrkdirFlag = argv.includes("--keep-wrkdir");
-  const read = readConfig(argv.filter((a) => a !== "--keep-wrkdir"), env, [
+  // --label may be given many times; the reader keeps one value per flag.
+  const { rest, labelFlags } = takeLabelFlags(argv.filter((a) => a !== "--keep-wrkdir"));
+  const read = readConfig(rest, env, [
+    "cpus", "memory", "disk",
     "dispatcher", "id", "slots", "os", "os-release", "arch", "platform", "labels", "tree", "build-command", "work-dir", "cache-dir", "job-timeout-seconds", "log-level",
     "executor", "bootstrap-kit", "sandbox", "sandbox-root", "chroot-dirs", "mk-conf", "build-user", "scan-command", "scan-timeout-seconds",
     ...CLIENT_TLS_FLAGS,
@@ -149,7 +160,25 @@ export function loadAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv)
     if (key === undefined || value === undefined || key.trim() === "") read.errors.push(`--labels (PKGFARM_LABELS) must be key=value pairs separated by commas, not "${pair}"`);
     else labels[key.trim()] = value.trim();
   }
+  for (const pair of labelFlags) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) read.errors.push(`--label must be key=value, not "${pair}"`);
+    else labels[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+  }
   const workDir = resolve(read.string("work-dir", "PKGFARM_WORK_DIR", "var/agent/work"));
+  const measured = measureHostResources(workDir);
+  const size = (flag: string, envName: string, fallback: number) => {
+    const raw = read.string(flag, envName, "");
+    if (raw === "") return fallback;
+    const bytes = parseSize(raw);
+    if (bytes === undefined || bytes <= 0) read.errors.push(`--${flag} (${envName}) must be a size such as 16G, 512M or 200GiB, not "${raw}"`);
+    return bytes ?? fallback;
+  };
+  const resources: HostResources = {
+    cpus: read.int("cpus", "PKGFARM_CPUS", measured.cpus, 1, 65_536),
+    memoryBytes: size("memory", "PKGFARM_MEMORY", measured.memoryBytes),
+    diskBytes: size("disk", "PKGFARM_DISK", measured.diskBytes),
+  };
   const slots = read.int("slots", "PKGFARM_SLOTS", 1, 1, 1024);
   if (sandbox === "chroot") {
     if (chrootDirs.length !== slots) read.errors.push(`--chroot-dirs (PKGFARM_CHROOT_DIRS) must name one directory per slot: ${slots} slot(s), ${chrootDirs.length} director${chrootDirs.length === 1 ? "y" : "ies"}`);
@@ -188,8 +217,22 @@ export function loadAgentConfig(argv: readonly string[], env: NodeJS.ProcessEnv)
     buildUser,
     scanCommand: scanCommand.length > 0 ? scanCommand : undefined,
     scanTimeoutMs: read.int("scan-timeout-seconds", "PKGFARM_SCAN_TIMEOUT_SECONDS", 600, 1, 86400) * 1000,
+    resources,
   };
   return read.errors.length > 0 ? { errors: read.errors } : config;
+}
+
+/** takeLabelFlags pulls every `--label k=v` (and `--label=k=v`) out of argv. */
+function takeLabelFlags(argv: readonly string[]): { rest: string[]; labelFlags: string[] } {
+  const rest: string[] = [];
+  const labelFlags: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--label" && i + 1 < argv.length) labelFlags.push(argv[++i]!);
+    else if (arg.startsWith("--label=")) labelFlags.push(arg.slice("--label=".length));
+    else rest.push(arg);
+  }
+  return { rest, labelFlags };
 }
 
 function isFile(path: string): boolean {

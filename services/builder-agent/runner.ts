@@ -48,6 +48,8 @@ export interface BuildCommandSpec {
    * take the log should not get a build it cannot show.
    */
   onOutput(chunk: Uint8Array, stream: "stdout" | "stderr"): void;
+  /** Told the child's pid once it runs: the leader of the build's process group (for measuring what it uses). */
+  onSpawn?(pid: number): void;
 }
 
 /** BuildRunResult is how one build command ended. */
@@ -108,6 +110,7 @@ export function runBuildCommand(spec: BuildCommandSpec): Promise<BuildRunResult>
       return;
     }
 
+    if (child.pid !== undefined) spec.onSpawn?.(child.pid);
     let exited = false;
     let settled = false;
     let timedOut = false;

@@ -11,6 +11,7 @@ import { createHeartbeatExpiry } from "./heartbeat-expiry.js";
 import type { AgentMessageHandler } from "./agent-messages.js";
 import type { JobControl } from "./job-control.js";
 import { checkHello, type Session, type SessionTable } from "./sessions.js";
+import { resourcesOfHello } from "./resources-wire.js";
 import { toConnectError } from "./status.js";
 import { refOf, refusal } from "./wire.js";
 
@@ -78,7 +79,7 @@ export function createAgentStreams(options: AgentStreamsOptions): AgentStreams {
     const { platform } = checkHello(hello);
     const agent = (() => {
       try {
-        return registry.register({ id: hello.agentId, platform, slots: hello.slots, scans: hello.scans }, now());
+        return registry.register({ id: hello.agentId, platform, slots: hello.slots, scans: hello.scans, resources: resourcesOfHello(hello) }, now());
       } catch (e) {
         throw toConnectError(e);
       }
@@ -109,7 +110,7 @@ export function createAgentStreams(options: AgentStreamsOptions): AgentStreams {
         },
       },
     }));
-    session.logger.info({ host: hello.host, slots: agent.slots, scans: agent.scans, executor: hello.executor || undefined, version: hello.version, kept: kept.length, remote: ctx.requestHeader.get("x-forwarded-for") ?? undefined }, "agent connected");
+    session.logger.info({ host: hello.host, slots: agent.slots, scans: agent.scans, cpus: hello.cpus, memoryBytes: Number(hello.memoryBytes), diskBytes: Number(hello.diskBytes), executor: hello.executor || undefined, version: hello.version, kept: kept.length, remote: ctx.requestHeader.get("x-forwarded-for") ?? undefined }, "agent connected");
     wake(platform);
     return session;
   };

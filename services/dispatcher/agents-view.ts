@@ -19,6 +19,7 @@ export function createAgentsView(registry: AgentRegistry, sessions: SessionTable
       lastSeen: timestampFromMs(agent.lastSeen),
       running: [...agent.jobs.values()].map((job) => runningJob({ ...job, leaseId: "" })),
       jobsDone: BigInt(agent.jobsDone),
+      ...reserved(registry, agent),
     });
   return {
     listAgents() {
@@ -34,5 +35,15 @@ export function createAgentsView(registry: AgentRegistry, sessions: SessionTable
       }
       return { agent: agentToWire(session.agent) };
     },
+  };
+}
+
+/** What an agent's running jobs take of it: MAKE_JOBS given, memory and disk reserved. */
+function reserved(registry: AgentRegistry, agent: AgentRecord) {
+  const host = registry.hostOf(agent);
+  return {
+    cpusCommitted: registry.cpusCommitted(agent),
+    memoryReservedBytes: BigInt(host.memoryBytes - host.memoryFreeBytes),
+    diskReservedBytes: BigInt(host.diskBytes - host.diskFreeBytes),
   };
 }

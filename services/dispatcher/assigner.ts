@@ -2,11 +2,13 @@ import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { ReturnReason, type Assignment } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { ConnectResponseSchema } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
+import { makeJobsFor } from "./core/placement.js";
 import type { AgentRegistry } from "./core/registry.js";
 import type { JobControl } from "./job-control.js";
 import type { LogStore } from "./log-store.js";
 import type { DispatcherMetrics } from "./metrics.js";
 import type { Session, SessionTable } from "./sessions.js";
+import { needsFromWire } from "./resources-wire.js";
 import { runningJob } from "./wire.js";
 
 export interface AssignerOptions {
@@ -22,10 +24,12 @@ export interface AssignerOptions {
 /** Assigner sends leased jobs down their agents' streams. */
 export interface Assigner {
   /**
-   * Places each job on the platform's agent with the most free slots (a
-   * scan job on one that runs scans); jobs for which no slot is left (an
-   * agent left while NextReadyJob was out, or no agent that scans is free)
-   * go back to depgraph, as draining: not the jobs' fault.
+   * Places each job on an agent of the platform it fits now (placement.ts:
+   * free slot, memory, disk, labels, exclusion class; a scan job on one that
+   * runs scans) and gives it its share of the agent's CPUs as MAKE_JOBS;
+   * jobs no agent can take (an agent left while NextReadyJob was out, or
+   * another answer took the room) go back to depgraph, as draining: not the
+   * jobs' fault.
    */
   place(platform: string, assignments: readonly Assignment[]): void;
 }
@@ -49,7 +53,10 @@ export function createAssigner(options: AssignerOptions): Assigner {
       return;
     }
     const pkg = a.package!;
-    const held = registry.hold(agent, { buildId: a.buildId, pkgname: pkg.pkgname, leaseId: a.leaseId }, now());
+    const needs = needsFromWire(a.needs);
+    const makeJobs = makeJobsFor(needs, { cpus: agent.resources.cpus, slots: agent.slots, running: agent.jobs.size, committed: registry.cpusCommitted(agent) },
+      pkg.scanVars["MAKE_JOBS_SAFE"]?.toLowerCase() !== "no");
+    const held = registry.hold(agent, { buildId: a.buildId, pkgname: pkg.pkgname, leaseId: a.leaseId }, now(), "build", { needs, makeJobs });
     metrics?.jobAssigned(held, agent.platform);
     void logs.begin(a.buildId, pkg.pkgname, `${pkg.pkgname} (${pkg.location}) attempt ${a.attempt} on agent ${agent.id}`)
       .catch((e) => session.logger.error({ err: e, pkgname: pkg.pkgname }, "cannot start the job's log"));
@@ -67,10 +74,12 @@ export function createAssigner(options: AssignerOptions): Assigner {
           dependencies: a.dependencies,
           rebuildReason: a.rebuildReason,
           incremental: a.incremental,
+          makeJobs,
+          needs: a.needs,
         },
       },
     }));
-    session.logger.info({ buildId: a.buildId, pkgname: pkg.pkgname, attempt: a.attempt }, "job assigned");
+    session.logger.info({ buildId: a.buildId, pkgname: pkg.pkgname, attempt: a.attempt, makeJobs }, "job assigned");
   };
 
   return {
@@ -82,14 +91,14 @@ export function createAssigner(options: AssignerOptions): Assigner {
           unplaced.push(assignment);
           continue;
         }
-        const agent = registry.pickAgent(platform, assignment.scan !== undefined ? "scan" : "build");
+        const agent = assignment.scan !== undefined ? registry.pickAgent(platform, "scan") : registry.pickAgent(platform, "build", needsFromWire(assignment.needs));
         const session = agent === undefined ? undefined : sessions.get(agent.id);
         if (session === undefined) unplaced.push(assignment);
         else assign(session, assignment);
       }
       if (unplaced.length === 0) return;
       void jobs.giveBack(unplaced.map((a) => ({ buildId: a.buildId, pkgname: a.scan?.jobName ?? a.package?.pkgname ?? "", leaseId: a.leaseId })),
-        ReturnReason.DRAINING, "no free agent slot when the job arrived", "no_free_slot")
+        ReturnReason.DRAINING, "no free agent slot the job fits when it arrived", "no_free_slot")
         .catch((e) => logger.error({ err: e }, "giving back unplaced jobs failed"));
     },
   };

@@ -7,6 +7,7 @@ import {
   JobResultSchema,
   LeaseRefSchema,
   ReturnReason,
+  type AgentCapacity,
   type Assignment,
   type Build,
   type Job,
@@ -25,8 +26,12 @@ export type LeaseKey = Pick<LeaseRef, "buildId" | "pkgname" | "leaseId"> & { rea
  * cap the whole farm near 1,000 jobs per second.
  */
 export interface DepGraphLink {
-  /** Leases up to maxJobs jobs of the platform; scan jobs too (first) when includeScanJobs. */
-  nextReadyJobs(platform: string, maxJobs: number, signal: AbortSignal, includeScanJobs?: boolean): Promise<Assignment[]>;
+  /**
+   * Leases up to maxJobs jobs of the platform; scan jobs too (first) when
+   * includeScanJobs. With agents (every agent of the platform, free or busy),
+   * depgraph leases only jobs that fit the free part of one of them.
+   */
+  nextReadyJobs(platform: string, maxJobs: number, signal: AbortSignal, includeScanJobs?: boolean, agents?: readonly AgentCapacity[]): Promise<Assignment[]>;
   /** Resolves when depgraph took the result; rejects with its refusal (e.g. FAILED_PRECONDITION). */
   markDone(result: MessageInitShape<typeof JobResultSchema>): Promise<void>;
   /** Gives leases back; a lease depgraph no longer holds is skipped, not an error. */
@@ -117,9 +122,9 @@ export function createDepGraphLink(options: DepGraphLinkOptions): DepGraphLink {
     leases.map((l) => create(LeaseRefSchema, { buildId: l.buildId, pkgname: l.pkgname, leaseId: l.leaseId, agentId: l.agentId ?? "" }));
 
   return {
-    async nextReadyJobs(platform, maxJobs, signal, includeScanJobs = false) {
+    async nextReadyJobs(platform, maxJobs, signal, includeScanJobs = false, agents = []) {
       const response = await client.nextReadyJob(
-        { platform, agentId: options.holderId, maxJobs, wait: durationFromMs(options.pollWaitMs), leaseDuration: durationFromMs(options.leaseMs), includeScanJobs },
+        { platform, agentId: options.holderId, maxJobs, wait: durationFromMs(options.pollWaitMs), leaseDuration: durationFromMs(options.leaseMs), includeScanJobs, agents: [...agents] },
         { signal },
       );
       return response.assignments;

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { Assignment } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import type { AgentRegistry } from "./core/registry.js";
 import type { DepGraphLink } from "./depgraph-link.js";
+import { capacityToWire } from "./resources-wire.js";
 
 export interface PullersOptions {
   readonly registry: AgentRegistry;
@@ -76,7 +77,11 @@ export function createPullers(options: PullersOptions): Pullers {
       try {
         // Scan jobs come first in the answer: ask for them only while an
         // agent that scans has a slot, or they would go straight back.
-        assignments = await depgraph.nextReadyJobs(platform, want, signal, registry.freeScanSlotsFor(platform) > 0);
+        // With the agents and what is free on them, depgraph leases only
+        // jobs that fit (a job too big for every free agent waits, and does
+        // not hold up the ones behind it).
+        const agents = registry.hostsFor(platform).map(capacityToWire);
+        assignments = await depgraph.nextReadyJobs(platform, want, signal, registry.freeScanSlotsFor(platform) > 0, agents);
         failures = 0;
         retryAt = 0;
         for (const other of pullers.values()) if (other !== puller) other.depgraphBack();

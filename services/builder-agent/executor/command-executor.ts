@@ -30,7 +30,8 @@ export function createCommandExecutor(options: CommandExecutorOptions): Executor
       // itself decides what goes into it.
       if (options.sandbox !== undefined && options.sandbox.kind === "namespace") await mkdir(options.sandbox.paths(ctx.slot).prefix, { recursive: true });
       const argv = options.sandbox === undefined ? [...options.command] : options.sandbox.wrap(ctx.slot, options.command, ctx.workdir.dir);
-      ctx.log.write("", `=== running ${options.command.join(" ")}\n`);
+      ctx.log.write("", `=== running ${options.command.join(" ")}${job.makeJobs > 0 ? ` (PKGFARM_MAKE_JOBS=${job.makeJobs})` : ""}\n`);
+      ctx.usage?.watch(ctx.workdir.dir);
       const result = await runBuildCommand({
         command: argv,
         env,
@@ -38,6 +39,7 @@ export function createCommandExecutor(options: CommandExecutorOptions): Executor
         timeoutMs: options.timeoutMs,
         signal: ctx.signal,
         onOutput: (chunk) => ctx.log.write("", chunk),
+        onSpawn: (pid) => ctx.usage?.track(pid),
       });
       if (result.cancelled) return cancelled(result.durationMs);
       if (result.failureReason !== "") return failed(result.durationMs, result.failureReason);
@@ -66,5 +68,7 @@ export function commandEnvironment(options: Pick<CommandExecutorOptions, "treeDi
     PKGFARM_DEPENDS_DIR: workdir.dependsDir,
     PKGFARM_OUTPUT: workdir.outputPath,
     PKGFARM_SLOT: String(slot),
+    // The job's share of the host's CPUs (the dispatcher's budget), for make -j.
+    ...(a.makeJobs > 0 ? { PKGFARM_MAKE_JOBS: String(a.makeJobs) } : {}),
   };
 }

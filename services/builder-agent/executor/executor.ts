@@ -9,6 +9,7 @@
 import type { BinaryPackage, ScanOutput } from "../../../gen/pkgfarm/v1/depgraph_pb.js";
 import { JobOutcome } from "../../../gen/pkgfarm/v1/depgraph_pb.js";
 import type { JobAssignment } from "../../../gen/pkgfarm/v1/dispatcher_pb.js";
+import type { UsageMeter } from "../usage.js";
 import type { JobWorkdir } from "../workdir.js";
 
 /**
@@ -29,6 +30,12 @@ export interface JobContext {
   readonly log: JobLog;
   /** Aborted when the job is cancelled or the agent stops; the executor must stop its processes. */
   readonly signal: AbortSignal;
+  /**
+   * Measures what the job uses (peak memory of its processes, disk of its
+   * work directories): an executor gives it every process it starts
+   * (runBuildCommand's onSpawn) and the directories it works in.
+   */
+  readonly usage?: UsageMeter;
 }
 
 /** JobResult is how a job ended, as the agent reports it in JobFinished. */

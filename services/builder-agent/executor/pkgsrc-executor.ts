@@ -155,6 +155,7 @@ class PkgBuild {
         if (stream === "stdout") out += Buffer.from(chunk).toString("utf8");
         else this.ctx.log.write(phase, chunk);
       },
+      onSpawn: (pid) => this.ctx.usage?.track(pid),
     });
     if (result.cancelled) throw new Cancelled();
     if (result.failureReason !== "") throw new PhaseFailure(phase, "bmake show-vars", result.failureReason);
@@ -174,6 +175,7 @@ class PkgBuild {
     await rm(join(this.paths.wrkobjdir, this.job.location), { recursive: true, force: true });
     ctx.log.write("pre-clean", `=== ${this.paths.prefix} restored from ${o.bootstrapKit}; it is ${PKG_PREFIX} in slot ${ctx.slot}'s sandbox\n`);
 
+    ctx.usage?.watch(this.paths.wrkobjdir);
     await this.readBuildVars();
     await this.make("pre-clean", "clean", "root");
     const deps = this.dependencies();
@@ -198,6 +200,8 @@ class PkgBuild {
     const made = join(this.paths.packages, "All", `${this.pkgname}.tgz`);
     if (!(await stat(made).then((s) => s.isFile(), () => false))) throw new PhaseFailure("package", "bmake package", `made no ${made}`);
     await copyFile(made, ctx.workdir.outputPath);
+    // The work directory is at its fullest now; clean empties it.
+    await ctx.usage?.sampleDisk();
     await this.make("clean", "clean", "root");
     if (!this.isBootstrap) await this.step("deinstall", [PKG_DELETE, "-K", PKG_DBDIR, this.pkgname], "root");
   }
@@ -236,7 +240,9 @@ class PkgBuild {
     const multi = this.job.multiVersion.split(/\s+/).filter((v) => v !== "");
     return [BMAKE, target, "BATCH=1", "DEPENDS_TARGET=/nonexistent", ...multi,
       `WRKOBJDIR=${this.paths.wrkobjdir}`, `PACKAGES=${this.paths.packages}`, `DISTDIR=${this.paths.distdir}`,
-      `WRKLOG=${join(this.paths.wrkobjdir, ".work.log")}`, ...extra];
+      `WRKLOG=${join(this.paths.wrkobjdir, ".work.log")}`,
+      // The job's share of the host's CPUs; pkgsrc still makes a MAKE_JOBS_SAFE=no package serially.
+      ...(this.job.makeJobs > 0 ? [`MAKE_JOBS=${this.job.makeJobs}`] : []), ...extra];
   }
 
   private make(phase: PkgsrcPhase, target: string, as: Runner): Promise<void> {
@@ -274,6 +280,7 @@ class PkgBuild {
       PKGFARM_PKGNAME: this.pkgname,
       PKGFARM_LOCATION: this.job.location,
       PKGFARM_BUILD_ID: this.job.job!.buildId,
+      ...(this.job.makeJobs > 0 ? { PKGFARM_MAKE_JOBS: String(this.job.makeJobs) } : {}),
       ...extra,
     };
   }
@@ -296,6 +303,7 @@ class PkgBuild {
       timeoutMs: left,
       signal: ctx.signal,
       onOutput: (chunk) => ctx.log.write(phase, chunk),
+      onSpawn: (pid) => ctx.usage?.track(pid),
     });
     if (result.cancelled) throw new Cancelled();
     if (result.failureReason !== "") throw new PhaseFailure(phase, shown, result.failureReason);

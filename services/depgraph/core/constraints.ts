@@ -17,7 +17,7 @@
  * by key, as in mk.conf.
  */
 
-import { parseSize } from "../../dispatcher/core/placement.js";
+import { parseSize } from "../../shared/sizes.js";
 
 /** ConstraintNeeds is what one rule sets; an absent key leaves the need to earlier rules or to what was learnt. */
 export interface ConstraintNeeds {

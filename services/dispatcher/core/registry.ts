@@ -6,6 +6,8 @@
  * timer that calls expire() are adapters around it.
  */
 
+import { chooseHost, NO_NEEDS, type Host, type Needs } from "./placement.js";
+
 /** JobKey names one job of one build: "<buildId>\u0000<pkgname>". */
 export type JobKey = string;
 
@@ -24,7 +26,21 @@ export interface HeldJob {
   readonly assignedAt: number;
   /** Set once the agent says it started (JobAccepted). */
   accepted: boolean;
+  /** What it needs of the agent: reserved while it runs. */
+  readonly needs: Needs;
+  /** The agent's CPUs given to it as MAKE_JOBS (0 for a scan job, which has no make). */
+  readonly makeJobs: number;
 }
+
+/** AgentResources is what an agent said it gives builds (AgentHello); 0 means not known. */
+export interface AgentResources {
+  readonly cpus: number;
+  readonly memoryBytes: number;
+  readonly diskBytes: number;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+const UNKNOWN_RESOURCES: AgentResources = { cpus: 0, memoryBytes: 0, diskBytes: 0, labels: {} };
 
 /** JobKind: what a held job is. */
 export type JobKind = "build" | "scan";
@@ -35,6 +51,7 @@ export interface AgentRecord {
   readonly slots: number;
   /** It said it runs scan jobs (it has the tree and a scanner). */
   readonly scans: boolean;
+  readonly resources: AgentResources;
   readonly connectedAt: number;
   /** Identifies this stream; a stale stream's late messages are ignored by it. */
   readonly session: number;
@@ -73,13 +90,14 @@ export class AgentRegistry {
 
   constructor(private readonly options: RegistryOptions) {}
 
-  register(hello: { id: string; platform: string; slots: number; scans?: boolean }, now: number): AgentRecord {
+  register(hello: { id: string; platform: string; slots: number; scans?: boolean; resources?: AgentResources }, now: number): AgentRecord {
     if (this.agents.has(hello.id)) throw new AgentAlreadyConnected(hello.id);
     const agent: AgentRecord = {
       id: hello.id,
       platform: hello.platform,
       slots: Math.max(1, hello.slots),
       scans: hello.scans ?? false,
+      resources: hello.resources ?? UNKNOWN_RESOURCES,
       connectedAt: now,
       session: this.nextSession++,
       lastSeen: now,
@@ -151,23 +169,57 @@ export class AgentRegistry {
   }
 
   /**
-   * Picks the agent of the platform with the most free slots, so work
-   * spreads across hosts instead of filling the first one. A scan job goes
-   * only to an agent that runs scans.
+   * hostOf is the agent as placement sees it: what it has, and what the
+   * jobs it holds leave free of it.
    */
-  pickAgent(platform: string, kind: JobKind = "build"): AgentRecord | undefined {
-    let best: AgentRecord | undefined;
-    let bestFree = 0;
-    for (const a of this.agents.values()) {
-      if (a.platform !== platform || (kind === "scan" && !a.scans)) continue;
-      const free = this.freeSlots(a);
-      if (free > bestFree) [best, bestFree] = [a, free];
+  hostOf(agent: AgentRecord): Host & { readonly agent: AgentRecord } {
+    const { resources } = agent;
+    let memory = 0;
+    let disk = 0;
+    const exclusive: string[] = [];
+    for (const job of agent.jobs.values()) {
+      memory += job.needs.memoryBytes;
+      disk += job.needs.diskBytes;
+      if (job.needs.exclusive !== "") exclusive.push(job.needs.exclusive);
     }
-    return best;
+    return {
+      agent,
+      id: agent.id,
+      freeSlots: this.freeSlots(agent),
+      cpus: resources.cpus,
+      memoryBytes: resources.memoryBytes,
+      diskBytes: resources.diskBytes,
+      memoryFreeBytes: Math.max(0, resources.memoryBytes - memory),
+      diskFreeBytes: Math.max(0, resources.diskBytes - disk),
+      labels: resources.labels,
+      exclusiveRunning: exclusive,
+    };
   }
 
-  hold(agent: AgentRecord, job: { buildId: string; pkgname: string; leaseId: string }, now: number, kind: JobKind = "build"): HeldJob {
-    const held: HeldJob = { buildId: job.buildId, pkgname: job.pkgname, leaseId: job.leaseId, agentId: agent.id, kind, assignedAt: now, accepted: false };
+  /** The platform's agents as placement sees them; for a scan job only those that run scans. */
+  hostsFor(platform: string, kind: JobKind = "build"): (Host & { readonly agent: AgentRecord })[] {
+    return this.list().filter((a) => a.platform === platform && (kind === "build" || a.scans)).map((a) => this.hostOf(a));
+  }
+
+  /**
+   * Picks the agent of the platform that the job fits now, as placement
+   * chooses (chooseHost: most free slots, so work spreads across hosts;
+   * then the smallest, so big hosts stay free for big jobs). A scan job
+   * goes only to an agent that runs scans.
+   */
+  pickAgent(platform: string, kind: JobKind = "build", needs: Needs = NO_NEEDS): AgentRecord | undefined {
+    return chooseHost(needs, this.hostsFor(platform, kind))?.agent;
+  }
+
+  /** MAKE_JOBS given to the jobs an agent holds, summed. */
+  cpusCommitted(agent: AgentRecord): number {
+    let sum = 0;
+    for (const job of agent.jobs.values()) sum += job.makeJobs;
+    return sum;
+  }
+
+  hold(agent: AgentRecord, job: { buildId: string; pkgname: string; leaseId: string }, now: number, kind: JobKind = "build", placed: { needs: Needs; makeJobs: number } = { needs: NO_NEEDS, makeJobs: 0 }): HeldJob {
+    const held: HeldJob = { buildId: job.buildId, pkgname: job.pkgname, leaseId: job.leaseId, agentId: agent.id, kind, assignedAt: now, accepted: false, ...placed };
     const key = jobKey(job.buildId, job.pkgname);
     agent.jobs.set(key, held);
     this.holders.set(key, held);
