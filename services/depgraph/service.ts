@@ -39,11 +39,15 @@ import {
 import type { DurationHistory } from "./core/history.js";
 import { HostPlan, NO_NEEDS, type Host } from "../dispatcher/core/placement.js";
 import { hostFromWire, needsToWire } from "./resources-wire.js";
+import { waitOf } from "./core/explain.js";
+import { explainContext, waitReasonToWire } from "./status-service.js";
 import { readBinaryPackages } from "./packages-dir.js";
 import { MAX_PAGE_SIZE, pageOf } from "./paging.js";
 import { pushInSlices, runSliced } from "./slices.js";
 import { runScanHelper, type ScanHelperOptions } from "./scan-helper.js";
 import { toConnectError } from "./status.js";
+import { buildEventToWire, watchBuildEvents } from "./build-events.js";
+import { createStatusHandlers } from "./status-service.js";
 import { checkRemovedShare, checkWhole, maxRemovedShareFromWire } from "./core/import-guard.js";
 import { estimatePackageBytes, packagePage, pageSizeFromWire } from "./package-pages.js";
 import { quote } from "../shared/quote.js";
@@ -85,7 +89,10 @@ export interface DepGraphServiceOptions {
 export const DEFAULT_WATCH_BACKLOG_BYTES = 8 * 1024 * 1024;
 
 function transitionBytes(t: WatchJobsResponse): number {
-  return 64 + t.buildId.length + t.pkgname.length + t.location.length + t.reason.length + t.agentId.length;
+  // A build event carries the build: its counts and its limit list.
+  const build = t.buildEvent?.build;
+  const buildBytes = build === undefined ? 0 : 512 + build.limitTo.reduce((n, s) => n + s.length + 2, 0) + build.problem.length;
+  return 64 + t.buildId.length + t.pkgname.length + t.location.length + t.reason.length + t.agentId.length + t.host.length + buildBytes;
 }
 
 /** A whole pkgsrc scan is about 60 MB of text; four times that is still an import, more is not. */
@@ -338,7 +345,14 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         }));
         const sorted = build.sortedJobs();
         const jobs = states.size === 0 ? sorted : sorted.filter((j) => states.has(j.state));
-        const { page, next } = pageOf(jobs, request, JobSchema, (job) => jobToWire(build, job));
+        // Every waiting job says why (Job.wait), as ExplainJob would without its chain.
+        const context = explainContext(depgraph, build, (job) => depgraph.expectedDurationMs(job.pkg), options.now());
+        const { page, next } = pageOf(jobs, request, JobSchema, (job) => {
+          const wire = jobToWire(build, job);
+          const wait = waitOf(build, job, context);
+          if (wait !== undefined) wire.wait = waitReasonToWire(wait);
+          return wire;
+        });
         return { jobs: page, nextPageToken: next };
       });
     },
@@ -412,6 +426,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
             failureReason: r.failureReason,
             failedPhase: r.failedPhase,
             agentId: r.agentId,
+            host: r.host,
             peakMemoryBytes: Number(r.peakMemoryBytes),
             peakDiskBytes: Number(r.peakDiskBytes),
           };
@@ -486,6 +501,8 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
       }));
     },
 
+    ...createStatusHandlers({ depgraph, wireBuild, now: options.now }),
+
     watchJobs(request, ctx) {
       // A reader that takes nothing holds its backlog for as long as its
       // connection lives: it is cut off once a transition waits too long.
@@ -509,9 +526,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
     let wake: (() => void) | undefined;
     let overflowed = false;
     const maxBytes = options.maxWatchBacklogBytes ?? DEFAULT_WATCH_BACKLOG_BYTES;
-    const unsubscribe = depgraph.onTransition((t) => {
-      if (overflowed || (request.buildId !== "" && t.buildId !== request.buildId)) return;
-      const message = transitionToWire(t);
+    const queue = (message: WatchJobsResponse) => {
       backlogBytes += transitionBytes(message);
       if (backlog.length >= options.maxWatchBacklog || backlogBytes > maxBytes) {
         // What is queued is of no use to a watcher that must re-read the build anyway.
@@ -522,6 +537,14 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         backlog.push(message);
       }
       wake?.();
+    };
+    const offTransitions = depgraph.onTransition((t) => {
+      if (overflowed || (request.buildId !== "" && t.buildId !== request.buildId)) return;
+      queue(transitionToWire(t));
+    });
+    const offBuildEvents = watchBuildEvents(depgraph, options.now, (event) => {
+      if (overflowed || (request.buildId !== "" && event.build.id !== request.buildId)) return;
+      queue(buildEventToWire(event, wireBuild(event.build)));
     });
     const onAbort = () => wake?.();
     ctx.signal.addEventListener("abort", onAbort);
@@ -540,7 +563,8 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         wake = undefined;
       }
     } finally {
-      unsubscribe();
+      offTransitions();
+      offBuildEvents();
       ctx.signal.removeEventListener("abort", onAbort);
     }
   }
@@ -569,7 +593,7 @@ function capProblems(problems: ScanProblem[]): ScanProblem[] {
 
 
 function leaseRefFromWire(ref: WireLeaseRef): LeaseRef {
-  return { buildId: ref.buildId, pkgname: ref.pkgname, leaseId: ref.leaseId, agentId: ref.agentId };
+  return { buildId: ref.buildId, pkgname: ref.pkgname, leaseId: ref.leaseId, agentId: ref.agentId, host: ref.host };
 }
 
 function leaseRefToWire(ref: LeaseRef): { buildId: string; pkgname: string; leaseId: string } {

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pkgfarm/v1/dispatcher.proto.
  */
 export const file_pkgfarm_v1_dispatcher: GenFile = /*@__PURE__*/
-  fileDesc("Chtwa2dmYXJtL3YxL2Rpc3BhdGNoZXIucHJvdG8SCnBrZ2Zhcm0udjEiQQoKUnVubmluZ0pvYhIQCghidWlsZF9pZBgBIAEoCRIPCgdwa2duYW1lGAIgASgJEhAKCGxlYXNlX2lkGAMgASgJIpADCgpBZ2VudEhlbGxvEhAKCGFnZW50X2lkGAEgASgJEgwKBGhvc3QYAiABKAkSCgoCb3MYAyABKAkSEgoKb3NfcmVsZWFzZRgEIAEoCRIMCgRhcmNoGAUgASgJEgsKA2FiaRgGIAEoCRIyCgZsYWJlbHMYByADKAsyIi5wa2dmYXJtLnYxLkFnZW50SGVsbG8uTGFiZWxzRW50cnkSDQoFc2xvdHMYCCABKA0SDwoHdmVyc2lvbhgJIAEoCRIQCghwbGF0Zm9ybRgKIAEoCRInCgdydW5uaW5nGAsgAygLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEhAKCGRyYWluaW5nGAwgASgIEg0KBXNjYW5zGA0gASgIEhAKCGV4ZWN1dG9yGA4gASgJEgwKBGNwdXMYDyABKA0SFAoMbWVtb3J5X2J5dGVzGBAgASgEEhIKCmRpc2tfYnl0ZXMYESABKAQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJLCg5BZ2VudEhlYXJ0YmVhdBInCgdydW5uaW5nGAEgAygLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEhAKCGRyYWluaW5nGAIgASgIIjIKC0pvYkFjY2VwdGVkEiMKA2pvYhgBIAEoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYiJMCghMb2dDaHVuaxIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISDAoEZGF0YRgCIAEoDBINCgVwaGFzZRgDIAEoCSLcAgoLSm9iRmluaXNoZWQSIwoDam9iGAEgASgLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEicKB291dGNvbWUYAiABKA4yFi5wa2dmYXJtLnYxLkpvYk91dGNvbWUSKwoIZHVyYXRpb24YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOYmluYXJ5X3BhY2thZ2UYBCABKAsyGS5wa2dmYXJtLnYxLkJpbmFyeVBhY2thZ2USFgoOZmFpbHVyZV9yZWFzb24YBSABKAkSFAoMZmFpbGVkX3BoYXNlGAYgASgJEisKC3NjYW5fb3V0cHV0GAcgASgLMhYucGtnZmFybS52MS5TY2FuT3V0cHV0EhAKCGRlY2lzaW9uGAggASgJEhkKEXBlYWtfbWVtb3J5X2J5dGVzGAkgASgEEhcKD3BlYWtfZGlza19ieXRlcxgKIAEoBCJCCgtKb2JSZWxlYXNlZBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISDgoGcmVhc29uGAIgASgJIqECCg5Db25uZWN0UmVxdWVzdBInCgVoZWxsbxgBIAEoCzIWLnBrZ2Zhcm0udjEuQWdlbnRIZWxsb0gAEi8KCWhlYXJ0YmVhdBgCIAEoCzIaLnBrZ2Zhcm0udjEuQWdlbnRIZWFydGJlYXRIABIrCghhY2NlcHRlZBgDIAEoCzIXLnBrZ2Zhcm0udjEuSm9iQWNjZXB0ZWRIABIjCgNsb2cYBCABKAsyFC5wa2dmYXJtLnYxLkxvZ0NodW5rSAASKwoIZmluaXNoZWQYBSABKAsyFy5wa2dmYXJtLnYxLkpvYkZpbmlzaGVkSAASKwoIcmVsZWFzZWQYBiABKAsyFy5wa2dmYXJtLnYxLkpvYlJlbGVhc2VkSABCCQoHbWVzc2FnZSLAAQoHV2VsY29tZRIQCghhZ2VudF9pZBgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRaGVhcnRiZWF0X3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJAoEa2VwdBgFIAMoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYiLJAwoNSm9iQXNzaWdubWVudBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISEAoIbG9jYXRpb24YAiABKAkSFQoNbXVsdGlfdmVyc2lvbhgDIAEoCRIPCgdhdHRlbXB0GAQgASgNEjYKE2RlcGVuZGVuY3lfcGFja2FnZXMYBSADKAsyGS5wa2dmYXJtLnYxLkJpbmFyeVBhY2thZ2USEAoIcGxhdGZvcm0YBiABKAkSIgoEc2NhbhgHIAEoCzIULnBrZ2Zhcm0udjEuU2NhblRhc2sSOgoJc2Nhbl92YXJzGAggAygLMicucGtnZmFybS52MS5Kb2JBc3NpZ25tZW50LlNjYW5WYXJzRW50cnkSFAoMZGVwZW5kZW5jaWVzGAkgAygJEhYKDnJlYnVpbGRfcmVhc29uGAogASgJEhMKC2luY3JlbWVudGFsGAsgASgIEhEKCW1ha2Vfam9icxgMIAEoDRIoCgVuZWVkcxgNIAEoCzIZLnBrZ2Zhcm0udjEuUmVzb3VyY2VOZWVkcxovCg1TY2FuVmFyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXQoHUmVmdXNhbBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISDwoHbWVzc2FnZRgCIAEoCRIMCgRjb2RlGAMgASgJEg4KBnJlYXNvbhgEIAEoCSJACglKb2JDYW5jZWwSIwoDam9iGAEgASgLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEg4KBnJlYXNvbhgCIAEoCSIeCgxEcmFpblJlcXVlc3QSDgoGcmVhc29uGAEgASgJIu0BCg9Db25uZWN0UmVzcG9uc2USJgoHd2VsY29tZRgBIAEoCzITLnBrZ2Zhcm0udjEuV2VsY29tZUgAEisKBmFzc2lnbhgCIAEoCzIZLnBrZ2Zhcm0udjEuSm9iQXNzaWdubWVudEgAEicKBmNhbmNlbBgDIAEoCzIVLnBrZ2Zhcm0udjEuSm9iQ2FuY2VsSAASKQoFZHJhaW4YBCABKAsyGC5wa2dmYXJtLnYxLkRyYWluUmVxdWVzdEgAEiYKB3JlZnVzZWQYBSABKAsyEy5wa2dmYXJtLnYxLlJlZnVzYWxIAEIJCgdtZXNzYWdlIoMBChNVcGxvYWRQYWNrYWdlSGVhZGVyEiMKA2pvYhgBIAEoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhIQCghhZ2VudF9pZBgCIAEoCRIRCglmaWxlX25hbWUYAyABKAkSDgoGc2hhMjU2GAQgASgJEhIKCnNpemVfYnl0ZXMYBSABKAQiYgoUVXBsb2FkUGFja2FnZVJlcXVlc3QSMQoGaGVhZGVyGAEgASgLMh8ucGtnZmFybS52MS5VcGxvYWRQYWNrYWdlSGVhZGVySAASDwoFY2h1bmsYAiABKAxIAEIGCgRwYXJ0IkoKFVVwbG9hZFBhY2thZ2VSZXNwb25zZRIxCg5iaW5hcnlfcGFja2FnZRgBIAEoCzIZLnBrZ2Zhcm0udjEuQmluYXJ5UGFja2FnZSJNChZEb3dubG9hZFBhY2thZ2VSZXF1ZXN0EhAKCHBsYXRmb3JtGAEgASgJEhEKCWZpbGVfbmFtZRgCIAEoCRIOCgZzaGEyNTYYAyABKAkiZwoXRG93bmxvYWRQYWNrYWdlUmVzcG9uc2USMwoOYmluYXJ5X3BhY2thZ2UYASABKAsyGS5wa2dmYXJtLnYxLkJpbmFyeVBhY2thZ2VIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQiYgoOUmVhZExvZ1JlcXVlc3QSEAoIYnVpbGRfaWQYASABKAkSDwoHcGtnbmFtZRgCIAEoCRIOCgZvZmZzZXQYAyABKAQSDgoGZm9sbG93GAQgASgIEg0KBXBoYXNlGAUgASgJIi8KD1JlYWRMb2dSZXNwb25zZRIOCgZvZmZzZXQYASABKAQSDAoEZGF0YRgCIAEoDCITChFMaXN0QWdlbnRzUmVxdWVzdCLYAgoFQWdlbnQSJQoFaGVsbG8YASABKAsyFi5wa2dmYXJtLnYxLkFnZW50SGVsbG8SEAoIcGxhdGZvcm0YAiABKAkSJQoFc3RhdGUYAyABKA4yFi5wa2dmYXJtLnYxLkFnZW50U3RhdGUSMAoMY29ubmVjdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglsYXN0X3NlZW4YBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKB3J1bm5pbmcYBiADKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISEQoJam9ic19kb25lGAcgASgEEhYKDmNwdXNfY29tbWl0dGVkGAggASgNEh0KFW1lbW9yeV9yZXNlcnZlZF9ieXRlcxgJIAEoBBIbChNkaXNrX3Jlc2VydmVkX2J5dGVzGAogASgEIjcKEkxpc3RBZ2VudHNSZXNwb25zZRIhCgZhZ2VudHMYASADKAsyES5wa2dmYXJtLnYxLkFnZW50IiUKEURyYWluQWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIjYKEkRyYWluQWdlbnRSZXNwb25zZRIgCgVhZ2VudBgBIAEoCzIRLnBrZ2Zhcm0udjEuQWdlbnQqWwoKQWdlbnRTdGF0ZRIbChdBR0VOVF9TVEFURV9VTlNQRUNJRklFRBAAEhYKEkFHRU5UX1NUQVRFX0FDVElWRRABEhgKFEFHRU5UX1NUQVRFX0RSQUlOSU5HEAIy8QMKEURpc3BhdGNoZXJTZXJ2aWNlEkYKB0Nvbm5lY3QSGi5wa2dmYXJtLnYxLkNvbm5lY3RSZXF1ZXN0GhsucGtnZmFybS52MS5Db25uZWN0UmVzcG9uc2UoATABElYKDVVwbG9hZFBhY2thZ2USIC5wa2dmYXJtLnYxLlVwbG9hZFBhY2thZ2VSZXF1ZXN0GiEucGtnZmFybS52MS5VcGxvYWRQYWNrYWdlUmVzcG9uc2UoARJcCg9Eb3dubG9hZFBhY2thZ2USIi5wa2dmYXJtLnYxLkRvd25sb2FkUGFja2FnZVJlcXVlc3QaIy5wa2dmYXJtLnYxLkRvd25sb2FkUGFja2FnZVJlc3BvbnNlMAESRAoHUmVhZExvZxIaLnBrZ2Zhcm0udjEuUmVhZExvZ1JlcXVlc3QaGy5wa2dmYXJtLnYxLlJlYWRMb2dSZXNwb25zZTABEksKCkxpc3RBZ2VudHMSHS5wa2dmYXJtLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh4ucGtnZmFybS52MS5MaXN0QWdlbnRzUmVzcG9uc2USSwoKRHJhaW5BZ2VudBIdLnBrZ2Zhcm0udjEuRHJhaW5BZ2VudFJlcXVlc3QaHi5wa2dmYXJtLnYxLkRyYWluQWdlbnRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_pkgfarm_v1_depgraph]);
+  fileDesc("Chtwa2dmYXJtL3YxL2Rpc3BhdGNoZXIucHJvdG8SCnBrZ2Zhcm0udjEiQQoKUnVubmluZ0pvYhIQCghidWlsZF9pZBgBIAEoCRIPCgdwa2duYW1lGAIgASgJEhAKCGxlYXNlX2lkGAMgASgJIpADCgpBZ2VudEhlbGxvEhAKCGFnZW50X2lkGAEgASgJEgwKBGhvc3QYAiABKAkSCgoCb3MYAyABKAkSEgoKb3NfcmVsZWFzZRgEIAEoCRIMCgRhcmNoGAUgASgJEgsKA2FiaRgGIAEoCRIyCgZsYWJlbHMYByADKAsyIi5wa2dmYXJtLnYxLkFnZW50SGVsbG8uTGFiZWxzRW50cnkSDQoFc2xvdHMYCCABKA0SDwoHdmVyc2lvbhgJIAEoCRIQCghwbGF0Zm9ybRgKIAEoCRInCgdydW5uaW5nGAsgAygLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEhAKCGRyYWluaW5nGAwgASgIEg0KBXNjYW5zGA0gASgIEhAKCGV4ZWN1dG9yGA4gASgJEgwKBGNwdXMYDyABKA0SFAoMbWVtb3J5X2J5dGVzGBAgASgEEhIKCmRpc2tfYnl0ZXMYESABKAQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJLCg5BZ2VudEhlYXJ0YmVhdBInCgdydW5uaW5nGAEgAygLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEhAKCGRyYWluaW5nGAIgASgIIjIKC0pvYkFjY2VwdGVkEiMKA2pvYhgBIAEoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYiJMCghMb2dDaHVuaxIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISDAoEZGF0YRgCIAEoDBINCgVwaGFzZRgDIAEoCSLcAgoLSm9iRmluaXNoZWQSIwoDam9iGAEgASgLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEicKB291dGNvbWUYAiABKA4yFi5wa2dmYXJtLnYxLkpvYk91dGNvbWUSKwoIZHVyYXRpb24YAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMQoOYmluYXJ5X3BhY2thZ2UYBCABKAsyGS5wa2dmYXJtLnYxLkJpbmFyeVBhY2thZ2USFgoOZmFpbHVyZV9yZWFzb24YBSABKAkSFAoMZmFpbGVkX3BoYXNlGAYgASgJEisKC3NjYW5fb3V0cHV0GAcgASgLMhYucGtnZmFybS52MS5TY2FuT3V0cHV0EhAKCGRlY2lzaW9uGAggASgJEhkKEXBlYWtfbWVtb3J5X2J5dGVzGAkgASgEEhcKD3BlYWtfZGlza19ieXRlcxgKIAEoBCJCCgtKb2JSZWxlYXNlZBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISDgoGcmVhc29uGAIgASgJIqECCg5Db25uZWN0UmVxdWVzdBInCgVoZWxsbxgBIAEoCzIWLnBrZ2Zhcm0udjEuQWdlbnRIZWxsb0gAEi8KCWhlYXJ0YmVhdBgCIAEoCzIaLnBrZ2Zhcm0udjEuQWdlbnRIZWFydGJlYXRIABIrCghhY2NlcHRlZBgDIAEoCzIXLnBrZ2Zhcm0udjEuSm9iQWNjZXB0ZWRIABIjCgNsb2cYBCABKAsyFC5wa2dmYXJtLnYxLkxvZ0NodW5rSAASKwoIZmluaXNoZWQYBSABKAsyFy5wa2dmYXJtLnYxLkpvYkZpbmlzaGVkSAASKwoIcmVsZWFzZWQYBiABKAsyFy5wa2dmYXJtLnYxLkpvYlJlbGVhc2VkSABCCQoHbWVzc2FnZSLAAQoHV2VsY29tZRIQCghhZ2VudF9pZBgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRaGVhcnRiZWF0X3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJAoEa2VwdBgFIAMoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYiLJAwoNSm9iQXNzaWdubWVudBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISEAoIbG9jYXRpb24YAiABKAkSFQoNbXVsdGlfdmVyc2lvbhgDIAEoCRIPCgdhdHRlbXB0GAQgASgNEjYKE2RlcGVuZGVuY3lfcGFja2FnZXMYBSADKAsyGS5wa2dmYXJtLnYxLkJpbmFyeVBhY2thZ2USEAoIcGxhdGZvcm0YBiABKAkSIgoEc2NhbhgHIAEoCzIULnBrZ2Zhcm0udjEuU2NhblRhc2sSOgoJc2Nhbl92YXJzGAggAygLMicucGtnZmFybS52MS5Kb2JBc3NpZ25tZW50LlNjYW5WYXJzRW50cnkSFAoMZGVwZW5kZW5jaWVzGAkgAygJEhYKDnJlYnVpbGRfcmVhc29uGAogASgJEhMKC2luY3JlbWVudGFsGAsgASgIEhEKCW1ha2Vfam9icxgMIAEoDRIoCgVuZWVkcxgNIAEoCzIZLnBrZ2Zhcm0udjEuUmVzb3VyY2VOZWVkcxovCg1TY2FuVmFyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXQoHUmVmdXNhbBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISDwoHbWVzc2FnZRgCIAEoCRIMCgRjb2RlGAMgASgJEg4KBnJlYXNvbhgEIAEoCSJACglKb2JDYW5jZWwSIwoDam9iGAEgASgLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEg4KBnJlYXNvbhgCIAEoCSIeCgxEcmFpblJlcXVlc3QSDgoGcmVhc29uGAEgASgJIu0BCg9Db25uZWN0UmVzcG9uc2USJgoHd2VsY29tZRgBIAEoCzITLnBrZ2Zhcm0udjEuV2VsY29tZUgAEisKBmFzc2lnbhgCIAEoCzIZLnBrZ2Zhcm0udjEuSm9iQXNzaWdubWVudEgAEicKBmNhbmNlbBgDIAEoCzIVLnBrZ2Zhcm0udjEuSm9iQ2FuY2VsSAASKQoFZHJhaW4YBCABKAsyGC5wa2dmYXJtLnYxLkRyYWluUmVxdWVzdEgAEiYKB3JlZnVzZWQYBSABKAsyEy5wa2dmYXJtLnYxLlJlZnVzYWxIAEIJCgdtZXNzYWdlIoMBChNVcGxvYWRQYWNrYWdlSGVhZGVyEiMKA2pvYhgBIAEoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhIQCghhZ2VudF9pZBgCIAEoCRIRCglmaWxlX25hbWUYAyABKAkSDgoGc2hhMjU2GAQgASgJEhIKCnNpemVfYnl0ZXMYBSABKAQiYgoUVXBsb2FkUGFja2FnZVJlcXVlc3QSMQoGaGVhZGVyGAEgASgLMh8ucGtnZmFybS52MS5VcGxvYWRQYWNrYWdlSGVhZGVySAASDwoFY2h1bmsYAiABKAxIAEIGCgRwYXJ0IkoKFVVwbG9hZFBhY2thZ2VSZXNwb25zZRIxCg5iaW5hcnlfcGFja2FnZRgBIAEoCzIZLnBrZ2Zhcm0udjEuQmluYXJ5UGFja2FnZSJNChZEb3dubG9hZFBhY2thZ2VSZXF1ZXN0EhAKCHBsYXRmb3JtGAEgASgJEhEKCWZpbGVfbmFtZRgCIAEoCRIOCgZzaGEyNTYYAyABKAkiZwoXRG93bmxvYWRQYWNrYWdlUmVzcG9uc2USMwoOYmluYXJ5X3BhY2thZ2UYASABKAsyGS5wa2dmYXJtLnYxLkJpbmFyeVBhY2thZ2VIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQiYgoOUmVhZExvZ1JlcXVlc3QSEAoIYnVpbGRfaWQYASABKAkSDwoHcGtnbmFtZRgCIAEoCRIOCgZvZmZzZXQYAyABKAQSDgoGZm9sbG93GAQgASgIEg0KBXBoYXNlGAUgASgJIi8KD1JlYWRMb2dSZXNwb25zZRIOCgZvZmZzZXQYASABKAQSDAoEZGF0YRgCIAEoDCITChFMaXN0QWdlbnRzUmVxdWVzdCLYAgoFQWdlbnQSJQoFaGVsbG8YASABKAsyFi5wa2dmYXJtLnYxLkFnZW50SGVsbG8SEAoIcGxhdGZvcm0YAiABKAkSJQoFc3RhdGUYAyABKA4yFi5wa2dmYXJtLnYxLkFnZW50U3RhdGUSMAoMY29ubmVjdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglsYXN0X3NlZW4YBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKB3J1bm5pbmcYBiADKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISEQoJam9ic19kb25lGAcgASgEEhYKDmNwdXNfY29tbWl0dGVkGAggASgNEh0KFW1lbW9yeV9yZXNlcnZlZF9ieXRlcxgJIAEoBBIbChNkaXNrX3Jlc2VydmVkX2J5dGVzGAogASgEIjcKEkxpc3RBZ2VudHNSZXNwb25zZRIhCgZhZ2VudHMYASADKAsyES5wa2dmYXJtLnYxLkFnZW50IiUKEURyYWluQWdlbnRSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJIjYKEkRyYWluQWdlbnRSZXNwb25zZRIgCgVhZ2VudBgBIAEoCzIRLnBrZ2Zhcm0udjEuQWdlbnQiXwoQR2V0UmVwb3J0UmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCRIoCgZmb3JtYXQYAiABKA4yGC5wa2dmYXJtLnYxLlJlcG9ydEZvcm1hdBIPCgdhZ2FpbnN0GAMgASgJIm4KEUdldFJlcG9ydFJlc3BvbnNlEhEKCWZpbGVfbmFtZRgBIAEoCRIUCgxjb250ZW50X3R5cGUYAiABKAkSEgoKc2l6ZV9ieXRlcxgDIAEoBBIOCgZvZmZzZXQYBCABKAQSDAoEZGF0YRgFIAEoDCpbCgpBZ2VudFN0YXRlEhsKF0FHRU5UX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSQUdFTlRfU1RBVEVfQUNUSVZFEAESGAoUQUdFTlRfU1RBVEVfRFJBSU5JTkcQAiqqAQoMUmVwb3J0Rm9ybWF0Eh0KGVJFUE9SVF9GT1JNQVRfVU5TUEVDSUZJRUQQABIWChJSRVBPUlRfRk9STUFUX1RFWFQQARIWChJSRVBPUlRfRk9STUFUX0hUTUwQAhIWChJSRVBPUlRfRk9STUFUX0pTT04QAxIWChJSRVBPUlRfRk9STUFUX0RJRkYQBBIbChdSRVBPUlRfRk9STUFUX0RJRkZfSlNPThAFMr0EChFEaXNwYXRjaGVyU2VydmljZRJGCgdDb25uZWN0EhoucGtnZmFybS52MS5Db25uZWN0UmVxdWVzdBobLnBrZ2Zhcm0udjEuQ29ubmVjdFJlc3BvbnNlKAEwARJWCg1VcGxvYWRQYWNrYWdlEiAucGtnZmFybS52MS5VcGxvYWRQYWNrYWdlUmVxdWVzdBohLnBrZ2Zhcm0udjEuVXBsb2FkUGFja2FnZVJlc3BvbnNlKAESXAoPRG93bmxvYWRQYWNrYWdlEiIucGtnZmFybS52MS5Eb3dubG9hZFBhY2thZ2VSZXF1ZXN0GiMucGtnZmFybS52MS5Eb3dubG9hZFBhY2thZ2VSZXNwb25zZTABEkQKB1JlYWRMb2cSGi5wa2dmYXJtLnYxLlJlYWRMb2dSZXF1ZXN0GhsucGtnZmFybS52MS5SZWFkTG9nUmVzcG9uc2UwARJLCgpMaXN0QWdlbnRzEh0ucGtnZmFybS52MS5MaXN0QWdlbnRzUmVxdWVzdBoeLnBrZ2Zhcm0udjEuTGlzdEFnZW50c1Jlc3BvbnNlEksKCkRyYWluQWdlbnQSHS5wa2dmYXJtLnYxLkRyYWluQWdlbnRSZXF1ZXN0Gh4ucGtnZmFybS52MS5EcmFpbkFnZW50UmVzcG9uc2USSgoJR2V0UmVwb3J0EhwucGtnZmFybS52MS5HZXRSZXBvcnRSZXF1ZXN0Gh0ucGtnZmFybS52MS5HZXRSZXBvcnRSZXNwb25zZTABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_pkgfarm_v1_depgraph]);
 
 /**
  * RunningJob names a job an agent holds.
@@ -1194,6 +1194,95 @@ export const DrainAgentResponseSchema: GenMessage<DrainAgentResponse> = /*@__PUR
   messageDesc(file_pkgfarm_v1_dispatcher, 25);
 
 /**
+ * GetReportRequest names a build's report.
+ *
+ * @generated from message pkgfarm.v1.GetReportRequest
+ */
+export type GetReportRequest = Message<"pkgfarm.v1.GetReportRequest"> & {
+  /**
+   * Build id. Required.
+   *
+   * @generated from field: string build_id = 1;
+   */
+  buildId: string;
+
+  /**
+   * Which report; unspecified is the text report.
+   *
+   * @generated from field: pkgfarm.v1.ReportFormat format = 2;
+   */
+  format: ReportFormat;
+
+  /**
+   * REPORT_FORMAT_DIFF and REPORT_FORMAT_DIFF_JSON: the build to compare
+   * with (it needs a report too); empty is the previous ended build of the
+   * platform that the report was compared with when it was written
+   * (NOT_FOUND when there was none).
+   *
+   * @generated from field: string against = 3;
+   */
+  against: string;
+};
+
+/**
+ * Describes the message pkgfarm.v1.GetReportRequest.
+ * Use `create(GetReportRequestSchema)` to create a new message.
+ */
+export const GetReportRequestSchema: GenMessage<GetReportRequest> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_dispatcher, 26);
+
+/**
+ * GetReportResponse is a piece of the report file, in order. The first
+ * message carries the file's name, type and size; a report under 1 MiB
+ * comes in one message.
+ *
+ * @generated from message pkgfarm.v1.GetReportResponse
+ */
+export type GetReportResponse = Message<"pkgfarm.v1.GetReportResponse"> & {
+  /**
+   * File name within the build's report directory, e.g. "report.html".
+   *
+   * @generated from field: string file_name = 1;
+   */
+  fileName: string;
+
+  /**
+   * Media type, e.g. "text/html; charset=utf-8".
+   *
+   * @generated from field: string content_type = 2;
+   */
+  contentType: string;
+
+  /**
+   * Size of the whole file in bytes.
+   *
+   * @generated from field: uint64 size_bytes = 3;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * Byte offset of data within the file.
+   *
+   * @generated from field: uint64 offset = 4;
+   */
+  offset: bigint;
+
+  /**
+   * The file's bytes from offset.
+   *
+   * @generated from field: bytes data = 5;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message pkgfarm.v1.GetReportResponse.
+ * Use `create(GetReportResponseSchema)` to create a new message.
+ */
+export const GetReportResponseSchema: GenMessage<GetReportResponse> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_dispatcher, 27);
+
+/**
  * AgentState is where an agent stands.
  *
  * @generated from enum pkgfarm.v1.AgentState
@@ -1226,6 +1315,66 @@ export enum AgentState {
  */
 export const AgentStateSchema: GenEnum<AgentState> = /*@__PURE__*/
   enumDesc(file_pkgfarm_v1_dispatcher, 0);
+
+/**
+ * ReportFormat names one of a build's report files.
+ *
+ * @generated from enum pkgfarm.v1.ReportFormat
+ */
+export enum ReportFormat {
+  /**
+   * REPORT_FORMAT_UNSPECIFIED is REPORT_FORMAT_TEXT.
+   *
+   * @generated from enum value: REPORT_FORMAT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * REPORT_FORMAT_TEXT: report.txt, pbulk's mail report.
+   *
+   * @generated from enum value: REPORT_FORMAT_TEXT = 1;
+   */
+  TEXT = 1,
+
+  /**
+   * REPORT_FORMAT_HTML: report.html, one page with every failure and its log.
+   *
+   * @generated from enum value: REPORT_FORMAT_HTML = 2;
+   */
+  HTML = 2,
+
+  /**
+   * REPORT_FORMAT_JSON: report.json, every job's outcome for scripts.
+   *
+   * @generated from enum value: REPORT_FORMAT_JSON = 3;
+   */
+  JSON = 3,
+
+  /**
+   * REPORT_FORMAT_DIFF: what changed since another build of the platform
+   * (GetReportRequest.against; by default the one the report compared
+   * with): newly failing, fixed, still failing, as text. Made from the two
+   * builds' report.json.
+   *
+   * @generated from enum value: REPORT_FORMAT_DIFF = 4;
+   */
+  DIFF = 4,
+
+  /**
+   * REPORT_FORMAT_DIFF_JSON: the same diff as JSON (report.json's "diff"
+   * shape: previousBuildId, previousFinishedAt, newlyFailing, fixed,
+   * stillFailing).
+   *
+   * @generated from enum value: REPORT_FORMAT_DIFF_JSON = 5;
+   */
+  DIFF_JSON = 5,
+}
+
+/**
+ * Describes the enum pkgfarm.v1.ReportFormat.
+ */
+export const ReportFormatSchema: GenEnum<ReportFormat> = /*@__PURE__*/
+  enumDesc(file_pkgfarm_v1_dispatcher, 1);
 
 /**
  * DispatcherService connects build hosts (agents) to depgraph. Each agent keeps
@@ -1301,6 +1450,19 @@ export const DispatcherService: GenService<{
     methodKind: "unary";
     input: typeof DrainAgentRequestSchema;
     output: typeof DrainAgentResponseSchema;
+  },
+  /**
+   * GetReport streams a report the dispatcher wrote for an ended build
+   * (<data-dir>/reports/<build>/): the text, HTML or JSON report, or the
+   * diff with the build before it (or another one). NOT_FOUND, saying why, while there is
+   * none (the build is running, or its publication has not run yet).
+   *
+   * @generated from rpc pkgfarm.v1.DispatcherService.GetReport
+   */
+  getReport: {
+    methodKind: "server_streaming";
+    input: typeof GetReportRequestSchema;
+    output: typeof GetReportResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pkgfarm_v1_dispatcher, 0);

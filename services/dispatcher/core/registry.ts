@@ -20,6 +20,8 @@ export interface HeldJob {
   readonly pkgname: string;
   readonly leaseId: string;
   readonly agentId: string;
+  /** Host name the agent gave in its hello ("" when it gave none), for depgraph's Job.host. */
+  readonly host: string;
   /** A package build, or a scan job (which only agents that scan are given). */
   readonly kind: JobKind;
   /** When it was sent to the agent (or re-attached). */
@@ -47,6 +49,8 @@ export type JobKind = "build" | "scan";
 
 export interface AgentRecord {
   readonly id: string;
+  /** Host name from the hello; "" when it gave none. */
+  readonly host: string;
   readonly platform: string;
   readonly slots: number;
   /** It said it runs scan jobs (it has the tree and a scanner). */
@@ -90,10 +94,11 @@ export class AgentRegistry {
 
   constructor(private readonly options: RegistryOptions) {}
 
-  register(hello: { id: string; platform: string; slots: number; scans?: boolean; resources?: AgentResources }, now: number): AgentRecord {
+  register(hello: { id: string; platform: string; slots: number; scans?: boolean; host?: string; resources?: AgentResources }, now: number): AgentRecord {
     if (this.agents.has(hello.id)) throw new AgentAlreadyConnected(hello.id);
     const agent: AgentRecord = {
       id: hello.id,
+      host: hello.host ?? "",
       platform: hello.platform,
       slots: Math.max(1, hello.slots),
       scans: hello.scans ?? false,
@@ -219,7 +224,7 @@ export class AgentRegistry {
   }
 
   hold(agent: AgentRecord, job: { buildId: string; pkgname: string; leaseId: string }, now: number, kind: JobKind = "build", placed: { needs: Needs; makeJobs: number } = { needs: NO_NEEDS, makeJobs: 0 }): HeldJob {
-    const held: HeldJob = { buildId: job.buildId, pkgname: job.pkgname, leaseId: job.leaseId, agentId: agent.id, kind, assignedAt: now, accepted: false, ...placed };
+    const held: HeldJob = { buildId: job.buildId, pkgname: job.pkgname, leaseId: job.leaseId, agentId: agent.id, host: agent.host, kind, assignedAt: now, accepted: false, ...placed };
     const key = jobKey(job.buildId, job.pkgname);
     agent.jobs.set(key, held);
     this.holders.set(key, held);
