@@ -2,7 +2,7 @@ import type { Logger } from "pino";
 import type { DepGraph } from "./core/depgraph.js";
 import type { DurationHistory } from "./core/history.js";
 import { createScanRecordParser, formatScanRecord, type ScanRecord } from "./core/scan-record.js";
-import { buildKey, changedKey, scannedKey, decodeState, encodeBuild, encodeHistory, encodeJob, historyKey, jobKey, jobKeysOf, locationKey } from "./core/state-codec.js";
+import { buildKey, changedKey, scannedKey, decodeState, encodeBuild, encodeHistory, encodeJob, encodeNeeds, historyKey, jobKey, jobKeysOf, locationKey, needsKey } from "./core/state-codec.js";
 import { runSliced } from "./slices.js";
 import type { StateStore } from "./state-store.js";
 
@@ -33,6 +33,7 @@ export async function restoreState(store: StateStore, depgraph: DepGraph, histor
   for (const [platform, times] of state.scannedAt) depgraph.restoreScanTimes(platform, times);
   const treeMs = Math.round(performance.now() - started) - loadMs;
   for (const row of state.history) history.record(row.pkgname, row.location, row.durationMs);
+  for (const row of state.learntNeeds) depgraph.resources.record(row.pkgname, row.location, { memoryBytes: row.memoryBytes, diskBytes: row.diskBytes }, true);
   depgraph.restoreChangeTimes(state.changedAt);
   // In slices, as CreateBuild: a restart restores whole-tree builds.
   for (const build of state.builds) await runSliced(depgraph.restoreBuildSteps(build));
@@ -73,6 +74,9 @@ export function persistState(store: StateStore, depgraph: DepGraph): () => void 
     const doc = encodeJob(job);
     if (doc !== undefined) store.set(jobKey(t.buildId, t.pkgname), doc);
     if (t.to === "succeeded") store.set(historyKey(t.pkgname), encodeHistory(t.location, job.durationMs));
+    // What the build was measured to use (MarkDone learnt it just before this transition).
+    const learnt = t.to === "succeeded" || t.to === "failed" ? depgraph.resources.learnt(t.pkgname) : undefined;
+    if (learnt !== undefined) store.set(needsKey(t.pkgname), encodeNeeds(t.location, learnt));
   });
   const offForgotten = depgraph.onBuildForgotten((build) => store.forget([buildKey(build.id), jobKeysOf(build.id)]));
   return () => {

@@ -6,7 +6,11 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { parseConstraints, matchingRules } from "../../services/depgraph/core/constraints.js";
 import { DepGraph } from "../../services/depgraph/core/depgraph.js";
+import { createDurationHistory } from "../../services/depgraph/core/history.js";
 import { createResourceBook } from "../../services/depgraph/core/resource-needs.js";
+import { persistState, restoreState } from "../../services/depgraph/state-persister.js";
+import { createMemoryStateStore } from "../../services/depgraph/state-store.js";
+import { pino } from "pino";
 import {
   chooseHost, fitsNow, HostPlan, makeJobsFor, NO_NEEDS, resourceWaitOf, takeOn, type Host, type Needs,
 } from "../../services/dispatcher/core/placement.js";
@@ -206,6 +210,21 @@ describe("learnt needs", () => {
     const big = host("big", { memoryBytes: 32 * GiB, freeSlots: 1 });
     const second = depgraph.nextReadyJobs("P", "d", 4, undefined, new HostPlan([small, big]));
     assert.deepEqual(second.map((a) => a.job.pkgname), ["firefox-128.0", "zip-3.0"], "the highest priority first once it fits");
+  });
+
+  test("learnt needs survive a restart: the store keeps them, and a new depgraph restores them", async () => {
+    const store = createMemoryStateStore();
+    const first = new DepGraph(testDepGraphOptions({ now: fakeClock().now }));
+    persistState(store, first);
+    first.tree.replace([record({ pkgname: "rust-1.80", location: "lang/rust" })], "tree");
+    first.createBuild({ platform: "P", mode: "full", policy: undefined, limitTo: [], packagesDir: "", binaryPackages: new Map() });
+    const [a] = first.nextReadyJobs("P", "d", 1, undefined);
+    first.markDone([{ buildId: a!.build.id, pkgname: "rust-1.80", leaseId: a!.lease.id, succeeded: false, durationMs: 1, logRef: "", failureReason: "killed: out of memory",
+      binaryPackage: undefined, peakMemoryBytes: 7 * GiB, peakDiskBytes: 3 * GiB }]);
+    const second = new DepGraph(testDepGraphOptions({ now: fakeClock().now }));
+    await restoreState(store, second, createDurationHistory(), pino({ level: "silent" }));
+    assert.deepEqual(second.resources.learnt("rust-1.80"), { memoryBytes: 7 * GiB, diskBytes: 3 * GiB });
+    assert.equal(second.resources.needsOf("rust-1.81", "lang/rust").needs.memoryBytes, 7 * GiB);
   });
 
   test("MarkDone's measured peaks are learnt", () => {

@@ -979,12 +979,12 @@ export class DepGraph {
       this.leasesHeld--;
       if (result.agentId) job.agentId = result.agentId;
       if (result.host) job.host = result.host;
+      // Learnt before the transition, so a store that writes on it sees it.
+      if (result.upToDate !== true) this.recordPeaks(job, result, result.succeeded);
       if (result.succeeded) {
         newlyReady += build.succeed(job, { durationMs: result.durationMs, binaryPackage: result.binaryPackage!, logRef: result.logRef, upToDate: result.upToDate, decision: result.decision }, now);
         if (result.upToDate !== true) this.options.history.record(job.pkg.record.pkgname, job.pkg.record.location, result.durationMs);
-        if (result.upToDate !== true) this.recordPeaks(job, result, true);
       } else {
-        this.recordPeaks(job, result, false);
         newlyBlocked += build.fail(job, { durationMs: result.durationMs, reason: result.failureReason || "build failed", logRef: result.logRef, failedPhase: result.failedPhase }, now);
       }
     });

@@ -97,7 +97,7 @@ export function createResourceBook(rules: readonly ConstraintRule[] = []): Resou
     record(pkgname, location, peak, succeeded) {
       if (peak.memoryBytes <= 0 && peak.diskBytes <= 0) return;
       const before = byPkgname.get(pkgname);
-      const next = succeeded || before === undefined ? peak
+      const next = succeeded || before === undefined ? { memoryBytes: peak.memoryBytes, diskBytes: peak.diskBytes }
         : { memoryBytes: Math.max(before.memoryBytes, peak.memoryBytes), diskBytes: Math.max(before.diskBytes, peak.diskBytes) };
       byPkgname.set(pkgname, next);
       byLocation.set(location, next);

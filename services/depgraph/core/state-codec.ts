@@ -15,6 +15,8 @@ const BUILD = "build.";
 const JOB = "job.";
 const HISTORY = "hist.";
 const CHANGED = "changed.";
+/** What a package's builds were measured to use (resource-needs.ts), per PKGNAME. */
+const NEEDS = "needs.";
 /** A platform's own tree: "ptree.<platform>.<location>". */
 const PLATFORM_TREE = "ptree.";
 /** When a platform's location was last scanned by a scan job: "pscanned.<platform>.<location>". */
@@ -58,6 +60,23 @@ export function jobKeysOf(buildId: string): string {
 
 export function historyKey(pkgname: string): string {
   return HISTORY + token(pkgname);
+}
+
+/** needsKey holds what a package's builds were measured to use. */
+export function needsKey(pkgname: string): string {
+  return NEEDS + token(pkgname);
+}
+
+/** LearntNeedsRow is one package's measured peaks, as the store keeps them. */
+export interface LearntNeedsRow {
+  readonly pkgname: string;
+  readonly location: string;
+  readonly memoryBytes: number;
+  readonly diskBytes: number;
+}
+
+export function encodeNeeds(location: string, peak: { memoryBytes: number; diskBytes: number }): string {
+  return JSON.stringify({ location, memoryBytes: peak.memoryBytes, diskBytes: peak.diskBytes });
 }
 
 /** changedKey holds when a package's metadata last changed, in ms since the epoch. */
@@ -124,6 +143,8 @@ export interface DecodedState {
   readonly locations: number;
   readonly builds: RestoredBuild[];
   readonly history: BuildHistoryRow[];
+  /** Packages' measured peaks (learnt needs). */
+  readonly learntNeeds: LearntNeedsRow[];
   /** When packages last changed, by PKGNAME. */
   readonly changedAt: [string, number][];
   /** Platforms' own trees: pbulk-index chunks by platform, as pbulkIndex is for the shared tree. */
@@ -144,6 +165,7 @@ export function decodeState(entries: Iterable<readonly [string, StoredValue]>): 
   const builds = new Map<string, { doc: BuildDoc; jobs: Map<string, RestoredJob> }>();
   const jobs: [string, string, RestoredJob][] = [];
   const history: BuildHistoryRow[] = [];
+  const learntNeeds: LearntNeedsRow[] = [];
   const changedAt: [string, number][] = [];
   const problems: string[] = [];
   const platformTrees = new Map<string, (string | Uint8Array)[]>();
@@ -185,6 +207,10 @@ export function decodeState(entries: Iterable<readonly [string, StoredValue]>): 
         const doc = JSON.parse(value) as { location: string; durationMs: number };
         if (typeof doc.location !== "string" || !(doc.durationMs >= 0)) throw new Error("not a duration");
         history.push({ pkgname: untoken(key.slice(HISTORY.length)), location: doc.location, succeeded: true, durationMs: doc.durationMs });
+      } else if (key.startsWith(NEEDS)) {
+        const doc = JSON.parse(value) as { location: string; memoryBytes: number; diskBytes: number };
+        if (typeof doc.location !== "string" || !(doc.memoryBytes >= 0) || !(doc.diskBytes >= 0)) throw new Error("not measured needs");
+        learntNeeds.push({ pkgname: untoken(key.slice(NEEDS.length)), location: doc.location, memoryBytes: doc.memoryBytes, diskBytes: doc.diskBytes });
       } else if (key.startsWith(PLATFORM_SCANNED)) {
         const [platformToken, locationToken] = key.slice(PLATFORM_SCANNED.length).split(".");
         const time = Number(value);
@@ -210,6 +236,7 @@ export function decodeState(entries: Iterable<readonly [string, StoredValue]>): 
       .sort((a, b) => a.doc.options.createdAt - b.doc.options.createdAt)
       .map(({ doc, jobs }) => ({ options: doc.options, cancelled: doc.cancelled, finishedAt: doc.finishedAt ?? undefined, jobs })),
     history,
+    learntNeeds,
     changedAt,
     platformTrees,
     scannedAt,
