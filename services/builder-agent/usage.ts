@@ -51,6 +51,7 @@ export function startUsageMeter(options: UsageMeterOptions = {}): UsageMeter {
   let peakMemory = 0;
   let peakDisk = 0;
   let sampling: Promise<void> | undefined;
+  let stopped: Promise<Peak> | undefined;
 
   const sampleMemory = async () => {
     if (groups.size === 0) return;
@@ -85,12 +86,16 @@ export function startUsageMeter(options: UsageMeterOptions = {}): UsageMeter {
       await sampling;
       await sampleDisk().catch(() => {});
     },
-    async stop() {
-      clearInterval(memoryTimer);
-      clearInterval(diskTimer);
-      await sampling;
-      await sampleDisk().catch(() => {});
-      return { memoryBytes: peakMemory, diskBytes: peakDisk };
+    stop() {
+      // Once: the agent stops a meter when the job ends and again when its slot is freed.
+      stopped ??= (async () => {
+        clearInterval(memoryTimer);
+        clearInterval(diskTimer);
+        await sampling;
+        await sampleDisk().catch(() => {});
+        return { memoryBytes: peakMemory, diskBytes: peakDisk };
+      })();
+      return stopped;
     },
   };
 }
