@@ -15,6 +15,7 @@ import {
   chooseHost, fitsNow, HostPlan, makeJobsFor, NO_NEEDS, resourceWaitOf, takeOn, type Host, type Needs,
 } from "../../services/dispatcher/core/placement.js";
 import { AgentRegistry } from "../../services/dispatcher/core/registry.js";
+import { agentHelp, loadAgentConfig, type AgentConfig } from "../../services/builder-agent/config.js";
 import { diskUse, groupsRss } from "../../services/builder-agent/usage.js";
 import { formatBytes, parseSize } from "../../services/shared/sizes.js";
 import { fakeClock, record, testDepGraphOptions } from "../support/records.js";
@@ -236,6 +237,33 @@ describe("learnt needs", () => {
     depgraph.markDone([{ buildId: a!.build.id, pkgname: "llvm-18.1", leaseId: a!.lease.id, succeeded: true, durationMs: 1, logRef: "", failureReason: "",
       binaryPackage: { fileName: "llvm-18.1.tgz", sha256: "0".repeat(64), sizeBytes: 1 }, peakMemoryBytes: 5 * GiB, peakDiskBytes: 20 * GiB }]);
     assert.deepEqual(book.learnt("llvm-18.1"), { memoryBytes: 5 * GiB, diskBytes: 20 * GiB });
+  });
+});
+
+describe("agent resources", () => {
+  const base = ["--build-command", "true", "--work-dir", join(tmpdir(), "pkgfarm-placement-no-such-dir", "work")];
+  test("measured by default, overridden by --cpus, --memory and --disk, with --label repeatable beside --labels", () => {
+    const measured = loadAgentConfig(base, {}) as AgentConfig;
+    assert.ok(measured.resources!.cpus >= 1 && measured.resources!.memoryBytes > 0, "CPUs and memory measured");
+    assert.ok(measured.resources!.diskBytes > 0, "disk measured on the nearest directory that exists");
+    const set = loadAgentConfig([...base, "--cpus", "6", "--memory", "24G", "--disk", "1.5T", "--label", "cpu=fast", "--label=gpu=none", "--labels", "zone=a"], {}) as AgentConfig;
+    assert.deepEqual(set.resources, { cpus: 6, memoryBytes: 24 * GiB, diskBytes: 1.5 * 2 ** 40 });
+    assert.deepEqual(set.labels, { zone: "a", cpu: "fast", gpu: "none" });
+    const fromEnv = loadAgentConfig(base, { PKGFARM_MEMORY: "8G", PKGFARM_CPUS: "2" }) as AgentConfig;
+    assert.equal(fromEnv.resources!.memoryBytes, 8 * GiB);
+    assert.equal(fromEnv.resources!.cpus, 2);
+  });
+
+  test("bad values are one line each", () => {
+    const bad = loadAgentConfig([...base, "--memory", "lots", "--disk", "0", "--cpus", "0", "--label", "novalue"], {});
+    assert.ok("errors" in bad);
+    assert.deepEqual(bad.errors.filter((e) => /memory|disk|cpus|label/.test(e)), [
+      "--label must be key=value, not \"novalue\"",
+      "--cpus (PKGFARM_CPUS) must be a whole number from 1 to 65536, not \"0\"",
+      "--memory (PKGFARM_MEMORY) must be a size such as 16G, 512M or 200GiB, not \"lots\"",
+      "--disk (PKGFARM_DISK) must be a size such as 16G, 512M or 200GiB, not \"0\"",
+    ]);
+    for (const flag of ["--cpus", "--memory", "--disk", "--label"]) assert.ok(agentHelp().includes(flag), `--help names ${flag}`);
   });
 });
 
