@@ -4,6 +4,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, test } from "node:test";
+import { loadDepGraphConfig } from "../../services/depgraph/config.js";
 import { parseConstraints, matchingRules } from "../../services/depgraph/core/constraints.js";
 import { DepGraph } from "../../services/depgraph/core/depgraph.js";
 import { createDurationHistory } from "../../services/depgraph/core/history.js";
@@ -167,6 +168,24 @@ describe("constraints file", () => {
       "constraints line 3: cpus=0: cpus must be a whole number from 1 to 4096",
       "constraints line 3: colour=red: unknown need \"colour\": use memory=, disk=, cpus=, exclusive= or label:KEY=",
     ]);
+  });
+
+  test("depgraph --constraints reads the file at start, and a bad line stops it with the line's number", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "pkgfarm-constraints-"));
+    try {
+      await writeFile(join(dir, "good"), "www/firefox memory=16G exclusive=heavy\n");
+      await writeFile(join(dir, "bad"), "# fine\nwww/firefox memory=16Q\n");
+      const good = loadDepGraphConfig(["--constraints", join(dir, "good")], {});
+      assert.ok(!("errors" in good));
+      assert.deepEqual(good.constraints!.map((r) => [r.pattern, r.needs]), [["www/firefox", { memoryBytes: 16 * GiB, exclusive: "heavy" }]]);
+      const bad = loadDepGraphConfig([], { PKGFARM_CONSTRAINTS: join(dir, "bad") });
+      assert.ok("errors" in bad);
+      assert.deepEqual(bad.errors, [`--constraints (PKGFARM_CONSTRAINTS) ${join(dir, "bad")}: constraints line 2: memory=16Q: memory must be a size such as 16G, 512M or 40GiB`]);
+      const missing = loadDepGraphConfig(["--constraints", join(dir, "none")], {});
+      assert.ok("errors" in missing && /cannot read .*none: ENOENT/.test(missing.errors[0]!));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   test("sizes read and print in binary units", () => {
