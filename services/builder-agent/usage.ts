@@ -5,10 +5,10 @@
 // Memory: every process a job's executor starts leads a process group of
 // its own (runner.ts), and everything it forks stays in that group unless it
 // leaves on purpose. Each second the meter reads /proc/<pid>/stat of every
-// process, sums VmRSS over those in the job's groups, and keeps the largest
-// sum. Shared pages count once per process, so it errs high, which is the
-// safe side for placement. Where there is no /proc (not Linux) memory is not
-// measured (0).
+// process, sums the resident memory of those in the job's groups (Pss, shared
+// pages split between their sharers; VmRSS where the kernel has no
+// smaps_rollup, which errs high), and keeps the largest sum. Where there is
+// no /proc (not Linux) memory is not measured (0).
 //
 // Disk: the directories the executor names (the job's work directory, the
 // slot's WRKOBJDIR) are walked now and then and when the executor asks
@@ -100,7 +100,7 @@ export function startUsageMeter(options: UsageMeterOptions = {}): UsageMeter {
   };
 }
 
-/** groupsRss sums the resident memory (bytes) of every process whose process group is one of groups. */
+/** groupsRss sums the resident memory (bytes, Pss or else RSS) of every process whose process group is one of groups. */
 export async function groupsRss(procRoot: string, groups: ReadonlySet<number>): Promise<number> {
   let entries: string[];
   try {
@@ -115,14 +115,25 @@ export async function groupsRss(procRoot: string, groups: ReadonlySet<number>): 
       // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       if (!groups.has(Number(fields[2]))) return;
-      const status = await readFile(join(procRoot, pid, "status"), "utf8");
-      const kib = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
-      if (kib !== null) total += Number(kib[1]) * 1024;
+      total += await residentBytes(join(procRoot, pid));
     } catch {
       // The process ended between the listing and the read.
     }
   }));
   return total;
+}
+
+/**
+ * residentBytes is a process's proportional set size (Pss: its shared pages
+ * split between the processes sharing them, so thirty compilers do not count
+ * their libraries thirty times), or its VmRSS where smaps_rollup is missing.
+ */
+async function residentBytes(procDir: string): Promise<number> {
+  const rollup = await readFile(join(procDir, "smaps_rollup"), "utf8").catch(() => "");
+  const pss = /^Pss:\s+(\d+)\s+kB/m.exec(rollup);
+  if (pss !== null) return Number(pss[1]) * 1024;
+  const rss = /^VmRSS:\s+(\d+)\s+kB/m.exec(await readFile(join(procDir, "status"), "utf8"));
+  return rss === null ? 0 : Number(rss[1]) * 1024;
 }
 
 /** diskUse is the space a directory tree takes (allocated blocks), not following links; 0 when it is gone. */

@@ -136,6 +136,7 @@ describe("placement: why a ready job waits", () => {
     assert.equal(held?.kind, "exclusion");
     assert.equal(held?.detail, "held: at most one job of class heavy per agent, and every agent that fits runs one (a, b)");
     assert.equal(resourceWaitOf(needs({ memoryBytes: GiB }), [host("a")]), undefined);
+    assert.equal(resourceWaitOf(needs({ memoryBytes: GiB }), [host("a", { freeSlots: 0 })]), undefined, "every agent could take it: busy, not its needs");
     assert.equal(resourceWaitOf(NO_NEEDS, []), undefined);
   });
 });
@@ -256,6 +257,18 @@ describe("learnt needs", () => {
     depgraph.markDone([{ buildId: a!.build.id, pkgname: "llvm-18.1", leaseId: a!.lease.id, succeeded: true, durationMs: 1, logRef: "", failureReason: "",
       binaryPackage: { fileName: "llvm-18.1.tgz", sha256: "0".repeat(64), sizeBytes: 1 }, peakMemoryBytes: 5 * GiB, peakDiskBytes: 20 * GiB }]);
     assert.deepEqual(book.learnt("llvm-18.1"), { memoryBytes: 5 * GiB, diskBytes: 20 * GiB });
+  });
+
+  test("a measure above what the agent that ran the build has is capped there, so the package still fits that agent", () => {
+    const clock = fakeClock();
+    const depgraph = new DepGraph(testDepGraphOptions({ now: clock.now }));
+    depgraph.tree.replace([record({ pkgname: "webkit-2.44", location: "www/webkit" })], "tree");
+    depgraph.createBuild({ platform: "P", mode: "full", policy: undefined, limitTo: [], packagesDir: "", binaryPackages: new Map() });
+    depgraph.resources.noteAgents("P", [host("a1", { memoryBytes: 8 * GiB })], clock.now());
+    const [a] = depgraph.nextReadyJobs("P", "d", 1, undefined);
+    depgraph.markDone([{ buildId: a!.build.id, pkgname: "webkit-2.44", leaseId: a!.lease.id, agentId: "a1", succeeded: true, durationMs: 1, logRef: "", failureReason: "",
+      binaryPackage: { fileName: "webkit-2.44.tgz", sha256: "0".repeat(64), sizeBytes: 1 }, peakMemoryBytes: 11 * GiB, peakDiskBytes: 30 * GiB }]);
+    assert.deepEqual(depgraph.resources.learnt("webkit-2.44"), { memoryBytes: 8 * GiB, diskBytes: 30 * GiB });
   });
 });
 

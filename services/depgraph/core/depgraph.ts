@@ -980,7 +980,7 @@ export class DepGraph {
       if (result.agentId) job.agentId = result.agentId;
       if (result.host) job.host = result.host;
       // Learnt before the transition, so a store that writes on it sees it.
-      if (result.upToDate !== true) this.recordPeaks(job, result, result.succeeded);
+      if (result.upToDate !== true) this.recordPeaks(job, build, result, result.succeeded);
       if (result.succeeded) {
         newlyReady += build.succeed(job, { durationMs: result.durationMs, binaryPackage: result.binaryPackage!, logRef: result.logRef, upToDate: result.upToDate, decision: result.decision }, now);
         if (result.upToDate !== true) this.options.history.record(job.pkg.record.pkgname, job.pkg.record.location, result.durationMs);
@@ -997,8 +997,19 @@ export class DepGraph {
     return this.resources.needsOf(job.pkg.record.pkgname, job.pkg.record.location);
   }
 
-  private recordPeaks(job: Job, result: JobResult, succeeded: boolean): void {
-    this.resources.record(job.pkg.record.pkgname, job.pkg.record.location, { memoryBytes: result.peakMemoryBytes ?? 0, diskBytes: result.peakDiskBytes ?? 0 }, succeeded);
+  /**
+   * Learns what the build used. A measure can err high (shared pages count
+   * once per process), and a need above every agent would keep the package
+   * from ever building again, so it is capped at what the agent that ran it
+   * has: a package that built on an agent fits that agent.
+   */
+  private recordPeaks(job: Job, build: Build, result: JobResult, succeeded: boolean): void {
+    const ranOn = this.resources.agentsOf(build.options.platform, this.options.now())?.find((h) => h.id === (result.agentId || job.agentId));
+    const cap = (measured: number, has: number | undefined) => (has !== undefined && has > 0 ? Math.min(measured, has) : measured);
+    this.resources.record(job.pkg.record.pkgname, job.pkg.record.location, {
+      memoryBytes: cap(result.peakMemoryBytes ?? 0, ranOn?.memoryBytes),
+      diskBytes: cap(result.peakDiskBytes ?? 0, ranOn?.diskBytes),
+    }, succeeded);
   }
 
   /** Pushes held leases' deadlines forward; leases no longer held are reported as lost. */

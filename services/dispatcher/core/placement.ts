@@ -170,8 +170,9 @@ export type ResourceWait = "no-agent-with-resources" | "all-fitting-busy" | "exc
  * any of the platform's hosts, when the reason is its needs: no host is big
  * enough (how much is needed, the most there is), every host big enough is
  * busy, or every one that is free runs a job of the job's exclusion class.
- * Undefined when the job fits a host now or there are no hosts (reasons
- * placement does not know: the queue, or no agent of the platform).
+ * Undefined when the job fits a host now, when every host could take it
+ * but has no free slot, or when there are no hosts (reasons that are not
+ * its needs: the queue, busy agents, no agent of the platform).
  */
 export function resourceWaitOf(needs: Needs, hosts: readonly Host[]): { kind: ResourceWait; detail: string } | undefined {
   if (hosts.length === 0) return undefined;
@@ -179,6 +180,8 @@ export function resourceWaitOf(needs: Needs, hosts: readonly Host[]): { kind: Re
   if (bigEnough.length === 0) return { kind: "no-agent-with-resources", detail: noHostDetail(needs, hosts) };
   const blockers = bigEnough.map((h) => [h, blockerOf(needs, h)] as const);
   if (blockers.some(([, b]) => b === undefined)) return undefined;
+  // Every host could take it but has no free slot: plain busy, not its needs.
+  if (bigEnough.length === hosts.length && blockers.every(([, b]) => b === "slots")) return undefined;
   const names = (list: readonly (readonly [Host, Blocker | undefined])[]) => list.map(([h]) => h.id).join(", ");
   const excluded = blockers.filter(([, b]) => b === "exclusion");
   if (excluded.length === blockers.length) {
