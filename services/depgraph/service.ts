@@ -368,6 +368,8 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         if (request.platform === "") throw new InvalidRequest("platform is required: the agent's platform, e.g. \"NetBSD-10.0-x86_64\"");
         depgraph.notePlatformServed(request.platform);
         // With the dispatcher's agents, only what fits them is leased (placement.ts).
+        const unnamed = request.agents.findIndex((a) => a.agentId === "");
+        if (unnamed >= 0) throw new InvalidRequest(`agents[${unnamed}].agent_id is required: each agent of the list is named, so a wait can say which`);
         const hosts = request.agents.map(hostFromWire);
         if (hosts.length > 0) depgraph.resources.noteAgents(request.platform, hosts, options.now());
         for (;;) {

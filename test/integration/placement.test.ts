@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
-import { createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { pino } from "pino";
 import { BuildState, DepGraphService, JobState, WaitKind, type Build, type Job } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { DispatcherService } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
@@ -136,6 +136,18 @@ describe("placement on loopback", () => {
     assert.equal(why.wait!.kind, WaitKind.NO_AGENT_WITH_RESOURCES);
     assert.equal(why.wait!.detail, "ready; no agent with ≥ 64 GiB memory (the most an agent has is 32 GiB)");
     assert.match(why.summary, /its needs: memory: constraints line 4 \(misc\/huge\)/);
+    await depgraph.cancelBuild({ buildId: build!.id });
+  });
+
+  test("NextReadyJob with an agent list leases only what fits those agents; an unnamed agent is INVALID_ARGUMENT", async () => {
+    const platform = "Direct-1.0-x86_64";
+    const { build } = await depgraph.createBuild({ platform, limitTo: ["misc/huge", "misc/big-a", "misc/small-c"] });
+    const agent = { agentId: "by-hand", freeSlots: 4, memoryBytes: BigInt(20 * GiB), memoryFreeBytes: BigInt(20 * GiB) };
+    const { assignments } = await depgraph.nextReadyJob({ platform, agentId: "me", maxJobs: 4, agents: [agent] });
+    assert.deepEqual(assignments.map((a) => a.package!.pkgname).sort(), ["big-a-1.0", "small-c-1.0"], "huge (64 GiB) is passed over");
+    assert.equal(Number(assignments.find((a) => a.package!.pkgname === "big-a-1.0")!.needs!.memoryBytes), 16 * GiB, "the assignment carries the job's needs");
+    await assert.rejects(depgraph.nextReadyJob({ platform, agentId: "me", agents: [{ freeSlots: 1 }] }),
+      (e: unknown) => ConnectError.from(e).code === Code.InvalidArgument && /agents\[0\]\.agent_id is required/.test(ConnectError.from(e).rawMessage));
     await depgraph.cancelBuild({ buildId: build!.id });
   });
 });
