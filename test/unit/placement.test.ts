@@ -135,6 +135,8 @@ describe("placement: why a ready job waits", () => {
     const held = resourceWaitOf(needs({ exclusive: "heavy" }), [host("a", { exclusiveRunning: ["heavy"] }), host("b", { exclusiveRunning: ["heavy"] })]);
     assert.equal(held?.kind, "exclusion");
     assert.equal(held?.detail, "held: at most one job of class heavy per agent, and every agent that fits runs one (a, b)");
+    const heldAndFull = resourceWaitOf(needs({ exclusive: "heavy" }), [host("a", { exclusiveRunning: ["heavy"], freeSlots: 0 }), host("b", { exclusiveRunning: ["heavy"] })]);
+    assert.equal(heldAndFull?.kind, "exclusion", "a full host running a heavy job holds the job off by the rule too");
     assert.equal(resourceWaitOf(needs({ memoryBytes: GiB }), [host("a")]), undefined);
     assert.equal(resourceWaitOf(needs({ memoryBytes: GiB }), [host("a", { freeSlots: 0 })]), undefined, "every agent could take it: busy, not its needs");
     assert.equal(resourceWaitOf(NO_NEEDS, []), undefined);

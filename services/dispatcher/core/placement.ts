@@ -68,8 +68,9 @@ export type Blocker = "slots" | "memory" | "disk" | "exclusion";
 
 /** blockerOf says why a host that is big enough cannot take the job now; undefined when it can. */
 export function blockerOf(needs: Needs, host: Host): Blocker | undefined {
-  if (host.freeSlots <= 0) return "slots";
+  // The exclusion rule first: it holds the job off the host whether a slot is free or not.
   if (needs.exclusive !== "" && host.exclusiveRunning.includes(needs.exclusive)) return "exclusion";
+  if (host.freeSlots <= 0) return "slots";
   if (needs.memoryBytes > 0 && host.memoryBytes > 0 && needs.memoryBytes > host.memoryFreeBytes) return "memory";
   if (needs.diskBytes > 0 && host.diskBytes > 0 && needs.diskBytes > host.diskFreeBytes) return "disk";
   return undefined;
@@ -162,7 +163,7 @@ export function makeJobsFor(needs: Needs, budget: CpuBudget, makeJobsSafe = true
   return Math.max(1, Math.floor(left / sharing));
 }
 
-/** WaitKindName: the resource reasons a ready job does not run (the WaitKind values placement adds). */
+/** ResourceWait: why a ready job runs nowhere because of its needs (the WaitKind values placement adds). */
 export type ResourceWait = "no-agent-with-resources" | "all-fitting-busy" | "exclusion";
 
 /**
