@@ -148,9 +148,14 @@ describe("pkgfarm farm commands on a plaintext farm", () => {
     assert.match(noDiff.stderr, /^pkgfarm build diff: NOT_FOUND: build "\S+" had no earlier ended build of platform Cli-1\.0-x86_64 to compare with/);
 
     // A second build of the failing package alone: still failing, compared with the first.
-    const second = await farm.run(["build", "start", "--platform", PLATFORM, "--watch", "devel/bison"]);
+    // Followed with --json: WatchJobs' messages, one a line, the build's end among them.
+    const second = await farm.run(["build", "start", "--platform", PLATFORM, "--watch", "--json", "devel/bison"]);
     assert.equal(second.code, 3, second.stderr);
-    const secondId = /^build (\S+) on /.exec(second.stdout)![1]!;
+    const messages = second.stdout.trim().split("\n").map((l) => JSON.parse(l) as { buildId?: string; toState?: string; host?: string; buildEvent?: { kind: string; build: { state: string } } });
+    const secondId = messages[0]!.buildId!;
+    assert.ok(messages.some((m) => m.toState === "JOB_STATE_FAILED" && m.host === hostname()), "the failure, with its host");
+    const end = messages.find((m) => m.buildEvent !== undefined);
+    assert.deepEqual([end?.buildEvent?.kind, end?.buildEvent?.build.state], ["BUILD_EVENT_KIND_ENDED", "BUILD_STATE_FINISHED"]);
     const diff = await eventually("the report of the second build", async () => {
       const r = await farm.run(["build", "diff", secondId]);
       return r.code === 0 ? r : undefined;
