@@ -206,6 +206,28 @@ describe("pkgfarm farm commands on a plaintext farm", () => {
     assert.match(watched.stdout, new RegExp(`^build ${id} cancelled in \\d+\\w*: 3 cancelled$`, "m"));
   });
 
+  test("scan scans on the platform's agents; a build all of whose packages build exits 0; the older pkgfarm build form and --server still work", async () => {
+    const platform = "Scan-1.0-x86_64";
+    farm.startAgent("cli-s1", platform, 2, true);
+    const scanned = await farm.child(["scan", "--platform", platform, "--closure", "devel/zlib"]);
+    assert.equal(scanned.code, 0, scanned.stdout + scanned.stderr);
+    assert.match(scanned.stdout, new RegExp(`^pkgfarm scan: scan \\S+ on ${platform}: closure, 1 location\\(s\\) queued$`, "m"));
+    assert.match(scanned.stdout, /^pkgfarm scan: finished: round \d+, 3\/3 locations scanned \(0 reused, 0 failed\), 3 records/m);
+
+    const built = await farm.run(["build", "start", "--platform", platform, "--watch", "devel/zlib"]);
+    assert.equal(built.code, 0, `exit status 0: every package built\n${built.stdout}${built.stderr}`);
+    assert.match(built.stdout, /^build \S+ finished in \d+\w*: 3 succeeded$/m);
+
+    const legacy = await farm.run(["build", "--platform", platform, "--no-wait", "devel/zlib"]);
+    assert.equal(legacy.code, 0, legacy.stderr);
+    assert.match(legacy.stdout, new RegExp(`^build \\S+ on ${platform}: 3 jobs\\n$`));
+    const viaServer = await farm.run(["build", "list", "--platform", platform, "--server", farm.depgraph.url], {}, false);
+    assert.equal(viaServer.code, 0, viaServer.stderr);
+    assert.equal(viaServer.stdout.trim().split("\n").length, 3, "a header and the two builds");
+    const id = /^build (\S+) on /.exec(legacy.stdout)![1]!;
+    assert.equal((await farm.run(["build", "watch", id])).code, 0);
+  });
+
   test("usage: --help on each verb exits 0; bad arguments exit 2 with the usage; an unreachable server exits 1 with UNAVAILABLE", async () => {
     for (const verb of [["build", "start"], ["build", "list"], ["build", "status"], ["build", "watch"], ["build", "cancel"], ["build", "report"], ["build", "diff"], ["jobs"], ["why"], ["log"], ["agents"], ["agents", "drain"], ["scan"]]) {
       const help = await farm.run([...verb, "--help"]);

@@ -46,8 +46,8 @@ export interface CliFarm {
   /** The flags and environment that reach this farm, without any token. */
   readonly flags: readonly string[];
   readonly env: NodeJS.ProcessEnv;
-  /** Starts a real builder agent process of the platform (the example tree's build command). */
-  startAgent(id: string, platform: string, slots?: number): ChildProcess;
+  /** Starts a real builder agent process of the platform (the example tree's build command; with scans, its scan command too). */
+  startAgent(id: string, platform: string, slots?: number, scans?: boolean): ChildProcess;
   /** `node dist/services/cli/main.js ARGS` with the farm's flags and env (plus extra env). */
   child(args: readonly string[], env?: NodeJS.ProcessEnv): Promise<CliResult>;
   /** The same command run in this process; farmFlags false leaves the farm's URLs and CA out. */
@@ -102,8 +102,9 @@ export async function startCliFarm(options: CliFarmOptions = {}): Promise<CliFar
     pki,
     flags,
     env,
-    startAgent(id, platform, slots = 2) {
+    startAgent(id, platform, slots = 2, scans = false) {
       const child = spawn(process.execPath, [CLI, "agent", "--dispatcher", dispatcher.url, "--id", id, "--platform", platform, "--tree", TREE, "--slots", String(slots),
+        ...(scans ? ["--scan-command", JSON.stringify([process.execPath, join(ROOT, "examples", "bin", "scan-one.mjs")])] : []),
         "--build-command", JSON.stringify(BUILD_ONE), "--work-dir", join(dir, id, "work"), "--cache-dir", join(dir, id, "cache"), "--log-level", "warn",
         ...(pki ? ["--tls-ca", pki.caPath] : [])],
       { stdio: ["ignore", "ignore", "inherit"], env: { ...env, ...(options.tokens && { PKGFARM_AGENT_TOKEN: AGENT_TOKEN }) } });
