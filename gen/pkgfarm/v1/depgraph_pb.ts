@@ -3564,8 +3564,10 @@ export const DepGraphService: GenService<{
     output: typeof ReturnJobResponseSchema;
   },
   /**
-   * WatchJobs streams job transitions as they happen, for dashboards and
-   * dispatchers. It starts with the transitions after the call is made.
+   * WatchJobs streams job transitions as they happen, and each build's start
+   * and end (WatchJobsResponse.build_event), for dashboards and dispatchers.
+   * It starts with what happens after the call is made: read the build
+   * (GetBuild) once the stream is open to know where it stood.
    *
    * @generated from rpc pkgfarm.v1.DepGraphService.WatchJobs
    */
