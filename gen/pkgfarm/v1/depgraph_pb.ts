@@ -1207,9 +1207,9 @@ export type Job = Message<"pkgfarm.v1.Job"> & {
   /**
    * Why the job is not running, for a pending or ready job in ListJobs
    * answers (absent for the others, and elsewhere; ExplainJob has the
-   * fuller answer): the dependencies it waits for, or why no agent takes
-   * it (none of the platform, none big enough, all that fit busy, the
-   * exclusion rule).
+   * fuller answer): the dependencies it waits for (the first 32; the detail
+   * counts them all), or why no agent takes it (none of the platform, none
+   * big enough, all that fit busy, the exclusion rule).
    *
    * @generated from field: pkgfarm.v1.WaitReason wait = 22;
    */

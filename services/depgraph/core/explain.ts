@@ -46,6 +46,9 @@ export interface ExplainContext {
   readonly resourceWait?: (job: Job) => { readonly kind: ResourceWait; readonly detail: string; readonly origin: string } | undefined;
 }
 
+/** Dependencies waitOf lists (ExplainJob lists every one). */
+export const MAX_WAIT_DEPENDENCIES = 32;
+
 /** How many dependencies a sentence names before it says "and N more". */
 const NAMED_IN_SUMMARY = 3;
 
@@ -121,7 +124,9 @@ function explainReady(build: Build, job: Job, context: ExplainContext): Explanat
 export function waitOf(build: Build, job: Job, context: ExplainContext): WaitReason | undefined {
   if (job.state === "pending") {
     const names = notBuilt(build, job).map((d) => d.pkgname);
-    return { kind: "dependencies", dependencies: names, detail: `waits for ${names.length} ${names.length === 1 ? "dependency" : "dependencies"}: ${listed(names)}` };
+    // A page of thousands of jobs repeats these; the detail still counts them all.
+    const dependencies = names.slice(0, MAX_WAIT_DEPENDENCIES);
+    return { kind: "dependencies", dependencies, detail: `waits for ${names.length} ${names.length === 1 ? "dependency" : "dependencies"}: ${listed(names)}` };
   }
   if (job.state !== "ready") return undefined;
   const platform = build.options.platform || "the shared tree's platform";
