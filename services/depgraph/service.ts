@@ -37,7 +37,8 @@ import {
   treeSummaryToWire,
 } from "./convert.js";
 import type { DurationHistory } from "./core/history.js";
-import { HostPlan, NO_NEEDS, type Host } from "../dispatcher/core/placement.js";
+import { NO_NEEDS } from "../dispatcher/core/placement.js";
+import type { PlacementRound } from "./core/depgraph.js";
 import { hostFromWire, needsToWire } from "./resources-wire.js";
 import { waitOf } from "./core/explain.js";
 import { explainContext, waitReasonToWire } from "./status-service.js";
@@ -183,11 +184,11 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
    * would pass any message limit. The job that passes it is still handed out
    * (it is leased already), so one answer is at most one assignment over.
    */
-  const leaseWithinBudget = (platform: string, agentId: string, max: number, leaseMs: number | undefined, closure: boolean, plan: HostPlan<Host> | undefined): WireAssignment[] => {
+  const leaseWithinBudget = (platform: string, agentId: string, max: number, leaseMs: number | undefined, closure: boolean, round: PlacementRound | undefined): WireAssignment[] => {
     const answer: WireAssignment[] = [];
     let bytes = 0;
     while (answer.length < max && bytes < MAX_ASSIGNMENT_BYTES) {
-      const [leased] = depgraph.nextReadyJobs(platform, agentId, 1, leaseMs, plan);
+      const [leased] = depgraph.nextReadyJobs(platform, agentId, 1, leaseMs, round);
       if (leased === undefined) break;
       const { build, job, lease } = leased;
       const needs = needsToWire(depgraph.needsOf(job));
@@ -373,19 +374,25 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const hosts = request.agents.map(hostFromWire);
         if (hosts.length > 0) depgraph.resources.noteAgents(request.platform, hosts, options.now());
         for (;;) {
-          const plan = hosts.length > 0 ? new HostPlan(hosts) : undefined;
+          const round = hosts.length > 0 ? depgraph.placementRound(hosts) : undefined;
           const scans = request.includeScanJobs ? depgraph.nextScanJobs(request.platform, request.agentId, max, leaseMs) : [];
-          for (const _ of scans) plan?.take(NO_NEEDS);
-          const assignments = [
-            ...scans.map((a) => create(AssignmentSchema, {
-              buildId: a.scan.id,
-              leaseId: a.lease.id,
-              leaseDeadline: timestampFromMs(a.lease.deadline),
-              attempt: a.job.attempts,
-              scan: scanTaskToWire(a),
-            })),
-            ...(scans.length < max ? leaseWithinBudget(request.platform, request.agentId, max - scans.length, leaseMs, !request.omitDependencyPackages, plan) : []),
-          ];
+          for (const _ of scans) round?.plan.take(NO_NEEDS);
+          let assignments: WireAssignment[];
+          try {
+            assignments = [
+              ...scans.map((a) => create(AssignmentSchema, {
+                buildId: a.scan.id,
+                leaseId: a.lease.id,
+                leaseDeadline: timestampFromMs(a.lease.deadline),
+                attempt: a.job.attempts,
+                scan: scanTaskToWire(a),
+              })),
+              ...(scans.length < max ? leaseWithinBudget(request.platform, request.agentId, max - scans.length, leaseMs, !request.omitDependencyPackages, round) : []),
+            ];
+          } finally {
+            // Before anything else can run: passed-over jobs are back in their queues.
+            round?.end();
+          }
           if (assignments.length > 0) {
             leaseTimer.arm();
             return { assignments };

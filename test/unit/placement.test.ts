@@ -227,12 +227,19 @@ describe("learnt needs", () => {
     ], "tree");
     const build = depgraph.createBuild({ platform: "P", mode: "full", policy: "pbulk-weight", limitTo: [], packagesDir: "", binaryPackages: new Map() });
     const small = host("small", { memoryBytes: 8 * GiB, freeSlots: 1 });
-    const first = depgraph.nextReadyJobs("P", "d", 4, undefined, new HostPlan([small]));
+    const round = depgraph.placementRound([small]);
+    const first = depgraph.nextReadyJobs("P", "d", 4, undefined, round);
     assert.deepEqual(first.map((a) => a.job.pkgname), ["unzip-6.0"], "one free slot, and firefox fits no agent");
+    assert.equal(build.readyCount, 1, "during the round the passed-over job is out of the queue (zip is left), so it is looked at once");
+    round.end();
+    assert.equal(build.readyCount, 2, "the round's end puts it back");
     assert.equal(build.byPkgname.get("firefox-128.0")!.state, "ready");
     const big = host("big", { memoryBytes: 32 * GiB, freeSlots: 1 });
-    const second = depgraph.nextReadyJobs("P", "d", 4, undefined, new HostPlan([small, big]));
-    assert.deepEqual(second.map((a) => a.job.pkgname), ["firefox-128.0", "zip-3.0"], "the highest priority first once it fits");
+    const again = depgraph.placementRound([small, big]);
+    const second = depgraph.nextReadyJobs("P", "d", 4, undefined, again);
+    again.end();
+    assert.deepEqual(second.map((a) => a.job.pkgname), ["firefox-128.0", "zip-3.0"], "the highest priority first once it fits, back in its place");
+    assert.equal(build.readyCount, 0);
   });
 
   test("learnt needs survive a restart: the store keeps them, and a new depgraph restores them", async () => {

@@ -137,11 +137,23 @@ export interface PackageChanges {
 const REMOVED = "removed from the tree";
 
 /**
- * Ready jobs a placement-aware lease looks past before it gives up: each
- * one passed over costs two heap operations, and a call must stay cheap
- * even when thousands of jobs wait for a host big enough.
+ * Ready jobs one placement round (a NextReadyJob call) looks past before it
+ * gives up: each one passed over costs two heap operations (about a
+ * microsecond), so even a round that passes over this many stays within
+ * milliseconds; jobs behind more than this many that fit no free host wait
+ * until some of those are placed.
  */
-const MAX_PASSED_OVER = 2_000;
+const MAX_PASSED_OVER = 10_000;
+
+/**
+ * PassingOver is one build's part of a placement round: which jobs some
+ * free build host fits, and the jobs passed over so far (out of the ready
+ * queue until restorePassedOver).
+ */
+export interface PassingOver {
+  readonly accept: (job: Job) => boolean;
+  readonly passed: Job[];
+}
 
 /**
  * Longest reason a job keeps. Reasons come from outside (a fail reason in a
@@ -319,13 +331,16 @@ export class Build {
   }
 
   /**
-   * Takes the highest-priority ready job and leases it. With accept, takes
-   * the highest-priority one accept takes (a job that fits no free build
-   * host is passed over, not leased, and stays ready in its place), looking
-   * at no more than MAX_PASSED_OVER others.
+   * Takes the highest-priority ready job and leases it. With a passing-over
+   * (placement: accept says whether some free build host fits the job),
+   * takes the highest-priority job accept takes; the ones it passes over
+   * leave the ready queue for the passing-over's list, so the next call of
+   * the same round does not look at them again, and restorePassedOver puts
+   * them back in their place. A round looks at no more than
+   * MAX_PASSED_OVER jobs it cannot place.
    */
-  leaseNext(lease: Lease, now: number, accept?: (job: Job) => boolean): Job | undefined {
-    const job = accept === undefined ? this.ready.pop() : this.popAccepted(accept);
+  leaseNext(lease: Lease, now: number, passing?: PassingOver): Job | undefined {
+    const job = passing === undefined ? this.ready.pop() : this.popAccepted(passing);
     if (job === undefined) return undefined;
     job.lease = lease;
     job.agentId = lease.agentId;
@@ -336,20 +351,19 @@ export class Build {
     return job;
   }
 
-  private popAccepted(accept: (job: Job) => boolean): Job | undefined {
-    const passed: Job[] = [];
-    let found: Job | undefined;
-    while (passed.length <= MAX_PASSED_OVER) {
+  private popAccepted(passing: PassingOver): Job | undefined {
+    while (passing.passed.length < MAX_PASSED_OVER) {
       const next = this.ready.pop();
-      if (next === undefined) break;
-      if (accept(next)) {
-        found = next;
-        break;
-      }
-      passed.push(next);
+      if (next === undefined) return undefined;
+      if (passing.accept(next)) return next;
+      passing.passed.push(next);
     }
-    for (const job of passed) this.ready.push(job);
-    return found;
+    return undefined;
+  }
+
+  /** Puts jobs a passing-over took out of the ready queue back, those still ready. */
+  restorePassedOver(passed: readonly Job[]): void {
+    for (const job of passed) if (job.state === "ready") this.ready.push(job);
   }
 
   /** Ends a lease with success: dependents whose last dependency this was become ready. */

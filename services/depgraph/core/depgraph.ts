@@ -1,4 +1,4 @@
-import { Build, type BinaryPackage, type BuildMode, type BuildOptions, type InitialJob, type Job, type JobTransition, type PackageChanges, type RestoredJob, type TreeView } from "./build.js";
+import { Build, type PassingOver, type BinaryPackage, type BuildMode, type BuildOptions, type InitialJob, type Job, type JobTransition, type PackageChanges, type RestoredJob, type TreeView } from "./build.js";
 import type { InvalidScanRecord } from "./errors.js";
 import type { ScanRecord } from "./scan-record.js";
 import { EmptyTree, InvalidRequest, StaleLease, UnknownBuild, UnknownPackage, UnknownScan } from "./errors.js";
@@ -12,7 +12,7 @@ import { ScanRun, type ScanJob, type ScannedLocation, type ScanScope } from "./s
 import { Counter, ITEMS_PER_SLICE, mapInSlices, runSteps, type Steps } from "./steps.js";
 import { PackageTree, prefailReason, type TreeChange, type TreePackage } from "./tree.js";
 import { createResourceBook, type NeedsWithOrigin, type ResourceBook } from "./resource-needs.js";
-import type { Host, HostPlan } from "../../dispatcher/core/placement.js";
+import { HostPlan, type Host } from "../../dispatcher/core/placement.js";
 import { quote } from "../../shared/quote.js";
 
 export interface DepGraphOptions {
@@ -138,6 +138,16 @@ export interface PendingBuild {
   readonly options: BuildOptions;
   readonly scanId: string;
   readonly binaryPackages: ReadonlyMap<string, BinaryPackageFile> | undefined;
+}
+
+/** PlacementRound is one NextReadyJob call's placement (see DepGraph.placementRound). */
+export interface PlacementRound {
+  /** What is still free on the agents; each leased job takes its share. */
+  readonly plan: HostPlan<Host>;
+  /** The round's passing-over for one build (made on first use). */
+  passingOver(build: Build): PassingOver;
+  /** Puts every job the round passed over back in its ready queue. */
+  end(): void;
 }
 
 export const SHARED_TREE = "";
@@ -908,11 +918,12 @@ export class DepGraph {
 
   /**
    * Leases up to max ready jobs of the platform's running builds, oldest
-   * build first and, within a build, highest priority first. With a plan
-   * (the platform's agents and what is free on them), only jobs whose needs
-   * fit some agent's free part are leased, each taking its share of it.
+   * build first and, within a build, highest priority first. With a
+   * placement round (the platform's agents and what is free on them), only
+   * jobs whose needs fit some agent's free part are leased, each taking its
+   * share of it; the caller ends the round (PlacementRound.end).
    */
-  nextReadyJobs(platform: string, agentId: string, max: number, leaseMs: number | undefined, plan?: HostPlan<Host>): Assignment[] {
+  nextReadyJobs(platform: string, agentId: string, max: number, leaseMs: number | undefined, round?: PlacementRound): Assignment[] {
     if (platform === "") throw new InvalidRequest("platform is required: the agent's platform, e.g. \"NetBSD-10.0-x86_64\"");
     if (agentId === "") throw new InvalidRequest("agent_id is required, so leases can be traced to a build host");
     const now = this.options.now();
@@ -923,9 +934,8 @@ export class DepGraph {
       if (build.state !== "running" || build.options.platform !== platform) continue;
       while (assignments.length < max) {
         const leaseId = this.options.newId();
-        if (plan !== undefined && !plan.open) break;
-        const accept = plan === undefined ? undefined : (candidate: Job) => plan.take(this.needsOf(candidate).needs) !== undefined;
-        const job = build.leaseNext({ id: leaseId, agentId, deadline, lengthMs }, now, accept);
+        if (round !== undefined && !round.plan.open) break;
+        const job = build.leaseNext({ id: leaseId, agentId, deadline, lengthMs }, now, round?.passingOver(build));
         if (job === undefined) break;
         this.leaseDeadlines.push({ deadline, build, job, leaseId });
         this.leasesHeld++;
@@ -990,6 +1000,30 @@ export class DepGraph {
     });
     if (newlyReady > 0) this.announceReady();
     return { newlyReady, newlyBlocked };
+  }
+
+  /**
+   * placementRound starts one NextReadyJob call's placement over the
+   * platform's agents. Jobs it passes over stay out of the ready queues
+   * the round ends, so a call that leases many jobs looks at each
+   * job that fits nowhere once, not once per job leased. End it before
+   * anything else touches the builds (in the same turn of the event loop).
+   */
+  placementRound(hosts: readonly Host[]): PlacementRound {
+    const plan = new HostPlan(hosts);
+    const passing = new Map<Build, PassingOver>();
+    return {
+      plan,
+      passingOver: (build) => {
+        let p = passing.get(build);
+        if (p === undefined) passing.set(build, p = { accept: (job) => plan.take(this.needsOf(job).needs) !== undefined, passed: [] });
+        return p;
+      },
+      end: () => {
+        for (const [build, p] of passing) build.restorePassedOver(p.passed);
+        passing.clear();
+      },
+    };
   }
 
   /** What a job's package needs of a build host, and where that comes from. */
