@@ -26,7 +26,7 @@ import { UploadFailed, withUpload, type UploadOutcome } from "./executor/with-up
 import { createPackageCache, type PackageCache } from "./package-cache.js";
 import { ReportedJobs, refusalAction, uploadUntilSettled } from "./refusals.js";
 import { createSlotPool, NoFreeSlot } from "./slots.js";
-import { startUsageMeter, type Peak } from "./usage.js";
+import { createProcessSampler, startUsageMeter, type Peak } from "./usage.js";
 import { prepareJobWorkdir, removeJobWorkdir } from "./workdir.js";
 
 export const AGENT_VERSION = "0.1.0";
@@ -94,6 +94,8 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger, executor
     withUpload(withUpToDate(withDependencies(build, packages.fetchDependencies), packages.fetchCurrent, checkUpToDate), (a, path, signal) => uploadSettled(a, path, signal)),
     executors?.scan), config.agentId);
   const slots = createSlotPool(config.slots);
+  // One pass over the process table a second measures every running build.
+  const processes = createProcessSampler();
   const jobs = new Map<string, LocalJob>();
   const reported = new ReportedJobs();
   // Uploads waiting for the stream to come back (the "later" of uploadUntilSettled).
@@ -199,7 +201,7 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger, executor
         send({ case: "log", value: { job, data: typeof data === "string" ? Buffer.from(data) : data, phase } }),
     };
     // Builds only: a scan's use says nothing about any package's needs.
-    const usage = assignment.scan === undefined ? startUsageMeter() : undefined;
+    const usage = assignment.scan === undefined ? startUsageMeter({ sampler: processes }) : undefined;
     try {
       const workdir = await prepareJobWorkdir(config.workDir, job.buildId, job.pkgname);
       const result = await executor.run(assignment, { workdir, slot: local.slot, log, signal: local.abort.signal, usage });
@@ -392,6 +394,7 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger, executor
         wakeIdle = undefined;
       }
       for (const local of jobs.values()) local.abort.abort();
+      processes.close();
     },
   };
 }

@@ -17,7 +17,8 @@ import {
 } from "../../services/dispatcher/core/placement.js";
 import { AgentRegistry } from "../../services/dispatcher/core/registry.js";
 import { agentHelp, loadAgentConfig, type AgentConfig } from "../../services/builder-agent/config.js";
-import { diskUse, groupsRss } from "../../services/builder-agent/usage.js";
+import { createProcessSampler, diskUse, groupsRss, startUsageMeter } from "../../services/builder-agent/usage.js";
+import { runBuildCommand } from "../../services/builder-agent/runner.js";
 import { formatBytes, parseSize } from "../../services/shared/sizes.js";
 import { fakeClock, record, testDepGraphOptions } from "../support/records.js";
 
@@ -323,6 +324,30 @@ describe("measuring a build", { skip: process.platform !== "linux" ? "reads /pro
       assert.equal(await groupsRss("/proc", new Set([2 ** 30])), 0, "a group with no process holds nothing");
     } finally {
       process.kill(-child.pid!, "SIGKILL");
+    }
+  });
+
+  test("a usage meter follows a build's processes through the agent's sampler and its work directory, and says the peaks", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "pkgfarm-meter-"));
+    const sampler = createProcessSampler({ everyMs: 50 });
+    try {
+      const meter = startUsageMeter({ sampler, diskEveryMs: 50 });
+      meter.watch(dir);
+      const other = startUsageMeter({ sampler });
+      const result = await runBuildCommand({
+        command: [process.execPath, "-e", `const b = Buffer.alloc(48 * 1024 * 1024, 1); require("fs").writeFileSync(${JSON.stringify(join(dir, "out"))}, Buffer.alloc(2 * 1024 * 1024, 1)); setTimeout(() => {}, 600)`],
+        env: { PATH: process.env.PATH ?? "/usr/bin:/bin" }, cwd: dir, timeoutMs: 10_000, onOutput: () => {},
+        onSpawn: (pid) => meter.track(pid),
+      });
+      assert.equal(result.failureReason, "");
+      await rm(join(dir, "out"));
+      const peak = await meter.stop();
+      assert.ok(peak.memoryBytes >= 48 * 2 ** 20, `peak memory ${peak.memoryBytes} holds the 48 MiB buffer`);
+      assert.ok(peak.diskBytes >= 2 * 2 ** 20, `peak disk ${peak.diskBytes} saw the 2 MiB file that is gone now`);
+      assert.deepEqual(await other.stop(), { memoryBytes: 0, diskBytes: 0 }, "another job's meter counts none of it");
+    } finally {
+      sampler.close();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 
