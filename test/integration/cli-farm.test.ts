@@ -252,6 +252,9 @@ describe("pkgfarm farm commands on a plaintext farm", () => {
     const tlsOnHttp = await farm.run(["build", "list", "--tls-ca", join(farm.dir, "none.pem")]);
     assert.equal(tlsOnHttp.code, 2);
     assert.match(tlsOnHttp.stderr, /--tls-ca \(PKGFARM_TLS_CA\): cannot read/);
+    const noList = await farm.run(["build", "start", "--limit", join(farm.dir, "no-such-list")]);
+    assert.equal(noList.code, 2);
+    assert.match(noList.stderr, /^pkgfarm build start: --limit \S+no-such-list: cannot read it: ENOENT\n/);
     const unknownBuild = await farm.run(["build", "status", "no-such-build"]);
     assert.equal(unknownBuild.code, 1);
     assert.match(unknownBuild.stderr, /^pkgfarm build status: NOT_FOUND: no build has id "no-such-build"\n$/);
