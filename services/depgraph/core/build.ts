@@ -79,7 +79,7 @@ export interface Job {
   agentId: string;
   /** Host name of the build host that runs or last ran the job, as its agent said; "" when not known. */
   host: string;
-  /** When the current (or last) lease was granted; undefined when never leased (or restored from a store). */
+  /** When the current (or last) lease was granted; undefined when never leased (or restored from a store that did not keep it). */
   startedAt: number | undefined;
   durationMs: number;
   binaryPackage: BinaryPackage | undefined;
@@ -189,6 +189,10 @@ export interface RestoredJob {
   readonly binaryPackage: BinaryPackage | undefined;
   readonly logRef: string;
   readonly failedPhase?: string;
+  /** Host name of the build host; absent in jobs stored before it was kept, or when not known. */
+  readonly host?: string;
+  /** When its lease was granted; absent in jobs stored before it was kept. */
+  readonly startedAt?: number;
 }
 
 /**
@@ -262,8 +266,8 @@ export class Build {
         losses: kept?.losses ?? 0,
         lease: state === "leased" ? kept!.lease : undefined,
         agentId: kept?.agentId ?? "",
-        host: "",
-        startedAt: undefined,
+        host: kept?.host ?? "",
+        startedAt: kept?.startedAt,
         durationMs: kept?.durationMs ?? 0,
         binaryPackage: kept?.binaryPackage,
         logRef: kept?.logRef ?? "",

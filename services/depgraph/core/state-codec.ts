@@ -109,6 +109,8 @@ export function encodeJob(job: Job): string | undefined {
     binaryPackage: job.binaryPackage,
     logRef: job.logRef,
     ...(job.failedPhase === "" ? {} : { failedPhase: job.failedPhase }),
+    ...(job.host === "" ? {} : { host: job.host }),
+    ...(job.startedAt === undefined ? {} : { startedAt: job.startedAt }),
   };
   return JSON.stringify(doc);
 }
@@ -239,7 +241,9 @@ const RESTORED_STATES = new Set(["leased", "succeeded", "failed", "up-to-date", 
 
 function isJobDoc(doc: RestoredJob): boolean {
   return typeof doc === "object" && doc !== null && RESTORED_STATES.has(doc.state) && typeof doc.attempts === "number"
-    && typeof doc.losses === "number" && (doc.state !== "leased" || (typeof doc.lease?.id === "string" && typeof doc.lease.agentId === "string"
+    && typeof doc.losses === "number"
+    && (doc.host === undefined || typeof doc.host === "string") && (doc.startedAt === undefined || typeof doc.startedAt === "number")
+    && (doc.state !== "leased" || (typeof doc.lease?.id === "string" && typeof doc.lease.agentId === "string"
       // Jobs stored before leases kept their length have none (the default applies).
       && (doc.lease.lengthMs === undefined || (typeof doc.lease.lengthMs === "number" && doc.lease.lengthMs > 0))));
 }
