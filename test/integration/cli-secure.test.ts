@@ -126,7 +126,11 @@ describe("pkgfarm farm commands with TLS and tokens", () => {
   test("agents shows the raw agent's host and what it runs; draining needs the operator token", async () => {
     const agents = await farm.child(["agents"], READER);
     assert.equal(agents.code, 0, agents.stderr);
-    assert.match(agents.stdout, /^raw1 +test +Raw-1\.0-x86_64 +active +1\/1 +\d+s ago +0 +cwrappers-20220403$/m);
+    assert.match(agents.stdout, /^raw1 +test +Raw-1\.0-x86_64 +active +1\/1 +\d+s ago +0 +cwrappers-20220403 \(\d+s\)$/m);
+    const json = JSON.parse((await farm.run(["agents", "--json"], READER)).stdout) as { agents: Array<{ jobs: Array<{ job: { pkgname: string; leaseId?: string }; assignTime: string; accepted: boolean; kind: string }> }> };
+    const [job] = json.agents[0]!.jobs;
+    assert.deepEqual([job!.job.pkgname, job!.job.leaseId, job!.accepted, job!.kind], ["cwrappers-20220403", undefined, true, "build"], "no lease id: that is the holder's proof");
+    assert.match(job!.assignTime, /^\d{4}-/);
     const refused = await farm.run(["agents", "drain", "raw1"], READER);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /^pkgfarm agents drain: UNAUTHENTICATED: pkgfarm\.v1\.DispatcherService\/DrainAgent needs the operator token/);
