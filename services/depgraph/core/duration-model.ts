@@ -121,6 +121,8 @@ const MIN_FIT_ROWS = 24;
 const MIN_GROUP_ROWS = 4;
 /** At most this many family terms (the most common ones): the fit stays a few hundred terms. */
 const MAX_FAMILIES = 120;
+/** At most this many "needs X" terms (the dependencies most common among known packages): cmake, meson, rust, qt ... tell a build's size. */
+const MAX_NEEDS = 150;
 /** Ridge penalty on each group term: a group of a few packages moves the guess only part of the way. */
 const GROUP_PENALTY = 2;
 const NUMERIC_PENALTY = 0.01;
@@ -423,6 +425,13 @@ function fitLogLinear(input: PredictionInput, features: GraphFeatures, known: re
   for (const [category, count] of categoryCount) if (count >= MIN_GROUP_ROWS) groupIndex.set(`c:${category}`, p++);
   const families = [...familyCount].filter(([, count]) => count >= MIN_GROUP_ROWS).sort((a, b) => b[1] - a[1]).slice(0, MAX_FAMILIES);
   for (const [family] of families) groupIndex.set(`f:${family}`, p++);
+  // What a package needs says how it builds: a package that needs cmake,
+  // rust or qt6-qtbase builds longer than one that needs only gettext.
+  const needsKeys = (i: number) => new Set(input.dependencies[i]!.map((d) => relativesKey(input.packages[d]!.pkgname)));
+  const needsCount = new Map<string, number>();
+  for (const i of known) for (const key of needsKeys(i)) needsCount.set(key, (needsCount.get(key) ?? 0) + 1);
+  const needs = [...needsCount].filter(([, count]) => count >= MIN_GROUP_ROWS).sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, MAX_NEEDS);
+  for (const [key] of needs) groupIndex.set(`n:${key}`, p++);
 
   /** Sparse row: [column, value] pairs. */
   const row = (i: number): [number, number][] => {
@@ -433,6 +442,10 @@ function fitLogLinear(input: PredictionInput, features: GraphFeatures, known: re
     if (c !== undefined) cells.push([c, 1]);
     const fam = groupIndex.get(`f:${familyOf(pkg.pkgname)}`);
     if (fam !== undefined) cells.push([fam, 1]);
+    for (const key of needsKeys(i)) {
+      const column = groupIndex.get(`n:${key}`);
+      if (column !== undefined) cells.push([column, 1]);
+    }
     return cells;
   };
 
