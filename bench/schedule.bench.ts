@@ -142,8 +142,8 @@ function watching(model: DurationModel): { history: DurationModel; last: () => {
   let last: { input: PredictionInput; out: Prediction[] } | undefined;
   const history: DurationModel = {
     ...model,
-    predict(platform, input) {
-      const out = model.predict(platform, input);
+    *predict(platform, input) {
+      const out = yield* model.predict(platform, input);
       last = { input, out };
       return out;
     },

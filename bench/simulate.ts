@@ -174,7 +174,9 @@ export interface SimGraph {
 export function buildableGraph(tree: PackageTree): SimGraph {
   let ids = 0;
   const depgraph = new DepGraph({
-    now: () => 0, newId: () => String(++ids), history: { expectedMs: () => undefined, record: () => {}, typicalMs: () => undefined, predict: (_, input) => input.packages.map(() => ({ ms: 1, source: "" })) },
+    now: () => 0, newId: () => String(++ids), history: { expectedMs: () => undefined, record: () => {}, typicalMs: () => undefined, *predict(_, input) {
+      return input.packages.map(() => ({ ms: 1, source: "" }));
+    } },
     defaultPolicy: "fifo", defaultLeaseMs: 1e12, maxLeaseMs: 1e12, maxLosses: 3, fallbackDurationMs: 1, tree,
   });
   const build = depgraph.createBuild({ platform: PLATFORM, mode: "full", policy: "fifo", limitTo: [], packagesDir: "", binaryPackages: new Map() });

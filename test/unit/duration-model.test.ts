@@ -3,6 +3,7 @@ import { test } from "node:test";
 import { pino } from "pino";
 import { DepGraph } from "../../services/depgraph/core/depgraph.js";
 import { createDurationModel, familyOf, relativesKey, type PackageFacts, type PredictionInput } from "../../services/depgraph/core/duration-model.js";
+import { runSteps } from "../../services/depgraph/core/steps.js";
 import { persistState, restoreState } from "../../services/depgraph/state-persister.js";
 import { createMemoryStateStore } from "../../services/depgraph/state-store.js";
 import { record, testDepGraphOptions } from "../support/records.js";
@@ -25,11 +26,11 @@ function row(pkgname: string, location: string, durationMs: number) {
 
 test("relatives: a version bump and another python's variant take the duration of their kin, and say so", () => {
   const model = createDurationModel([row("py312-numpy-2.1.0", "math/py-numpy", 600_000), row("gcc12-12.5.0", "lang/gcc12", 7_800_000), row("gtk3+-3.24.43", "x11/gtk3", 400_000)]);
-  const [bump, variant, sibling] = model.predict(PLATFORM, flat([
+  const [bump, variant, sibling] = runSteps(model.predict(PLATFORM, flat([
     facts("gtk3+-3.24.49", "x11/gtk3"),
     facts("py313-numpy-2.1.0", "math/py-numpy"),
     facts("gcc14-14.3.0", "lang/gcc14"),
-  ]));
+  ])));
   assert.deepEqual(bump, { ms: 400_000, source: "relative gtk3+-3.24.43" });
   assert.deepEqual(variant, { ms: 600_000, source: "relative py312-numpy-2.1.0" });
   // Another location, same name without its digits.
@@ -43,7 +44,7 @@ test("category fallback: with too little to fit, a package never built takes its
   const rows = [row("a-1", "devel/a", 10_000), row("b-1", "devel/b", 20_000), row("c-1", "devel/c", 30_000), row("d-1", "devel/d", 40_000), row("e-1", "lang/e", 900_000)];
   const model = createDurationModel(rows);
   const packages = [...rows.map((r) => facts(r.pkgname, r.location)), facts("newtool-1", "devel/newtool"), facts("newfont-1", "fonts/newfont"), facts("heavy-1", "fonts/heavy", { pbulkWeight: 300 })];
-  const predicted = model.predict(PLATFORM, flat(packages));
+  const predicted = runSteps(model.predict(PLATFORM, flat(packages)));
   assert.deepEqual(predicted[0], { ms: 10_000, source: "imported history" });
   assert.deepEqual(predicted[5], { ms: 30_000, source: "category median devel" });
   assert.deepEqual(predicted[6], { ms: 30_000, source: "median" });
@@ -68,7 +69,7 @@ test("the fit: with enough known packages, one never built is guessed from its c
   const dependents: number[][] = packages.map(() => []);
   dependencies.forEach((deps, i) => deps.forEach((d) => dependents[d]!.push(i)));
   const model = createDurationModel(rows);
-  const predicted = model.predict(PLATFORM, { packages, dependencies, dependents });
+  const predicted = runSteps(model.predict(PLATFORM, { packages, dependencies, dependents }));
   const [cpp, c] = predicted.slice(-2);
   assert.match(cpp!.source, /^fit over 32 known: category devel, 1 dependencies/);
   assert.ok(cpp!.ms > 10 * c!.ms, `needing cmake (${cpp!.ms} ms) should look much longer than needing gettext (${c!.ms} ms)`);
@@ -94,7 +95,7 @@ test("per platform: a package built only on another platform is scaled by how th
     model.record(`p${i}-1`, `devel/p${i}`, 3000 * (i + 1), { platform: "B" });
   }
   model.record("only-a-1", "devel/only-a", 5000, { platform: "A" });
-  const [p] = model.predict("B", flat([facts("only-a-1", "devel/only-a")]));
+  const [p] = runSteps(model.predict("B", flat([facts("only-a-1", "devel/only-a")])));
   assert.ok(Math.abs(p!.ms - 15_000) < 1e-6);
   assert.equal(p!.source, "history on A");
 });

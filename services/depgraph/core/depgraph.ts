@@ -772,8 +772,7 @@ export class DepGraph {
     const dependents: number[][] = yield* mapInSlices(packages, () => []);
     yield* mapInSlices(dependencies, (deps, i) => deps.forEach((d) => dependents[d]!.push(i)));
     const facts = yield* mapInSlices(packages, (pkg) => packageFacts(pkg.record));
-    const predicted = this.options.history.predict(options.platform, { packages: facts, dependencies, dependents });
-    yield;
+    const predicted = yield* this.options.history.predict(options.platform, { packages: facts, dependencies, dependents });
     const expectedMs = yield* mapInSlices(predicted, (p, i) =>
       Number.isFinite(p.ms) ? p.ms : (this.options.fallbackDurationMs * packages[i]!.record.pbulkWeight) / 100);
     const pbulkWeight = yield* mapInSlices(packages, (pkg) => pkg.record.pbulkWeight);

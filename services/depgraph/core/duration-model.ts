@@ -1,5 +1,6 @@
 import type { BuildHistoryRow, DurationHistory } from "./history.js";
 import type { ScanRecord } from "./scan-record.js";
+import { Counter, ITEMS_PER_SLICE, type Steps } from "./steps.js";
 
 /**
  * The duration model predicts how long a package takes to build before it
@@ -299,18 +300,26 @@ function categoryOf(p: PackageFacts): string {
 
 interface Relative { readonly pkgname: string; readonly ms: number }
 
-function predictAll(
+// Packages per slice of prediction: each costs a few lookups and a row of the fit.
+const PREDICTIONS_PER_SLICE = ITEMS_PER_SLICE / 4;
+
+function* predictAll(
   platform: string,
   input: PredictionInput,
   own: (platform: string, pkgname: string) => Prediction | undefined,
   tables: ReadonlyMap<string, ReadonlyMap<string, ObservedDuration>>,
   typicalMs: number | undefined,
-): Prediction[] {
+): Steps<Prediction[]> {
   const n = input.packages.length;
-  const result: (Prediction | undefined)[] = input.packages.map((p) => own(platform, p.pkgname));
+  const slice = new Counter(PREDICTIONS_PER_SLICE);
+  const result: (Prediction | undefined)[] = new Array(n);
   // Only measured durations train the fit; relatives' guesses do not.
   const known: number[] = [];
-  for (let i = 0; i < n; i++) if (result[i] !== undefined) known.push(i);
+  for (let i = 0; i < n; i++) {
+    result[i] = own(platform, input.packages[i]!.pkgname);
+    if (result[i] !== undefined) known.push(i);
+    if (slice.tick()) yield;
+  }
 
   // Relatives come from everything known, this platform first.
   const byLocation = new Map<string, Relative[]>();
@@ -322,9 +331,11 @@ function predictAll(
     for (const [pkgname, o] of table) {
       push(byLocation, o.location, { pkgname, ms: o.normalizedMs });
       push(byKey, relativesKey(pkgname), { pkgname, ms: o.normalizedMs });
+      if (slice.tick()) yield;
     }
   }
   for (let i = 0; i < n; i++) {
+    if (slice.tick()) yield;
     if (result[i] !== undefined) continue;
     const p = input.packages[i]!;
     const base = pkgbaseOf(p.pkgname);
@@ -337,10 +348,12 @@ function predictAll(
 
   if (result.some((r) => r === undefined)) {
     const features = graphFeatures(input);
-    const fit = known.length >= MIN_FIT_ROWS ? fitLogLinear(input, features, known, result as Prediction[]) : undefined;
+    yield;
+    const fit = known.length >= MIN_FIT_ROWS ? yield* fitLogLinear(input, features, known, result as Prediction[]) : undefined;
     const categoryMedians = new Map<string, number[]>();
     for (const i of known) push(categoryMedians, categoryOf(input.packages[i]!), result[i]!.ms);
     for (let i = 0; i < n; i++) {
+      if (slice.tick()) yield;
       if (result[i] !== undefined) continue;
       const p = input.packages[i]!;
       const weight = p.pbulkWeight > 0 ? p.pbulkWeight / 100 : 1;
@@ -396,7 +409,8 @@ const NUMERIC_NAMES = ["dependencies", "dependents", "depth", "SCAN_DEPENDS file
  * packages whose duration is known. Numeric terms are ln(1 + count),
  * standardised so one penalty fits all.
  */
-function fitLogLinear(input: PredictionInput, features: GraphFeatures, known: readonly number[], knownMs: readonly Prediction[]): Fit {
+function* fitLogLinear(input: PredictionInput, features: GraphFeatures, known: readonly number[], knownMs: readonly Prediction[]): Steps<Fit> {
+  const slice = new Counter(PREDICTIONS_PER_SLICE);
   const n = input.packages.length;
   const raw = (i: number): number[] => [
     Math.log1p(input.dependencies[i]!.length),
@@ -404,7 +418,11 @@ function fitLogLinear(input: PredictionInput, features: GraphFeatures, known: re
     Math.log1p(features.depth[i]!),
     Math.log1p(input.packages[i]!.scanDependsCount),
   ];
-  const numeric = Array.from({ length: n }, (_, i) => raw(i));
+  const numeric: number[][] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    numeric[i] = raw(i);
+    if (slice.tick()) yield;
+  }
   const width = NUMERIC_NAMES.length;
   const mean = new Float64Array(width);
   const scale = new Float64Array(width);
@@ -458,9 +476,12 @@ function fitLogLinear(input: PredictionInput, features: GraphFeatures, known: re
       b[j] = b[j]! + x * y;
       for (const [k, z] of cells) a[j * p + k] = a[j * p + k]! + x * z;
     }
+    if (slice.tick()) yield;
   }
+  yield;
   for (let j = 1; j < p; j++) a[j * p + j] = a[j * p + j]! + (j <= width ? NUMERIC_PENALTY * known.length : GROUP_PENALTY);
-  const beta = solveSymmetric(a, b, p);
+  const beta = yield* solveSymmetric(a, b, p);
+  yield;
 
   const termOf = (i: number) => {
     const cells = row(i);
@@ -483,10 +504,12 @@ function fitLogLinear(input: PredictionInput, features: GraphFeatures, known: re
   };
 }
 
-/** Solves a x = b for a symmetric positive definite a (row-major, p × p) by Cholesky. */
-function solveSymmetric(a: Float64Array, b: Float64Array, p: number): Float64Array {
+/** Solves a x = b for a symmetric positive definite a (row-major, p × p) by Cholesky, a slice per few columns. */
+function* solveSymmetric(a: Float64Array, b: Float64Array, p: number): Steps<Float64Array> {
   const l = new Float64Array(p * p);
+  const slice = new Counter(2_000_000);
   for (let j = 0; j < p; j++) {
+    if (slice.tick((p - j) * j)) yield;
     let d = a[j * p + j]!;
     for (let k = 0; k < j; k++) d -= l[j * p + k]! ** 2;
     const root = Math.sqrt(Math.max(d, 1e-12));

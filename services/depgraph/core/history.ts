@@ -1,3 +1,4 @@
+import type { Steps } from "./steps.js";
 import { createDurationModel, type DurationModel, type MeasuredOn, type Prediction, type PredictionInput } from "./duration-model.js";
 
 /**
@@ -17,8 +18,8 @@ export interface DurationHistory {
   record(pkgname: string, location: string, durationMs: number, where?: MeasuredOn): void;
   /** A typical duration (the median of what is known), for packages never built. */
   typicalMs(): number | undefined;
-  /** Expected durations of a build's packages, measured where known and predicted where not (see duration-model.ts). */
-  predict(platform: string, input: PredictionInput): Prediction[];
+  /** Expected durations of a build's packages, measured where known and predicted where not (see duration-model.ts), in slices. */
+  predict(platform: string, input: PredictionInput): Steps<Prediction[]>;
 }
 
 /** BuildHistoryRow is one past build, as bob's history CSV records it. */
