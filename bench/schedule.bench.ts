@@ -16,7 +16,8 @@
 // the workers by dependents × dependents' depth, half by dependencies).
 import { existsSync, readFileSync } from "node:fs";
 import type { InvalidScanRecord } from "../services/depgraph/core/errors.js";
-import { pkgbaseOf, type DurationModel, type Prediction, type PredictionInput } from "../services/depgraph/core/duration-model.js";
+import type { DurationModel, Prediction, PredictionInput } from "../services/depgraph/core/duration-model.js";
+import { pkgbaseOf } from "../services/depgraph/core/package-names.js";
 import { createDurationHistory, parseBuildHistoryCsv, type BuildHistoryRow } from "../services/depgraph/core/history.js";
 import { createScanRecordParser, type ScanRecord } from "../services/depgraph/core/scan-record.js";
 import { PackageTree } from "../services/depgraph/core/tree.js";
