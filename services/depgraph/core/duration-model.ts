@@ -282,13 +282,12 @@ function* predictAll(
     if (slice.tick()) yield;
   }
 
-  // Relatives come from everything known, this platform first.
+  // Relatives come from everything known, on any platform and unscaled:
+  // a relative is a guess already, and most have no common packages to
+  // compare platforms by.
   const byLocation = new Map<string, Relative[]>();
   const byKey = new Map<string, Relative[]>();
-  const platforms = [platform, ...[...tables.keys()].filter((p) => p !== platform)];
-  for (const name of platforms) {
-    const table = tables.get(name);
-    if (table === undefined) continue;
+  for (const table of tables.values()) {
     for (const [pkgname, o] of table) {
       push(byLocation, o.location, { pkgname, ms: o.normalizedMs });
       push(byKey, relativesKey(pkgname), { pkgname, ms: o.normalizedMs });
