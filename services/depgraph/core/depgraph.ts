@@ -4,6 +4,7 @@ import type { ScanRecord } from "./scan-record.js";
 import { EmptyTree, InvalidRequest, StaleLease, UnknownBuild, UnknownPackage, UnknownScan } from "./errors.js";
 import { cycleReason } from "./cycles.js";
 import { Heap } from "./heap.js";
+import { packageFacts } from "./duration-model.js";
 import type { DurationHistory } from "./history.js";
 import { decideIncremental, type BinaryPackageFile } from "./incremental.js";
 import { policies, type PolicyName } from "./priority.js";
@@ -788,9 +789,10 @@ export class DepGraph {
     const dependencies = yield* mapInSlices(packages, (pkg) => pkg.dependencies.map((d) => indexOf.get(d)!));
     const dependents: number[][] = yield* mapInSlices(packages, () => []);
     yield* mapInSlices(dependencies, (deps, i) => deps.forEach((d) => dependents[d]!.push(i)));
-    const typical = this.options.history.typicalMs() ?? this.options.fallbackDurationMs;
-    const expectedMs = yield* mapInSlices(packages, (pkg) =>
-      this.options.history.expectedMs(pkg.record.pkgname, pkg.record.location) ?? (typical * pkg.record.pbulkWeight) / 100);
+    const facts = yield* mapInSlices(packages, (pkg) => packageFacts(pkg.record));
+    const predicted = yield* this.options.history.predict(options.platform, { packages: facts, dependencies, dependents });
+    const expectedMs = yield* mapInSlices(predicted, (p, i) =>
+      Number.isFinite(p.ms) ? p.ms : (this.options.fallbackDurationMs * packages[i]!.record.pbulkWeight) / 100);
     const pbulkWeight = yield* mapInSlices(packages, (pkg) => pkg.record.pbulkWeight);
     const priority = yield* policies[options.policy].priorities({ dependencies, dependents, pbulkWeight, expectedMs });
     yield;
@@ -965,7 +967,7 @@ export class DepGraph {
       if (result.host) job.host = result.host;
       if (result.succeeded) {
         newlyReady += build.succeed(job, { durationMs: result.durationMs, binaryPackage: result.binaryPackage!, logRef: result.logRef, upToDate: result.upToDate, decision: result.decision }, now);
-        if (result.upToDate !== true) this.options.history.record(job.pkg.record.pkgname, job.pkg.record.location, result.durationMs);
+        if (result.upToDate !== true) this.options.history.record(job.pkg.record.pkgname, job.pkg.record.location, result.durationMs, { platform: build.options.platform, host: job.agentId });
       } else {
         newlyBlocked += build.fail(job, { durationMs: result.durationMs, reason: result.failureReason || "build failed", logRef: result.logRef, failedPhase: result.failedPhase }, now);
       }
