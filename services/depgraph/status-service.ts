@@ -40,7 +40,7 @@ const waitKindToWire: Record<WaitKind, WireWaitKind> = {
 
 export function createStatusHandlers(options: StatusHandlerOptions): Pick<ServiceImpl<typeof DepGraphService>, "getBuildStatus" | "explainJob"> {
   const { depgraph, wireBuild } = options;
-  const expectedMs: ExpectedMs = (job) => depgraph.expectedDurationMs(job.pkg);
+  const expectedMs: ExpectedMs = (job) => depgraph.expectedDurationMs(job);
   const withExpected = (build: Build, job: Job): WireJob => {
     const wire = jobToWire(build, job);
     wire.expectedDuration = durationFromMs(Math.round(expectedMs(job)));

@@ -35,7 +35,7 @@ function setUp(withBuild = true) {
   const depgraph = new DepGraph(testDepGraphOptions({ now: clock.now, history }));
   depgraph.tree.replace(TREE.map(record), "tree");
   const build = withBuild ? depgraph.createBuild({ platform: P, mode: "full", policy: undefined, limitTo: [], packagesDir: "", binaryPackages: new Map() }) : undefined!;
-  const expectedMs: ExpectedMs = (job) => depgraph.expectedDurationMs(job.pkg);
+  const expectedMs: ExpectedMs = (job) => depgraph.expectedDurationMs(job);
   return { clock, depgraph, build, expectedMs };
 }
 

@@ -11,7 +11,7 @@ import { policies, type PolicyName } from "./priority.js";
 import { isValidLocation, isValidPkgname } from "./scan-record.js";
 import { ScanRun, type ScanJob, type ScannedLocation, type ScanScope } from "./scan-run.js";
 import { Counter, ITEMS_PER_SLICE, mapInSlices, runSteps, type Steps } from "./steps.js";
-import { PackageTree, prefailReason, type TreeChange, type TreePackage } from "./tree.js";
+import { PackageTree, prefailReason, type TreeChange } from "./tree.js";
 import { quote } from "../../shared/quote.js";
 
 export interface DepGraphOptions {
@@ -244,11 +244,14 @@ export class DepGraph {
   }
 
   /**
-   * expectedDurationMs is how long a package is expected to build, as the
-   * scheduler assumes when it orders a build: its history, else the typical
-   * duration scaled by PBULK_WEIGHT.
+   * expectedDurationMs is how long a job is expected to build: what the
+   * scheduler expected when it ordered the build (the duration model's
+   * measured or predicted time); for a job that joined the build later, its
+   * history, else the typical duration scaled by PBULK_WEIGHT.
    */
-  expectedDurationMs(pkg: TreePackage): number {
+  expectedDurationMs(job: Job): number {
+    if (job.expectedMs !== undefined) return job.expectedMs;
+    const pkg = job.pkg;
     const typical = this.options.history.typicalMs() ?? this.options.fallbackDurationMs;
     return this.options.history.expectedMs(pkg.record.pkgname, pkg.record.location) ?? (typical * pkg.record.pbulkWeight) / 100;
   }
@@ -815,7 +818,7 @@ export class DepGraph {
         : prefail !== "" ? ["prefailed", prefail]
         : upToDate.has(i) && !checkedByHosts ? ["up-to-date", "binary package is current"]
         : ["pending", ""];
-      return { pkg, dependencies: dependencies[i]!, state, reason, cycle: cycle ?? [], priority: priority[i]!, decision: checkedByHosts && upToDate.has(i) ? "" : decision?.reasons[i], restored: restored.get(pkg.record.pkgname) };
+      return { pkg, dependencies: dependencies[i]!, state, reason, cycle: cycle ?? [], priority: priority[i]!, expectedMs: expectedMs[i], decision: checkedByHosts && upToDate.has(i) ? "" : decision?.reasons[i], restored: restored.get(pkg.record.pkgname) };
     });
   }
 
