@@ -137,7 +137,7 @@ describe("pkgfarm farm commands with TLS and tokens", () => {
     assert.match((await farm.run(["agents"], READER)).stdout, /^raw1 .* active /m, "still active");
   });
 
-  test("log -f follows a running job's log until the job ends; build watch of a cancelled build exits 4", async () => {
+  test("log -f follows a running job's log until the job ends; jobs, report and diff of the ended build; build watch of a cancelled build exits 4", async () => {
     agent.send({ case: "log", value: { job: held.job, data: Buffer.from("first line\n"), phase: "build" } });
     await eventually("the first log line", async () => ((await farm.run(["log", build, "cwrappers-20220403"], READER)).stdout.includes("first line") ? true : undefined));
     const following = farm.run(["log", build, "cwrappers-20220403", "-f"], READER);
@@ -153,6 +153,30 @@ describe("pkgfarm farm commands with TLS and tokens", () => {
     const watched = await farm.child(["build", "watch", build], READER);
     assert.equal(watched.code, 3, watched.stdout + watched.stderr);
     assert.match(watched.stdout, /^ {2}failed: cwrappers-20220403 \(pkgtools\/cwrappers\) in build on host test after /m);
+
+    const failedJobs = await farm.child(["jobs", build, "--state", "failed"], READER);
+    assert.equal(failedJobs.code, 0, failedJobs.stderr);
+    assert.match(failedJobs.stdout, /^cwrappers-20220403 +failed +pkgtools\/cwrappers +test +\S+ +build: exited with status 2$/m);
+    // The dispatcher's publisher, which reads depgraph with the operator token, writes the report.
+    const report = await eventually("the report", async () => {
+      const r = await farm.run(["build", "report", build], READER);
+      return r.code === 0 ? r : undefined;
+    }, 20_000);
+    assert.match(report.stdout, /^pkgsrc bulk build report\n/);
+    assert.match(report.stdout, /pkgtools\/cwrappers/);
+    const noToken = await farm.run(["build", "report", build]);
+    assert.equal(noToken.code, 1);
+    assert.match(noToken.stderr, /^pkgfarm build report: UNAUTHENTICATED: pkgfarm\.v1\.DispatcherService\/GetReport needs a token/);
+    // The build before it on the platform is the one cancelled above (cwrappers alone): cwrappers fails now and was
+    // cancelled then; the two packages it blocks were not in that build.
+    const diff = await farm.run(["build", "diff", build, "--json"], READER);
+    assert.equal(diff.code, 0, diff.stderr);
+    const changes = JSON.parse(diff.stdout) as { newlyFailing: Array<{ pkgname: string; state: string; previousState: string }> };
+    assert.deepEqual(changes.newlyFailing.map((e) => [e.pkgname, e.state, e.previousState]), [
+      ["cc-example-1.0", "indirect-failed", undefined],
+      ["zlib-1.3.1", "indirect-failed", undefined],
+      ["cwrappers-20220403", "failed", "cancelled"],
+    ]);
 
     const another = await farm.run(["build", "start", "--platform", "Ghost-1.0-x86_64", "devel/zlib"], OPERATOR);
     const id = /^build (\S+) on /.exec(another.stdout)![1]!;
