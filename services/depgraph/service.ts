@@ -347,7 +347,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         const sorted = build.sortedJobs();
         const jobs = states.size === 0 ? sorted : sorted.filter((j) => states.has(j.state));
         // Every waiting job says why (Job.wait), as ExplainJob would without its chain.
-        const context = explainContext(depgraph, build, (job) => depgraph.expectedDurationMs(job.pkg), options.now());
+        const context = explainContext(depgraph, build, (job) => depgraph.expectedDurationMs(job), options.now());
         const { page, next } = pageOf(jobs, request, JobSchema, (job) => {
           const wire = jobToWire(build, job);
           const wait = waitOf(build, job, context);
@@ -510,7 +510,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
       }));
     },
 
-    ...createStatusHandlers({ depgraph, wireBuild, now: options.now }),
+    ...createStatusHandlers({ depgraph, wireBuild, now: options.now, logger }),
 
     watchJobs(request, ctx) {
       // A reader that takes nothing holds its backlog for as long as its

@@ -1,8 +1,11 @@
 import type { Logger } from "pino";
 import type { DepGraph } from "./core/depgraph.js";
-import type { DurationHistory } from "./core/history.js";
+import type { DurationModel } from "./core/duration-model.js";
 import { createScanRecordParser, formatScanRecord, type ScanRecord } from "./core/scan-record.js";
-import { buildKey, changedKey, scannedKey, decodeState, encodeBuild, encodeHistory, encodeJob, encodeNeeds, historyKey, jobKey, jobKeysOf, locationKey, needsKey } from "./core/state-codec.js";
+import {
+  buildKey, changedKey, scannedKey, decodeState, durationKey, encodeBuild, encodeDuration, encodeHistory, encodeHostSamples, encodeJob, encodeNeeds, historyKey, hostSpeedKey,
+  jobKey, jobKeysOf, locationKey, needsKey,
+} from "./core/state-codec.js";
 import { runSliced } from "./slices.js";
 import type { StateStore } from "./state-store.js";
 
@@ -10,7 +13,7 @@ import type { StateStore } from "./state-store.js";
  * restoreState loads a store into an empty depgraph: the tree, the durations
  * learnt, then every build against that tree. Returns what it found.
  */
-export async function restoreState(store: StateStore, depgraph: DepGraph, history: DurationHistory, logger: Logger): Promise<{ locations: number; builds: number; keys: number; ms: number }> {
+export async function restoreState(store: StateStore, depgraph: DepGraph, history: DurationModel, logger: Logger): Promise<{ locations: number; builds: number; keys: number; ms: number }> {
   const started = performance.now();
   const entries = await store.load();
   const loadMs = Math.round(performance.now() - started);
@@ -34,6 +37,8 @@ export async function restoreState(store: StateStore, depgraph: DepGraph, histor
   const treeMs = Math.round(performance.now() - started) - loadMs;
   for (const row of state.history) history.record(row.pkgname, row.location, row.durationMs);
   for (const row of state.learntNeeds) depgraph.resources.record(row.pkgname, row.location, { memoryBytes: row.memoryBytes, diskBytes: row.diskBytes }, true);
+  // After the old per-PKGNAME keys, so what the model learnt since wins.
+  history.restore(state.durations);
   depgraph.restoreChangeTimes(state.changedAt);
   // In slices, as CreateBuild: a restart restores whole-tree builds.
   for (const build of state.builds) await runSliced(depgraph.restoreBuildSteps(build));
@@ -45,10 +50,11 @@ export async function restoreState(store: StateStore, depgraph: DepGraph, histor
 /**
  * persistState writes every durable change of the core to the store: tree
  * locations as they change, builds as they start or are cancelled, jobs as
- * they are leased, given back or finish, and learnt durations. Returns an
- * unsubscribe function.
+ * they are leased, given back or finish, and learnt durations: with a
+ * duration model, what it learns (per platform, with host speeds), else the
+ * last duration per PKGNAME. Returns an unsubscribe function.
  */
-export function persistState(store: StateStore, depgraph: DepGraph): () => void {
+export function persistState(store: StateStore, depgraph: DepGraph, durations?: DurationModel): () => void {
   const offTree = depgraph.onTreeChange((notice) => {
     const tree = depgraph.platformTree(notice.platform);
     for (const location of notice.locations) {
@@ -73,10 +79,14 @@ export function persistState(store: StateStore, depgraph: DepGraph): () => void 
     const job = depgraph.getBuild(t.buildId).byPkgname.get(t.pkgname)!;
     const doc = encodeJob(job);
     if (doc !== undefined) store.set(jobKey(t.buildId, t.pkgname), doc);
-    if (t.to === "succeeded") store.set(historyKey(t.pkgname), encodeHistory(t.location, job.durationMs));
     // What the build was measured to use (MarkDone learnt it just before this transition).
     const learnt = t.to === "succeeded" || t.to === "failed" ? depgraph.resources.learnt(t.pkgname) : undefined;
     if (learnt !== undefined) store.set(needsKey(t.pkgname), encodeNeeds(t.location, learnt));
+    if (t.to === "succeeded" && durations === undefined) store.set(historyKey(t.pkgname), encodeHistory(t.location, job.durationMs));
+  });
+  const offDurations = durations?.onLearn((learnt) => {
+    store.set(durationKey(learnt.platform, learnt.pkgname), encodeDuration(learnt.observation));
+    if (learnt.host !== undefined) store.set(hostSpeedKey(learnt.platform, learnt.host.name), encodeHostSamples(learnt.host.samples));
   });
   const offForgotten = depgraph.onBuildForgotten((build) => store.forget([buildKey(build.id), jobKeysOf(build.id)]));
   return () => {
@@ -84,6 +94,7 @@ export function persistState(store: StateStore, depgraph: DepGraph): () => void 
     offBuild();
     offJobs();
     offForgotten();
+    offDurations?.();
   };
 }
 

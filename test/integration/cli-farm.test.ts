@@ -167,6 +167,11 @@ describe("pkgfarm farm commands on a plaintext farm", () => {
     assert.equal(against.previousBuildId, first);
     assert.deepEqual(against.stillFailing.map((e) => e.pkgname), ["bison-3.8.2"]);
     assert.deepEqual(against.fixed, []);
+    const none = join(farm.dir, "none.html");
+    const refused = await farm.run(["build", "report", "no-such-build", "--html", none]);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /^pkgfarm build report: NOT_FOUND: no report for build "no-such-build" yet/);
+    assert.equal(existsSync(none), false, "a refusal leaves no empty file");
     const badId = await farm.run(["build", "report", "../../etc"]);
     assert.equal(badId.code, 1);
     assert.match(badId.stderr, /INVALID_ARGUMENT: build_id "\.\.\/\.\.\/etc" is not a build id/);
@@ -252,6 +257,9 @@ describe("pkgfarm farm commands on a plaintext farm", () => {
     const tlsOnHttp = await farm.run(["build", "list", "--tls-ca", join(farm.dir, "none.pem")]);
     assert.equal(tlsOnHttp.code, 2);
     assert.match(tlsOnHttp.stderr, /--tls-ca \(PKGFARM_TLS_CA\): cannot read/);
+    const noList = await farm.run(["build", "start", "--limit", join(farm.dir, "no-such-list")]);
+    assert.equal(noList.code, 2);
+    assert.match(noList.stderr, /^pkgfarm build start: --limit \S+no-such-list: cannot read it: ENOENT\n/);
     const unknownBuild = await farm.run(["build", "status", "no-such-build"]);
     assert.equal(unknownBuild.code, 1);
     assert.match(unknownBuild.stderr, /^pkgfarm build status: NOT_FOUND: no build has id "no-such-build"\n$/);

@@ -84,8 +84,8 @@ describe("pkgfarm farm commands with TLS and tokens", () => {
     const zlib = await farm.run(["why", build, "zlib-1.3.1"], READER);
     assert.equal(zlib.code, 0, zlib.stderr);
     assert.match(zlib.stdout, /^zlib-1\.3\.1 waits for 1 dependency: cc-example-1\.0; the longest chain runs through cc-example-1\.0 → cwrappers-20220403, which is building on host test for \d+s\n/);
-    assert.match(zlib.stdout, /^ {2}waits: dependencies: waits for 1 dependency: cc-example-1\.0$/m);
-    assert.match(zlib.stdout, /chain to the root cause:\n {4}-> cc-example-1\.0 \(devel\/cc-example\) pending\n {4}-> cwrappers-20220403 \(pkgtools\/cwrappers\) leased on host test\n/);
+    assert.match(zlib.stdout, /^ {2}waiting for: cc-example-1\.0$/m);
+    assert.match(zlib.stdout, /what it waits for, down to what runs:\n {4}-> cc-example-1\.0 \(devel\/cc-example\) pending\n {4}-> cwrappers-20220403 \(pkgtools\/cwrappers\) leased on host test\n/);
     const zlibJson = JSON.parse((await farm.run(["why", build, "zlib-1.3.1", "--json"], READER)).stdout) as { wait: { kind: string; dependencies: string[] } };
     assert.deepEqual(zlibJson.wait, { kind: "WAIT_KIND_DEPENDENCIES", dependencies: ["cc-example-1.0"], detail: "waits for 1 dependency: cc-example-1.0" });
 
@@ -126,14 +126,18 @@ describe("pkgfarm farm commands with TLS and tokens", () => {
   test("agents shows the raw agent's host and what it runs; draining needs the operator token", async () => {
     const agents = await farm.child(["agents"], READER);
     assert.equal(agents.code, 0, agents.stderr);
-    assert.match(agents.stdout, /^raw1 +test +Raw-1\.0-x86_64 +active +1\/1 +\d+s ago +0 +cwrappers-20220403$/m);
+    assert.match(agents.stdout, /^raw1 +test +Raw-1\.0-x86_64 +active +1\/1 +\d+s ago +0 +cwrappers-20220403 \(\d+s\)$/m);
+    const json = JSON.parse((await farm.run(["agents", "--json"], READER)).stdout) as { agents: Array<{ jobs: Array<{ job: { pkgname: string; leaseId?: string }; assignTime: string; accepted: boolean; kind: string }> }> };
+    const [job] = json.agents[0]!.jobs;
+    assert.deepEqual([job!.job.pkgname, job!.job.leaseId, job!.accepted, job!.kind], ["cwrappers-20220403", undefined, true, "build"], "no lease id: that is the holder's proof");
+    assert.match(job!.assignTime, /^\d{4}-/);
     const refused = await farm.run(["agents", "drain", "raw1"], READER);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /^pkgfarm agents drain: UNAUTHENTICATED: pkgfarm\.v1\.DispatcherService\/DrainAgent needs the operator token/);
     assert.match((await farm.run(["agents"], READER)).stdout, /^raw1 .* active /m, "still active");
   });
 
-  test("log -f follows a running job's log until the job ends; build watch of a cancelled build exits 4", async () => {
+  test("log -f follows a running job's log until the job ends; jobs, report and diff of the ended build; build watch of a cancelled build exits 4", async () => {
     agent.send({ case: "log", value: { job: held.job, data: Buffer.from("first line\n"), phase: "build" } });
     await eventually("the first log line", async () => ((await farm.run(["log", build, "cwrappers-20220403"], READER)).stdout.includes("first line") ? true : undefined));
     const following = farm.run(["log", build, "cwrappers-20220403", "-f"], READER);
@@ -149,6 +153,30 @@ describe("pkgfarm farm commands with TLS and tokens", () => {
     const watched = await farm.child(["build", "watch", build], READER);
     assert.equal(watched.code, 3, watched.stdout + watched.stderr);
     assert.match(watched.stdout, /^ {2}failed: cwrappers-20220403 \(pkgtools\/cwrappers\) in build on host test after /m);
+
+    const failedJobs = await farm.child(["jobs", build, "--state", "failed"], READER);
+    assert.equal(failedJobs.code, 0, failedJobs.stderr);
+    assert.match(failedJobs.stdout, /^cwrappers-20220403 +failed +pkgtools\/cwrappers +test +\S+ +build: exited with status 2$/m);
+    // The dispatcher's publisher, which reads depgraph with the operator token, writes the report.
+    const report = await eventually("the report", async () => {
+      const r = await farm.run(["build", "report", build], READER);
+      return r.code === 0 ? r : undefined;
+    }, 20_000);
+    assert.match(report.stdout, /^pkgsrc bulk build report\n/);
+    assert.match(report.stdout, /pkgtools\/cwrappers/);
+    const noToken = await farm.run(["build", "report", build]);
+    assert.equal(noToken.code, 1);
+    assert.match(noToken.stderr, /^pkgfarm build report: UNAUTHENTICATED: pkgfarm\.v1\.DispatcherService\/GetReport needs a token/);
+    // The build before it on the platform is the one cancelled above (cwrappers alone): cwrappers fails now and was
+    // cancelled then; the two packages it blocks were not in that build.
+    const diff = await farm.run(["build", "diff", build, "--json"], READER);
+    assert.equal(diff.code, 0, diff.stderr);
+    const changes = JSON.parse(diff.stdout) as { newlyFailing: Array<{ pkgname: string; state: string; previousState: string }> };
+    assert.deepEqual(changes.newlyFailing.map((e) => [e.pkgname, e.state, e.previousState]), [
+      ["cc-example-1.0", "indirect-failed", undefined],
+      ["zlib-1.3.1", "indirect-failed", undefined],
+      ["cwrappers-20220403", "failed", "cancelled"],
+    ]);
 
     const another = await farm.run(["build", "start", "--platform", "Ghost-1.0-x86_64", "devel/zlib"], OPERATOR);
     const id = /^build (\S+) on /.exec(another.stdout)![1]!;

@@ -7,6 +7,7 @@ import { DepGraph } from "../../services/depgraph/core/depgraph.js";
 import { estimateBuild, type ExpectedMs } from "../../services/depgraph/core/estimate.js";
 import { explainJob } from "../../services/depgraph/core/explain.js";
 import { createDurationHistory } from "../../services/depgraph/core/history.js";
+import { buildKey, decodeState, encodeBuild, encodeJob, jobKey } from "../../services/depgraph/core/state-codec.js";
 import { watchBuildEvents, type BuildEvent } from "../../services/depgraph/build-events.js";
 import { fakeClock, record, testDepGraphOptions, type RecordSpec } from "../support/records.js";
 
@@ -34,7 +35,7 @@ function setUp(withBuild = true) {
   const depgraph = new DepGraph(testDepGraphOptions({ now: clock.now, history }));
   depgraph.tree.replace(TREE.map(record), "tree");
   const build = withBuild ? depgraph.createBuild({ platform: P, mode: "full", policy: undefined, limitTo: [], packagesDir: "", binaryPackages: new Map() }) : undefined!;
-  const expectedMs: ExpectedMs = (job) => depgraph.expectedDurationMs(job.pkg);
+  const expectedMs: ExpectedMs = (job) => depgraph.expectedDurationMs(job);
   return { clock, depgraph, build, expectedMs };
 }
 
@@ -134,5 +135,34 @@ describe("build events", () => {
     watchBuildEvents(depgraph, clock.now, (e) => events.push(`${e.kind}:${e.build.state}`));
     depgraph.createBuild({ platform: P, mode: "full", policy: undefined, limitTo: ["misc/needs-broken"], packagesDir: "", binaryPackages: new Map() });
     assert.deepEqual(events, ["started:finished", "ended:finished"]);
+  });
+});
+
+describe("host and start time across a restart", () => {
+  test("a stored job keeps the host that ran it and when it started; one stored before they were kept restores without", () => {
+    const { clock, depgraph, build } = setUp();
+    const [a] = depgraph.nextReadyJobs(P, "dispatcher@x", 1, undefined);
+    const startedAt = clock.now();
+    depgraph.renewLeases([{ buildId: build.id, pkgname: a!.job.pkgname, leaseId: a!.lease.id, agentId: "a1", host: "h1" }], undefined);
+    const entries: [string, string][] = [[buildKey(build.id), encodeBuild(build)]];
+    for (const job of build.jobs) {
+      const doc = encodeJob(job);
+      if (doc !== undefined) entries.push([jobKey(build.id, job.pkgname), doc]);
+    }
+    const decoded = decodeState(entries);
+    assert.deepEqual(decoded.problems, []);
+    const later = new DepGraph(testDepGraphOptions({ now: clock.now }));
+    later.tree.replace(TREE.map(record), "tree");
+    const restored = later.restoreBuild(decoded.builds[0]!).byPkgname.get(a!.job.pkgname)!;
+    assert.deepEqual([restored.state, restored.agentId, restored.host, restored.startedAt], ["leased", "a1", "h1", startedAt]);
+
+    const old = JSON.parse(entries[1]![1]) as Record<string, unknown>;
+    delete old["host"];
+    delete old["startedAt"];
+    const before = decodeState([entries[0]!, [entries[1]![0], JSON.stringify(old)]]);
+    const again = new DepGraph(testDepGraphOptions({ now: clock.now }));
+    again.tree.replace(TREE.map(record), "tree");
+    const plain = again.restoreBuild(before.builds[0]!).byPkgname.get(a!.job.pkgname)!;
+    assert.deepEqual([plain.state, plain.host, plain.startedAt], ["leased", "", undefined]);
   });
 });
