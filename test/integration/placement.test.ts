@@ -40,7 +40,7 @@ const BUILD = `
 const { writeFileSync } = require("node:fs");
 const name = process.env.PKGFARM_PKGNAME;
 console.log("make_jobs=" + process.env.PKGFARM_MAKE_JOBS);
-setTimeout(() => writeFileSync(process.env.PKGFARM_OUTPUT, "package " + name), name.startsWith("heavy") ? 600 : 150);
+setTimeout(() => writeFileSync(process.env.PKGFARM_OUTPUT, "package " + name), name.startsWith("heavy") ? 800 : 150);
 `;
 
 async function waitForBuild(depgraph: Client<typeof DepGraphService>, buildId: string, timeoutMs: number): Promise<Build> {
@@ -137,6 +137,21 @@ describe("placement on loopback", () => {
     assert.equal(why.wait!.detail, "ready; no agent with ≥ 64 GiB memory (the most an agent has is 32 GiB)");
     assert.match(why.summary, /its needs: memory: constraints line 4 \(misc\/huge\)/);
     await depgraph.cancelBuild({ buildId: build!.id });
+  });
+
+  test("a heavy job held by the exclusion rule says so while the other runs", async () => {
+    const { build } = await depgraph.createBuild({ platform: PLATFORM, limitTo: ["misc/heavy-a", "misc/heavy-b"] });
+    // The moment to catch: one heavy job leased on the big agent, the other ready and held.
+    const held = await eventually("a heavy job is held by the exclusion rule", async () => {
+      const { jobs } = await depgraph.listJobs({ buildId: build!.id });
+      const ready = jobs.find((j) => j.state === JobState.READY);
+      if (ready === undefined || !jobs.some((j) => j.state === JobState.LEASED)) return undefined;
+      const why = await depgraph.explainJob({ buildId: build!.id, pkgname: ready.pkgname });
+      return why.wait!.kind === WaitKind.EXCLUSION ? why : undefined;
+    }, 10_000);
+    assert.equal(held.wait!.detail, "ready; held: at most one job of class heavy per agent, and every agent that fits runs one (big)");
+    const finished = await waitForBuild(depgraph, build!.id, 15_000);
+    assert.equal(finished.state, BuildState.FINISHED, "both were built in the end");
   });
 
   test("NextReadyJob with an agent list leases only what fits those agents; an unnamed agent is INVALID_ARGUMENT", async () => {
