@@ -271,7 +271,8 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger, executor
   const session = async (): Promise<boolean> => {
     const mine = createChannel<ConnectRequest>();
     outbox = mine;
-    const running = [...jobs.values()].map((j) => j.job);
+    // With what each was given, so a restarted dispatcher reserves it again.
+    const running = [...jobs.values()].map((j) => create(RunningJobSchema, { ...j.job, needs: j.assignment.needs, makeJobs: j.assignment.makeJobs }));
     mine.push(create(ConnectRequestSchema, {
       message: {
         case: "hello",

@@ -11,7 +11,7 @@ import { createHeartbeatExpiry } from "./heartbeat-expiry.js";
 import type { AgentMessageHandler } from "./agent-messages.js";
 import type { JobControl } from "./job-control.js";
 import { checkHello, type Session, type SessionTable } from "./sessions.js";
-import { resourcesOfHello } from "./resources-wire.js";
+import { needsFromWire, resourcesOfHello } from "./resources-wire.js";
 import { toConnectError } from "./status.js";
 import { refOf, refusal } from "./wire.js";
 
@@ -95,7 +95,9 @@ export function createAgentStreams(options: AgentStreamsOptions): AgentStreams {
       const lost = await depgraph.renewLeases(hello.running.map((j) => ({ ...refOf(j), agentId: agent.id, host: agent.host }))).catch(() => [...hello.running]);
       const lostKeys = new Set(lost.map((l) => `${jobKey(l.buildId, l.pkgname)}\u0000${l.leaseId}`));
       kept = hello.running.filter((j) => !lostKeys.has(`${jobKey(j.buildId, j.pkgname)}\u0000${j.leaseId}`) && registry.holderOf(j.buildId, j.pkgname) === undefined);
-      for (const job of kept.slice(0, agent.slots)) registry.hold(agent, refOf(job), now()).accepted = true;
+      for (const job of kept.slice(0, agent.slots)) {
+        registry.hold(agent, refOf(job), now(), "build", { needs: needsFromWire(job.needs), makeJobs: job.makeJobs }).accepted = true;
+      }
       kept = kept.slice(0, agent.slots);
     }
     session.outbox.push(create(ConnectResponseSchema, {

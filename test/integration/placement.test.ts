@@ -11,13 +11,14 @@ import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { pino } from "pino";
 import { BuildState, DepGraphService, JobState, WaitKind, type Build, type Job } from "../../gen/pkgfarm/v1/depgraph_pb.js";
-import { DispatcherService } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { ConnectRequestSchema, DispatcherService, type ConnectRequest } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
 import { createBuilderAgent, type BuilderAgent } from "../../services/builder-agent/agent.js";
 import { loadAgentConfig, type AgentConfig } from "../../services/builder-agent/config.js";
 import { parseConstraints } from "../../services/depgraph/core/constraints.js";
 import type { RunningDepGraph } from "../../services/depgraph/server.js";
 import { startDispatcherServer, type RunningDispatcher } from "../../services/dispatcher/server.js";
-import { createPkgfarmTransport } from "../../services/shared/index.js";
+import { createChannel, createPkgfarmTransport } from "../../services/shared/index.js";
 import { startTestDepGraph } from "../support/depgraph-server.js";
 import { eventually } from "../support/eventually.js";
 
@@ -152,6 +153,30 @@ describe("placement on loopback", () => {
     assert.equal(held.wait!.detail, "ready; held: at most one job of class heavy per agent, and every agent that fits runs one (big)");
     const finished = await waitForBuild(depgraph, build!.id, 15_000);
     assert.equal(finished.state, BuildState.FINISHED, "both were built in the end");
+  });
+
+  test("an agent re-attaching its running job (a restarted dispatcher) says what it was given, and the dispatcher reserves it again", async () => {
+    const platform = "Reattach-1.0-x86_64";
+    const { build } = await depgraph.createBuild({ platform, limitTo: ["misc/big-b"] });
+    // The job as an agent holds it from before: leased under its name.
+    const [leased] = (await depgraph.nextReadyJob({ platform, agentId: "reattacher" })).assignments;
+    assert.ok(leased !== undefined);
+    const outbox = createChannel<ConnectRequest>();
+    const job = { buildId: leased.buildId, pkgname: leased.package!.pkgname, leaseId: leased.leaseId, needs: leased.needs, makeJobs: 3 };
+    outbox.push(create(ConnectRequestSchema, { message: { case: "hello", value: {
+      agentId: "reattacher", platform, slots: 2, cpus: 8, memoryBytes: BigInt(32 * GiB), diskBytes: BigInt(100 * GiB), running: [job], host: "test", version: "test",
+    } } }));
+    const view = createClient(DispatcherService, createPkgfarmTransport(dispatcher.url));
+    const stream = view.connect(outbox)[Symbol.asyncIterator]();
+    const first = await stream.next();
+    assert.equal(first.value?.message.case, "welcome");
+    assert.deepEqual((first.value!.message.value as { kept: { pkgname: string }[] }).kept.map((k) => k.pkgname), ["big-b-1.0"]);
+    const agent = (await view.listAgents({})).agents.find((a) => a.hello?.agentId === "reattacher")!;
+    assert.equal(Number(agent.memoryReservedBytes), 16 * GiB, "the re-attached job's 16 GiB are reserved again");
+    assert.equal(agent.cpusCommitted, 3);
+    outbox.close();
+    await stream.return?.();
+    await depgraph.cancelBuild({ buildId: build!.id });
   });
 
   test("NextReadyJob with an agent list leases only what fits those agents; an unnamed agent is INVALID_ARGUMENT", async () => {
