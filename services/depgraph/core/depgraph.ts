@@ -1010,7 +1010,7 @@ export class DepGraph {
   /**
    * placementRound starts one NextReadyJob call's placement over the
    * platform's agents. Jobs it passes over stay out of the ready queues
-   * the round ends, so a call that leases many jobs looks at each
+   * until the round ends, so a call that leases many jobs looks at each
    * job that fits nowhere once, not once per job leased. End it before
    * anything else touches the builds (in the same turn of the event loop).
    */
@@ -1037,8 +1037,9 @@ export class DepGraph {
   }
 
   /**
-   * Learns what the build used. A measure can err high (shared pages count
-   * once per process), and a need above every agent would keep the package
+   * Learns what the build used. A measure can err high (where the kernel
+   * has no Pss, shared pages count once per process, and processes peak at
+   * different times), and a need above every agent would keep the package
    * from ever building again, so it is capped at what the agent that ran it
    * has: a package that built on an agent fits that agent.
    */
