@@ -1038,8 +1038,8 @@ export class DepGraph {
 
   /**
    * Learns what the build used. A measure can err high (where the kernel
-   * has no Pss, shared pages count once per process, and processes peak at
-   * different times), and a need above every agent would keep the package
+   * has no Pss, shared pages count once per process), and a need above
+   * every agent would keep the package
    * from ever building again, so it is capped at what the agent that ran it
    * has: a package that built on an agent fits that agent.
    */
