@@ -1039,9 +1039,9 @@ export class DepGraph {
   /**
    * Learns what the build used. A measure can err high (where the kernel
    * has no Pss, shared pages count once per process), and a need above
-   * every agent would keep the package
-   * from ever building again, so it is capped at what the agent that ran it
-   * has: a package that built on an agent fits that agent.
+   * every agent would keep the package from ever building again, so it is
+   * capped at what the agent that ran it has: a package that built on an
+   * agent fits that agent.
    */
   private recordPeaks(job: Job, build: Build, result: JobResult, succeeded: boolean): void {
     const ranOn = this.resources.agentsOf(build.options.platform, this.options.now())?.find((h) => h.id === (result.agentId || job.agentId));
