@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
@@ -34,13 +35,16 @@ const DISPATCHER_PLACEHOLDER = "http://127.0.0.1:1";
  */
 function pkgsrcAgentConfigs(config: UpConfig, agentToken: string): AgentConfig[] | { errors: string[] } {
   const configs: AgentConfig[] = [];
+  // The agents share this host: each would measure, and hand out as
+  // MAKE_JOBS, all of its CPUs.
+  const cpusEach = Math.max(1, Math.floor(availableParallelism() / config.agents));
   for (let i = 1; i <= config.agents; i++) {
     const agentId = `local-${i}`;
     const loaded = loadAgentConfig([
       "--dispatcher", DISPATCHER_PLACEHOLDER, "--id", agentId, "--slots", String(config.slots), "--executor", "pkgsrc", "--tree", config.treeDir,
       "--bootstrap-kit", config.bootstrapKit, "--sandbox", "namespace", "--sandbox-root", join(config.sandboxRoot, agentId),
       "--work-dir", join(config.dataDir, "agents", agentId, "work"), "--cache-dir", join(config.dataDir, "agents", agentId, "cache"),
-      "--labels", "local=true", "--log-level", config.logLevel,
+      "--labels", "local=true", "--log-level", config.logLevel, "--cpus", String(cpusEach),
       ...(config.mkConf === "" ? [] : ["--mk-conf", config.mkConf]),
       ...(config.platform === "" ? [] : ["--platform", config.platform]),
     ], { PKGFARM_AGENT_TOKEN: agentToken });
