@@ -1,86 +1,91 @@
-import { parseArgs } from "node:util";
-import { setTimeout as sleep } from "node:timers/promises";
-import { ConnectError } from "@connectrpc/connect";
-import { BuildMode, BuildState, JobState, type Build } from "../../gen/pkgfarm/v1/depgraph_pb.js";
-import { DEPGRAPH_CLIENT_OPTIONS, DEPGRAPH_CLIENT_USAGE, depgraphClient } from "./depgraph-client.js";
+// `pkgfarm build start` (and the older `pkgfarm build [flags]`, which starts
+// a build and follows it), and the `pkgfarm build ...` group.
+import { BuildMode, BuildState, CreateBuildResponseSchema } from "../../gen/pkgfarm/v1/depgraph_pb.js";
+import { EXIT_OK, EXIT_USAGE, groupUsage, PROCESS_IO, runVerb, UsageError, type CommandIo, type Verb, type VerbContext } from "./command.js";
 import { readLimitedList } from "./limited-list.js";
+import { cancelVerb, listVerb, statusVerb } from "./build-view.js";
+import { diffVerb, reportVerb } from "./build-report.js";
+import { watchBuild, watchVerb, WATCH_EXIT_HELP } from "./build-watch.js";
+import { writeJson } from "./output.js";
 
-const USAGE = `usage: pkgfarm build ${DEPGRAPH_CLIENT_USAGE} [--platform P] [--incremental] [--no-wait]
-                     [--limit FILE | LOCATION...]
+const START_OPTIONS = {
+  platform: { type: "string" as const, default: "" },
+  limit: { type: "string" as const },
+  incremental: { type: "boolean" as const, default: false },
+  "packages-dir": { type: "string" as const, default: "" },
+  watch: { type: "boolean" as const, default: false },
+};
 
-Starts a build on the farm and waits for it to end, printing progress:
-  --limit FILE    a limited list (one location or PKGNAME per line) plus everything it needs;
-                  locations the tree lacks are scanned first (pbulk's limited_list)
-  LOCATION...     the same, on the command line; neither builds the whole tree
-  --incremental   skip packages whose binary package is up to date
+const START_HELP = `Starts a build on the farm and prints its id:
+  --limit FILE      a limited list (one location or PKGNAME per line) plus everything it needs;
+                    locations the tree lacks are scanned first (pbulk's limited_list)
+  LOCATION...       the same, on the command line; neither builds the whole tree
+  --incremental     skip packages whose binary package is up to date
   --packages-dir D  the packages directory (PACKAGES) an incremental build checks (default: depgraph's)
-  --platform P    the agents' platform (default: the only one depgraph has)
-  --no-wait       print the build's id and return
-`;
+  --platform P      the agents' platform (default: the only one depgraph has)
+  --watch           then follow it as pkgfarm build watch does, with its exit status`;
 
-/** runBuild is `pkgfarm build`: CreateBuild, then GetBuild until it ends. */
-export async function runBuild(argv: readonly string[], out: NodeJS.WritableStream): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: [...argv],
-      options: {
-        ...DEPGRAPH_CLIENT_OPTIONS,
-        platform: { type: "string", default: "" },
-        limit: { type: "string" },
-        incremental: { type: "boolean", default: false },
-        "packages-dir": { type: "string", default: "" },
-        "no-wait": { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      allowPositionals: true,
-    });
-  } catch (e) {
-    process.stderr.write(`pkgfarm build: ${e instanceof Error ? e.message : String(e)}\n${USAGE}`);
-    return 2;
+/** startBuild is CreateBuild from the start flags; it prints the new build (or, with --json, the answer). */
+async function startBuild(context: VerbContext, follow: boolean): Promise<number> {
+  const { values, positionals, farm, io, json } = context;
+  if (values["limit"] !== undefined && positionals.length > 0) throw new UsageError("give --limit FILE or locations, not both");
+  const limitTo = values["limit"] !== undefined ? await readLimitedList(values["limit"] as string) : [...positionals];
+  const answer = await farm.depgraph.createBuild({
+    platform: values["platform"] as string,
+    limitTo,
+    mode: values["incremental"] === true ? BuildMode.INCREMENTAL : BuildMode.FULL,
+    packagesDir: values["packages-dir"] as string,
+  });
+  const build = answer.build!;
+  if (json && !follow) writeJson(io.out, CreateBuildResponseSchema, answer);
+  else if (!json) {
+    io.out.write(`build ${build.id} on ${build.platform}${build.state === BuildState.SCANNING ? `: scanning the list's closure first (scan ${build.scanId})` : `: ${build.totalJobs} jobs`}\n`);
   }
-  const { values, positionals } = parsed;
-  if (values.help) {
-    out.write(USAGE);
-    return 0;
-  }
-  if (values.limit !== undefined && positionals.length > 0) {
-    process.stderr.write(`pkgfarm build: give --limit FILE or locations, not both\n${USAGE}`);
-    return 2;
-  }
-  const made = depgraphClient(values);
-  if ("errors" in made) {
-    for (const line of made.errors) process.stderr.write(`pkgfarm build: ${line}\n`);
-    return 2;
-  }
-  const { client } = made;
-  const limitTo = values.limit !== undefined ? await readLimitedList(values.limit) : positionals;
-  try {
-    let build = (await client.createBuild({ platform: values.platform, limitTo, mode: values.incremental ? BuildMode.INCREMENTAL : BuildMode.FULL, packagesDir: values["packages-dir"] })).build!;
-    out.write(`pkgfarm build: build ${build.id} on ${build.platform}${build.state === BuildState.SCANNING ? `: scanning the list's closure first (scan ${build.scanId})` : `: ${build.totalJobs} jobs`}\n`);
-    if (values["no-wait"]) return 0;
-    let said = "";
-    while (build.state === BuildState.RUNNING || build.state === BuildState.SCANNING) {
-      await sleep(1000);
-      build = (await client.getBuild({ buildId: build.id })).build!;
-      const line = summary(build);
-      if (line !== said) out.write(`pkgfarm build: ${line}\n`);
-      said = line;
-    }
-    if (build.problem !== "") out.write(`pkgfarm build: ${build.problem}\n`);
-    const failed = (await client.listJobs({ buildId: build.id, states: [JobState.FAILED] })).jobs;
-    for (const job of failed.slice(0, 50)) out.write(`  failed: ${job.pkgname} (${job.location})${job.failedPhase ? ` in ${job.failedPhase}` : ""}: ${job.reason}\n`);
-    out.write(`pkgfarm build: ${build.state === BuildState.FINISHED ? "finished" : "cancelled"}: ${summary(build)}\n`);
-    return build.state === BuildState.FINISHED ? 0 : 1;
-  } catch (e) {
-    process.stderr.write(`pkgfarm build: ${ConnectError.from(e).message}\n`);
-    return 1;
-  }
+  return follow ? watchBuild(context, build.id) : EXIT_OK;
 }
 
-/** "12 succeeded, 1 failed, ..." of the non-zero job counts. */
-export function summary(build: Build): string {
-  if (build.state === BuildState.SCANNING) return `scanning (scan ${build.scanId})`;
-  const parts = Object.entries(build.jobCounts).filter(([, n]) => n > 0).map(([state, n]) => `${n} ${state.replace("JOB_STATE_", "").toLowerCase().replace("_", "-")}`);
-  return `${build.totalJobs} jobs: ${parts.join(", ")}`;
+export const startVerb: Verb = {
+  name: "build start",
+  synopsis: "[--platform P] [--incremental] [--packages-dir D] [--watch] [--limit FILE | LOCATION...]",
+  help: `${START_HELP}\nWith --watch: ${WATCH_EXIT_HELP}`,
+  options: START_OPTIONS,
+  positionals: { min: 0, max: Infinity },
+  needs: { depgraph: true },
+  run: (context) => startBuild(context, context.values["watch"] === true),
+};
+
+/**
+ * The command before `build start` existed: start and follow. Kept so
+ * `pkgfarm build --limit FILE` in scripts and the README goes on working;
+ * --no-wait is the old way to only start.
+ */
+const legacyVerb: Verb = {
+  name: "build",
+  synopsis: "[--platform P] [--incremental] [--packages-dir D] [--no-wait] [--limit FILE | LOCATION...]",
+  help: `Starts a build and follows it to its end (pkgfarm build start --watch); --no-wait only starts it.\n${START_HELP}\n${WATCH_EXIT_HELP}`,
+  options: { ...START_OPTIONS, "no-wait": { type: "boolean" as const, default: false } },
+  positionals: { min: 0, max: Infinity },
+  needs: { depgraph: true },
+  run: (context) => startBuild(context, context.values["no-wait"] !== true),
+};
+
+const BUILD_VERBS: readonly Verb[] = [startVerb, listVerb, statusVerb, watchVerb, cancelVerb, reportVerb, diffVerb];
+
+const ABOUT = "Builds on a remote farm: start one, see them, follow one, cancel one, read its report.";
+
+/** runBuildGroup is `pkgfarm build ...`: a subcommand, or the older start-and-follow form. */
+export function runBuildGroup(argv: readonly string[], io: CommandIo = PROCESS_IO, signal?: AbortSignal): Promise<number> {
+  const [word, ...rest] = argv;
+  const verb = BUILD_VERBS.find((v) => v.name === `build ${word}`);
+  if (verb !== undefined) return runVerb(verb, rest, io, signal);
+  if (word === "help" || (argv.length === 1 && (word === "--help" || word === "-h"))) {
+    io.out.write(groupUsage("build", BUILD_VERBS, ABOUT));
+    io.out.write(`\npkgfarm build [--limit FILE | LOCATION...] (no COMMAND) starts a build and follows it, as before.\n`);
+    return Promise.resolve(EXIT_OK);
+  }
+  if (word !== undefined && !word.startsWith("-") && !word.includes("/") && /^[a-z]+$/.test(word)) {
+    io.err.write(`pkgfarm build: unknown command "${word}" (a location has a slash, e.g. devel/gmake)\n${groupUsage("build", BUILD_VERBS, ABOUT)}`);
+    return Promise.resolve(EXIT_USAGE);
+  }
+  return runVerb(legacyVerb, argv, io, signal);
 }

@@ -6,7 +6,11 @@ import { runUp } from "./up.js";
 import { runImport } from "./import.js";
 import { runPublish } from "./publish.js";
 import { runScan } from "./scan.js";
-import { runBuild } from "./build.js";
+import { runBuildGroup } from "./build.js";
+import { runAgentsGroup } from "./agents.js";
+import { PROCESS_IO, runVerb } from "./command.js";
+import { jobsVerb, whyVerb } from "./jobs.js";
+import { logVerb } from "./log.js";
 
 const USAGE = `usage: pkgfarm COMMAND [options]
 
@@ -15,8 +19,16 @@ commands:
   import [--server URL] [--locations] [--max-removed-share S] FILE
                                                               stream a pbulk-index scan (gzip or plain) to depgraph
   publish [--nats URL] --records FILE | --changed-files FILE  put package-metadata changes on NATS for depgraph
-  scan [--server URL] (--all | --limit FILE | LOCATION...)    scan a platform's tree on its agents, and wait
-  build [--server URL] [--limit FILE] [--incremental]         start a build on the farm, and wait
+  scan [--platform P] (--all | --limit FILE | LOCATION...)  scan a platform's tree on its agents, and wait
+  build start [--platform P] [--limit FILE | LOCATION...] [--incremental] [--watch]
+                                                              start a build on the farm
+  build list | status BUILD | watch BUILD | cancel BUILD      the farm's builds: list, where one stands (ETA), follow one
+  build report BUILD [--html FILE] | diff BUILD [OTHER]      a build's report, what changed between two builds
+  build [--limit FILE | LOCATION...]                          start a build and follow it (build start --watch)
+  jobs BUILD [--state S]                                      a build's jobs
+  why BUILD PKG                                               why a job is not running, or why it failed
+  log BUILD PKG [--phase P] [-f]                              a job's build log (-f follows it)
+  agents | agents drain ID                                    the dispatcher's agents; take one out of service
   dispatcher [--port N] [--depgraph URL] [--data-dir DIR] ... run the dispatcher
   agent [--dispatcher URL] [--build-command CMD] [--slots N]  run a builder agent
   up [--incremental] [--agents N] [--tree DIR] [--executor pkgsrc --bootstrap-kit FILE] [--limit FILE] ...
@@ -27,6 +39,12 @@ pkgfarm COMMAND --help tells a command's options.
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
+  // The farm commands end what they follow (build watch, log -f) on the first Ctrl-C.
+  const interrupted = new AbortController();
+  const farmCommand = ["scan", "build", "jobs", "why", "log", "agents"].includes(command ?? "");
+  if (farmCommand) {
+    for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => interrupted.abort());
+  }
   switch (command) {
     case "depgraph":
       return runDepGraph(rest);
@@ -35,9 +53,17 @@ async function main(argv: string[]): Promise<number> {
     case "publish":
       return runPublish(rest, process.stdout);
     case "scan":
-      return runScan(rest, process.stdout);
+      return runScan(rest, PROCESS_IO, interrupted.signal);
     case "build":
-      return runBuild(rest, process.stdout);
+      return runBuildGroup(rest, PROCESS_IO, interrupted.signal);
+    case "jobs":
+      return runVerb(jobsVerb, rest, PROCESS_IO, interrupted.signal);
+    case "why":
+      return runVerb(whyVerb, rest, PROCESS_IO, interrupted.signal);
+    case "log":
+      return runVerb(logVerb, rest, PROCESS_IO, interrupted.signal);
+    case "agents":
+      return runAgentsGroup(rest, PROCESS_IO, interrupted.signal);
     case "dispatcher":
       return runDispatcher(rest);
     case "agent":

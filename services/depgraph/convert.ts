@@ -133,6 +133,8 @@ export function jobToWire(build: Build, job: Job): WireJob {
     multiVersion: job.pkg.record.multiVersion,
     failedPhase: job.failedPhase,
     decision: job.decision,
+    host: job.host,
+    startTime: job.startedAt === undefined ? undefined : timestampFromMs(job.startedAt),
   });
 }
 
@@ -182,5 +184,6 @@ export function transitionToWire(t: JobTransition): WatchJobsResponse {
     reason: t.reason,
     time: timestampFromMs(t.time),
     agentId: t.agentId,
+    host: t.host,
   });
 }

@@ -1,5 +1,6 @@
 // The NATS adapter that announces job transitions for dashboards and
-// notifications (DESIGN.md, "NATS subjects": pkgfarm.build.<build>.job.<state>).
+// notifications (DESIGN.md, "NATS subjects": pkgfarm.build.<build>.job.<state>),
+// and builds starting and ending (pkgfarm.build.<build>.started / .ended).
 //
 // This is core NATS, not JetStream: an event is a notification, not a record.
 // The durable truth is depgraph's own state (WatchJobs, GetBuild); a dashboard
@@ -9,7 +10,8 @@ import { toJsonString } from "@bufbuild/protobuf";
 import { Events, type NatsConnection } from "nats";
 import type { Logger } from "pino";
 import { WatchJobsResponseSchema } from "../../gen/pkgfarm/v1/depgraph_pb.js";
-import { transitionToWire } from "./convert.js";
+import { buildEventToWire, watchBuildEvents, type BuildEvent } from "./build-events.js";
+import { buildToWire, transitionToWire } from "./convert.js";
 import type { JobState, JobTransition } from "./core/build.js";
 import type { DepGraph } from "./core/depgraph.js";
 
@@ -65,6 +67,15 @@ function subjectToken(s: string): string {
  */
 export function jobEventSubject(prefix: string, buildId: string, state: JobState): string {
   return `${prefix}.build.${subjectToken(buildId)}.job.${subjectToken(state)}`;
+}
+
+/**
+ * buildEventSubject is the subject a build's start or end is published on,
+ * `<prefix>.build.<buildId>.started` or `.ended`; `<prefix>.build.*.ended`
+ * picks every build's end.
+ */
+export function buildEventSubject(prefix: string, buildId: string, kind: BuildEvent["kind"]): string {
+  return `${prefix}.build.${subjectToken(buildId)}.${kind}`;
 }
 
 interface JobEvent {
@@ -150,6 +161,25 @@ export function startJobEventPublisher(options: JobEventPublisherOptions): JobEv
       warnRateLimited({ err, buildId: t.buildId, pkgname: t.pkgname }, "job event not encoded");
       return;
     }
+    enqueue(event);
+  };
+
+  const onBuildEvent = (e: BuildEvent): void => {
+    let event: JobEvent;
+    try {
+      const build = buildToWire(e.build);
+      build.problem = depgraph.buildProblem(e.build.id);
+      build.scanId = depgraph.buildScan(e.build.id);
+      event = { subject: buildEventSubject(prefix, e.build.id, e.kind), payload: toJsonString(WatchJobsResponseSchema, buildEventToWire(e, build)) };
+    } catch (err) {
+      failed++;
+      warnRateLimited({ err, buildId: e.build.id }, "build event not encoded");
+      return;
+    }
+    enqueue(event);
+  };
+
+  const enqueue = (event: JobEvent): void => {
     // A closed connection will not come back: send, so the refusal is counted.
     if (connected || nc.isClosed()) {
       send(event);
@@ -184,7 +214,12 @@ export function startJobEventPublisher(options: JobEventPublisherOptions): JobEv
     logger.error({ err }, "watching the NATS connection status failed");
   });
 
-  const unsubscribe = depgraph.onTransition(onTransition);
+  const offTransitions = depgraph.onTransition(onTransition);
+  const offBuildEvents = watchBuildEvents(depgraph, Date.now, onBuildEvent);
+  const unsubscribe = () => {
+    offTransitions();
+    offBuildEvents();
+  };
 
   const stop = async (timeoutMs: number): Promise<void> => {
     unsubscribe();

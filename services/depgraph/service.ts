@@ -42,6 +42,8 @@ import { MAX_PAGE_SIZE, pageOf } from "./paging.js";
 import { pushInSlices, runSliced } from "./slices.js";
 import { runScanHelper, type ScanHelperOptions } from "./scan-helper.js";
 import { toConnectError } from "./status.js";
+import { buildEventToWire, watchBuildEvents } from "./build-events.js";
+import { createStatusHandlers } from "./status-service.js";
 import { checkRemovedShare, checkWhole, maxRemovedShareFromWire } from "./core/import-guard.js";
 import { estimatePackageBytes, packagePage, pageSizeFromWire } from "./package-pages.js";
 import { quote } from "../shared/quote.js";
@@ -83,7 +85,10 @@ export interface DepGraphServiceOptions {
 export const DEFAULT_WATCH_BACKLOG_BYTES = 8 * 1024 * 1024;
 
 function transitionBytes(t: WatchJobsResponse): number {
-  return 64 + t.buildId.length + t.pkgname.length + t.location.length + t.reason.length + t.agentId.length;
+  // A build event carries the build: its counts and its limit list.
+  const build = t.buildEvent?.build;
+  const buildBytes = build === undefined ? 0 : 512 + build.limitTo.reduce((n, s) => n + s.length + 2, 0) + build.problem.length;
+  return 64 + t.buildId.length + t.pkgname.length + t.location.length + t.reason.length + t.agentId.length + t.host.length + buildBytes;
 }
 
 /** A whole pkgsrc scan is about 60 MB of text; four times that is still an import, more is not. */
@@ -400,6 +405,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
             failureReason: r.failureReason,
             failedPhase: r.failedPhase,
             agentId: r.agentId,
+            host: r.host,
           };
         });
         for (const r of results) {
@@ -472,6 +478,8 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
       }));
     },
 
+    ...createStatusHandlers({ depgraph, wireBuild, now: options.now }),
+
     watchJobs(request, ctx) {
       // A reader that takes nothing holds its backlog for as long as its
       // connection lives: it is cut off once a transition waits too long.
@@ -495,9 +503,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
     let wake: (() => void) | undefined;
     let overflowed = false;
     const maxBytes = options.maxWatchBacklogBytes ?? DEFAULT_WATCH_BACKLOG_BYTES;
-    const unsubscribe = depgraph.onTransition((t) => {
-      if (overflowed || (request.buildId !== "" && t.buildId !== request.buildId)) return;
-      const message = transitionToWire(t);
+    const queue = (message: WatchJobsResponse) => {
       backlogBytes += transitionBytes(message);
       if (backlog.length >= options.maxWatchBacklog || backlogBytes > maxBytes) {
         // What is queued is of no use to a watcher that must re-read the build anyway.
@@ -508,6 +514,14 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         backlog.push(message);
       }
       wake?.();
+    };
+    const offTransitions = depgraph.onTransition((t) => {
+      if (overflowed || (request.buildId !== "" && t.buildId !== request.buildId)) return;
+      queue(transitionToWire(t));
+    });
+    const offBuildEvents = watchBuildEvents(depgraph, options.now, (event) => {
+      if (overflowed || (request.buildId !== "" && event.build.id !== request.buildId)) return;
+      queue(buildEventToWire(event, wireBuild(event.build)));
     });
     const onAbort = () => wake?.();
     ctx.signal.addEventListener("abort", onAbort);
@@ -526,7 +540,8 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
         wake = undefined;
       }
     } finally {
-      unsubscribe();
+      offTransitions();
+      offBuildEvents();
       ctx.signal.removeEventListener("abort", onAbort);
     }
   }
@@ -555,7 +570,7 @@ function capProblems(problems: ScanProblem[]): ScanProblem[] {
 
 
 function leaseRefFromWire(ref: WireLeaseRef): LeaseRef {
-  return { buildId: ref.buildId, pkgname: ref.pkgname, leaseId: ref.leaseId, agentId: ref.agentId };
+  return { buildId: ref.buildId, pkgname: ref.pkgname, leaseId: ref.leaseId, agentId: ref.agentId, host: ref.host };
 }
 
 function leaseRefToWire(ref: LeaseRef): { buildId: string; pkgname: string; leaseId: string } {

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ReturnReason } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { ConnectResponseSchema, type ConnectRequest } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
-import type { AgentRegistry } from "./core/registry.js";
+import type { AgentRegistry, HeldJob } from "./core/registry.js";
 import type { JobControl } from "./job-control.js";
 import type { LogStore } from "./log-store.js";
 import type { DispatcherMetrics } from "./metrics.js";
@@ -27,6 +27,8 @@ export interface AgentMessageOptions {
    */
   readonly unacceptedGraceMs: number;
   readonly metrics?: DispatcherMetrics;
+  /** Called when the agent starts a job, to tell depgraph where it runs. */
+  readonly onAccepted?: (job: HeldJob) => void;
 }
 
 /**
@@ -74,6 +76,7 @@ export function createAgentMessageHandler(options: AgentMessageOptions): AgentMe
         const held = registry.held(agent, refOf(request.message.value.job));
         held.accepted = true;
         metrics?.jobAccepted(held, agent.platform);
+        options.onAccepted?.(held);
         return;
       }
       case "log": {

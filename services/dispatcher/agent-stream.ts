@@ -78,7 +78,7 @@ export function createAgentStreams(options: AgentStreamsOptions): AgentStreams {
     const { platform } = checkHello(hello);
     const agent = (() => {
       try {
-        return registry.register({ id: hello.agentId, platform, slots: hello.slots, scans: hello.scans }, now());
+        return registry.register({ id: hello.agentId, platform, slots: hello.slots, scans: hello.scans, host: hello.host }, now());
       } catch (e) {
         throw toConnectError(e);
       }
@@ -91,7 +91,7 @@ export function createAgentStreams(options: AgentStreamsOptions): AgentStreams {
     // restarted) are kept if depgraph still has their leases.
     let kept: RunningJob[] = [];
     if (hello.running.length > 0) {
-      const lost = await depgraph.renewLeases(hello.running.map((j) => ({ ...refOf(j), agentId: agent.id }))).catch(() => [...hello.running]);
+      const lost = await depgraph.renewLeases(hello.running.map((j) => ({ ...refOf(j), agentId: agent.id, host: agent.host }))).catch(() => [...hello.running]);
       const lostKeys = new Set(lost.map((l) => `${jobKey(l.buildId, l.pkgname)}\u0000${l.leaseId}`));
       kept = hello.running.filter((j) => !lostKeys.has(`${jobKey(j.buildId, j.pkgname)}\u0000${j.leaseId}`) && registry.holderOf(j.buildId, j.pkgname) === undefined);
       for (const job of kept.slice(0, agent.slots)) registry.hold(agent, refOf(job), now()).accepted = true;

@@ -16,7 +16,7 @@ import {
 } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 
 /** LeaseKey names a lease; agentId, when given, tells depgraph which build host runs the job. */
-export type LeaseKey = Pick<LeaseRef, "buildId" | "pkgname" | "leaseId"> & { readonly agentId?: string };
+export type LeaseKey = Pick<LeaseRef, "buildId" | "pkgname" | "leaseId"> & { readonly agentId?: string; readonly host?: string };
 
 /**
  * DepGraphLink is everything the dispatcher asks of depgraph. Results from
@@ -114,7 +114,7 @@ export function createDepGraphLink(options: DepGraphLinkOptions): DepGraphLink {
   };
 
   const leaseRefs = (leases: readonly LeaseKey[]) =>
-    leases.map((l) => create(LeaseRefSchema, { buildId: l.buildId, pkgname: l.pkgname, leaseId: l.leaseId, agentId: l.agentId ?? "" }));
+    leases.map((l) => create(LeaseRefSchema, { buildId: l.buildId, pkgname: l.pkgname, leaseId: l.leaseId, agentId: l.agentId ?? "", host: l.host ?? "" }));
 
   return {
     async nextReadyJobs(platform, maxJobs, signal, includeScanJobs = false) {

@@ -85,7 +85,7 @@ export function createResultRelay(options: ResultRelayOptions): ResultRelay {
       const held = registry.held(session.agent, refOf(finished.job));
       const durationMsValue = finished.duration === undefined ? 0 : Math.round(durationMs(finished.duration));
       const result: Parameters<DepGraphLink["markDone"]>[0] = {
-        buildId: held.buildId, pkgname: held.pkgname, leaseId: held.leaseId, agentId: held.agentId, outcome: finished.outcome,
+        buildId: held.buildId, pkgname: held.pkgname, leaseId: held.leaseId, agentId: held.agentId, host: held.host, outcome: finished.outcome,
         duration: durationFromMs(durationMsValue), logRef: logs.logRef(held.buildId, held.pkgname), failureReason: "",
         failedPhase: finished.failedPhase, decision: finished.decision,
       };

@@ -68,6 +68,7 @@ export async function startDispatcherServer(config: DispatcherConfig, logger: Lo
     metrics: metrics === undefined ? undefined : createDispatcherMetrics(metrics.registry),
     maxAgents: config.maxAgents,
     streamStallMs: config.streamStallMs,
+    reportsRoot: config.reportsRoot ?? join(config.logsRoot, "reports"),
   });
   if (metrics !== undefined) registerAgentMetrics(metrics.registry, service.registry);
   const server = await startGrpcService({

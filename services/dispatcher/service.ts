@@ -5,7 +5,7 @@ import { createAgentMessageHandler } from "./agent-messages.js";
 import { createAgentStreams } from "./agent-stream.js";
 import { createAgentsView } from "./agents-view.js";
 import { createAssigner } from "./assigner.js";
-import { AgentRegistry } from "./core/registry.js";
+import { AgentRegistry, type HeldJob } from "./core/registry.js";
 import type { DepGraphLink } from "./depgraph-link.js";
 import { createDownloadHandler, createReadLogHandler } from "./downloads.js";
 import { createJobControl } from "./job-control.js";
@@ -14,7 +14,9 @@ import type { LogStore } from "./log-store.js";
 import type { DispatcherMetrics } from "./metrics.js";
 import type { PackageStore } from "./package-store.js";
 import { createPullers } from "./puller.js";
+import { createReportHandler } from "./report-reader.js";
 import { createResultRelay } from "./results.js";
+import { createStartNotices } from "./start-notices.js";
 import { SessionTable } from "./sessions.js";
 import { createUploadHandler, UploadLedger } from "./uploads.js";
 
@@ -34,6 +36,8 @@ export interface DispatcherServiceOptions {
   readonly metrics?: DispatcherMetrics;
   /** Longest a ReadLog chunk may wait for its reader before the stream is cut off (default DEFAULT_STALL_MS). */
   readonly streamStallMs?: number;
+  /** `<data-dir>/reports`, where the build publisher writes each build's reports (GetReport reads them); none: GetReport answers NOT_FOUND. */
+  readonly reportsRoot?: string;
 }
 
 export interface RunningDispatcherService {
@@ -64,13 +68,12 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
   const assigner = createAssigner({ registry, sessions, logs, jobs, logger, now, metrics });
   const pullers = createPullers({ registry, depgraph, logger, signal: root.signal, place: assigner.place });
   const results = createResultRelay({ registry, uploads, packages, logs, depgraph, jobs, wake, metrics });
-  const renewer = startLeaseRenewer({
-    registry, depgraph, logger, everyMs: options.renewEveryMs,
-    onLost: (job) => jobs.cancel(job, "the lease is no longer held (build cancelled, or the job was given to another agent)"),
-  });
+  const onLost = (job: HeldJob) => jobs.cancel(job, "the lease is no longer held (build cancelled, or the job was given to another agent)");
+  const renewer = startLeaseRenewer({ registry, depgraph, logger, everyMs: options.renewEveryMs, onLost });
+  const starts = createStartNotices({ depgraph, logger, onLost });
   const streams = createAgentStreams({
     registry, sessions, depgraph, jobs, wake, logger, now,
-    onMessage: createAgentMessageHandler({ registry, logs, jobs, results, wake, now, metrics, unacceptedGraceMs: Math.max(options.heartbeatIntervalMs, options.heartbeatTimeoutMs) }),
+    onMessage: createAgentMessageHandler({ registry, logs, jobs, results, wake, now, metrics, unacceptedGraceMs: Math.max(options.heartbeatIntervalMs, options.heartbeatTimeoutMs), onAccepted: starts.accepted }),
     heartbeatIntervalMs: options.heartbeatIntervalMs,
     heartbeatTimeoutMs: options.heartbeatTimeoutMs,
     maxAgents: options.maxAgents,
@@ -82,6 +85,7 @@ export function createDispatcherService(options: DispatcherServiceOptions): Runn
     downloadPackage: createDownloadHandler(packages),
     readLog: createReadLogHandler(logs, { stallMs: options.streamStallMs, logger }),
     ...createAgentsView(registry, sessions),
+    getReport: createReportHandler({ reportsRoot: options.reportsRoot, stallMs: options.streamStallMs, logger }),
   };
 
   return {

@@ -119,7 +119,7 @@ export function createUploadHandler(options: UploadHandlerOptions): UploadHandle
         const why = corrupt ? `uploaded package is corrupt: ${error.rawMessage}` : `upload refused (${grpcCodeName(error.code)}): ${error.rawMessage}`;
         log.warn({ err: error.rawMessage, code: Code[error.code] }, "upload refused; the job fails");
         jobs.cancel(held, `upload refused: ${error.rawMessage}`);
-        void depgraph.markDone({ buildId: held.buildId, pkgname: held.pkgname, leaseId: held.leaseId, agentId: held.agentId, outcome: JobOutcome.FAILED,
+        void depgraph.markDone({ buildId: held.buildId, pkgname: held.pkgname, leaseId: held.leaseId, agentId: held.agentId, host: held.host, outcome: JobOutcome.FAILED,
           logRef: logs.logRef(held.buildId, held.pkgname), failureReason: why, failedPhase: "upload", decision: "" })
           .catch((err) => log.warn({ err }, "depgraph refused the failure"));
         break;

@@ -1,8 +1,9 @@
-import { toBinary, type DescExtension, type DescFile, type DescMessage, type FileRegistry } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { fromBinary, toBinary, type DescExtension, type DescFile, type DescMessage, type FileRegistry } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { ServerReflection as ServerReflectionV1 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { sourceInfoDescriptorSet } from "../../gen/source_info.js";
 
 /** A reflection request's oneof, shaped alike in v1 and v1alpha. */
 type ReflectionQuery =
@@ -158,10 +159,28 @@ function describeFile(file: DescFile | undefined, what: string): ReflectionAnswe
 
 const serializedFiles = new WeakMap<DescFile, Uint8Array>();
 
+/**
+ * serializedFile is the descriptor reflection sends for a file: the one
+ * with source_code_info (its comments) that `buf generate` keeps in
+ * gen/source_info.ts when the file is one of proto/, so `grpcurl describe`
+ * and `buf curl` show the documentation; otherwise (the well-known types)
+ * the one the generated code embeds, which has none.
+ */
 function serializedFile(file: DescFile): Uint8Array {
   let bytes = serializedFiles.get(file);
-  if (bytes === undefined) serializedFiles.set(file, (bytes = toBinary(FileDescriptorProtoSchema, file.proto)));
+  if (bytes === undefined) serializedFiles.set(file, (bytes = documentedFiles().get(file.proto.name) ?? toBinary(FileDescriptorProtoSchema, file.proto)));
   return bytes;
+}
+
+let documented: ReadonlyMap<string, Uint8Array> | undefined;
+
+/** The files of proto/ with their comments, by file name, decoded on first use. */
+function documentedFiles(): ReadonlyMap<string, Uint8Array> {
+  if (documented === undefined) {
+    const set = fromBinary(FileDescriptorSetSchema, Buffer.from(sourceInfoDescriptorSet, "base64"));
+    documented = new Map(set.file.map((f) => [f.name ?? "", toBinary(FileDescriptorProtoSchema, f)]));
+  }
+  return documented;
 }
 
 function notFound(what: string): ReflectionAnswer {

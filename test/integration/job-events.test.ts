@@ -4,7 +4,7 @@ import { after, before, test } from "node:test";
 import { connect, Events, type Msg, type NatsConnection, type Subscription } from "nats";
 import { pino, type Logger } from "pino";
 import { DepGraph } from "../../services/depgraph/core/depgraph.js";
-import { jobEventSubject, startJobEventPublisher } from "../../services/depgraph/job-events.js";
+import { buildEventSubject, jobEventSubject, startJobEventPublisher } from "../../services/depgraph/job-events.js";
 import { record, testDepGraphOptions, type RecordSpec } from "../support/records.js";
 import { startNatsServer, type TestNatsServer } from "../support/nats-server.js";
 
@@ -115,7 +115,7 @@ function captureLogger(): { logger: Logger; lines: Record<string, unknown>[] } {
 test("each transition is published on <prefix>.build.<build>.job.<state> as protobuf JSON", async () => {
   const pubNc = await connect({ servers: ns.url });
   const subNc = await connect({ servers: ns.url });
-  const inbox = new Inbox(subNc, "pkgfarm.build.>");
+  const inbox = new Inbox(subNc, "pkgfarm.build.*.job.>");
   await subNc.flush(); // the SUB is in place before anything is published
   const depgraph = newDepGraph();
   const { logger } = captureLogger();
@@ -141,7 +141,7 @@ test("each transition is published on <prefix>.build.<build>.job.<state> as prot
     assert.equal(leased["location"], "devel/zlib");
     assert.equal(leased["agentId"], "agent-1");
     assert.equal(typeof leased["time"], "string", "a Timestamp is an RFC 3339 string in JSON");
-    assert.equal(publisher.published, 3);
+    assert.equal(publisher.published, 4, "the three transitions and the build's start");
     assert.equal(publisher.failed, 0);
 
     // Stopped: later transitions are not published.
@@ -149,7 +149,7 @@ test("each transition is published on <prefix>.build.<build>.job.<state> as prot
     await pubNc.flush();
     await subNc.flush();
     assert.equal(inbox.pending, 0);
-    assert.equal(publisher.published, 3);
+    assert.equal(publisher.published, 4);
   } finally {
     await pubNc.close();
     await subNc.close();
@@ -158,7 +158,7 @@ test("each transition is published on <prefix>.build.<build>.job.<state> as prot
 
 test("a subject prefix is used as given, and unsafe build id characters become '_'", async () => {
   const pubNc = await connect({ servers: ns.url });
-  const inbox = new Inbox(pubNc, "farm2.build.>");
+  const inbox = new Inbox(pubNc, "farm2.build.*.job.>");
   await pubNc.flush();
   const depgraph = newDepGraph(() => "odd.id *>x");
   const publisher = startJobEventPublisher({ nc: pubNc, depgraph, logger: captureLogger().logger, subjectPrefix: "farm2" });
@@ -180,7 +180,7 @@ test("events raised while NATS is down arrive after it comes back", async () => 
   // The observer shares the publisher's connection: on reconnect nats.js re-sends
   // its SUBs before the publisher sends the kept events, so they cannot slip past
   // a subscriber that has not reconnected yet (a separate observer could race).
-  const inbox = new Inbox(pubNc, "pkgfarm.build.>");
+  const inbox = new Inbox(pubNc, "pkgfarm.build.*.job.>");
   await pubNc.flush();
   const depgraph = newDepGraph();
   const publisher = startJobEventPublisher({ nc: pubNc, depgraph, logger: captureLogger().logger });
@@ -195,8 +195,10 @@ test("events raised while NATS is down arrive after it comes back", async () => 
     const curl = leaseOne(depgraph, "curl-8.11.1");
     markDone(depgraph, curl, false);
     assert.equal(depgraph.listBuilds()[0]!.byPkgname.get("app-1.0")!.state, "indirect-failed", "depgraph went on");
-    assert.equal(publisher.published, 3);
-    assert.equal(publisher.buffered, 3, "the outage's events are kept");
+    // The build's end is announced once the call that ended it is over.
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(publisher.published, 4, "three transitions and the build's start");
+    assert.equal(publisher.buffered, 4, "the outage's events are kept: three transitions and the build's end");
 
     const reconnected = statusSeen(pubNc, Events.Reconnect);
     await ns.restart();
@@ -207,7 +209,7 @@ test("events raised while NATS is down arrive after it comes back", async () => 
       [`pkgfarm.build.${buildId}.job.failed`, "curl-8.11.1", "JOB_STATE_LEASED", "JOB_STATE_FAILED"],
       [`pkgfarm.build.${buildId}.job.indirect-failed`, "app-1.0", "JOB_STATE_PENDING", "JOB_STATE_INDIRECT_FAILED"],
     ]);
-    assert.equal(publisher.published, 6);
+    assert.equal(publisher.published, 8);
     assert.equal(publisher.buffered, 0);
     assert.equal(publisher.failed, 0);
     await publisher.stop(2_000);
@@ -250,9 +252,68 @@ test("a refused publish is counted and logged at most once per 10 s, never throw
   markDone(depgraph, leaseOne(depgraph, "zlib-1.3.1"), true);
   assert.equal(depgraph.listBuilds()[0]!.byPkgname.get("zlib-1.3.1")!.state, "succeeded");
   assert.equal(publisher.published, 0);
-  assert.equal(publisher.failed, 3);
+  assert.equal(publisher.failed, 4, "the build's start and three transitions");
   const warnings = lines.filter((l) => l["msg"] === "job event not published");
   assert.equal(warnings.length, 1);
-  assert.equal(warnings[0]!["subject"], `pkgfarm.build.${depgraph.listBuilds()[0]!.id}.job.leased`);
+  assert.equal(warnings[0]!["subject"], buildEventSubject("pkgfarm", depgraph.listBuilds()[0]!.id, "started"));
   await publisher.stop(100); // resolves on a closed connection
+});
+
+test("a build's start and end are published on <prefix>.build.<build>.started and .ended, with its state and counts", async () => {
+  const nc = await connect({ servers: ns.url });
+  const inbox = new Inbox(nc, "pkgfarm.build.*.*");
+  await nc.flush();
+  const depgraph = newDepGraph();
+  const publisher = startJobEventPublisher({ nc, depgraph, logger: captureLogger().logger });
+  try {
+    const buildId = createBuild(depgraph);
+    const [started] = await inbox.take(1);
+    assert.equal(started!.subject, `pkgfarm.build.${buildId}.started`);
+    const startedEvent = started!.json["buildEvent"] as { kind: string; build: { id: string; state: string; totalJobs: number } };
+    assert.equal(startedEvent.kind, "BUILD_EVENT_KIND_STARTED");
+    assert.equal(startedEvent.build.id, buildId);
+    assert.equal(startedEvent.build.state, "BUILD_STATE_RUNNING");
+    assert.equal(startedEvent.build.totalJobs, 3);
+    assert.equal(started!.json["pkgname"], undefined, "a build event carries no job");
+
+    markDone(depgraph, leaseOne(depgraph, "zlib-1.3.1"), true);
+    markDone(depgraph, leaseOne(depgraph, "curl-8.11.1"), false);
+    const [ended] = await inbox.take(1);
+    assert.equal(ended!.subject, `pkgfarm.build.${buildId}.ended`);
+    const endedEvent = ended!.json["buildEvent"] as { kind: string; build: { state: string; jobCounts: Record<string, number> } };
+    assert.equal(endedEvent.kind, "BUILD_EVENT_KIND_ENDED");
+    assert.equal(endedEvent.build.state, "BUILD_STATE_FINISHED");
+    assert.deepEqual([endedEvent.build.jobCounts["JOB_STATE_SUCCEEDED"], endedEvent.build.jobCounts["JOB_STATE_FAILED"], endedEvent.build.jobCounts["JOB_STATE_INDIRECT_FAILED"]], [1, 1, 1]);
+    await publisher.stop();
+    assert.equal(publisher.published, 8, "the start, six transitions and the end");
+  } finally {
+    await nc.close();
+  }
+});
+
+test("a cancelled build's end is published once, after its jobs' cancellations", async () => {
+  const nc = await connect({ servers: ns.url });
+  const inbox = new Inbox(nc, "pkgfarm.build.>");
+  await nc.flush();
+  const depgraph = newDepGraph();
+  const publisher = startJobEventPublisher({ nc, depgraph, logger: captureLogger().logger });
+  try {
+    const buildId = createBuild(depgraph);
+    depgraph.cancelBuild(buildId);
+    depgraph.cancelBuild(buildId);
+    const events = await inbox.take(5);
+    assert.deepEqual(events.map((e) => e.subject), [
+      `pkgfarm.build.${buildId}.started`,
+      `pkgfarm.build.${buildId}.job.cancelled`,
+      `pkgfarm.build.${buildId}.job.cancelled`,
+      `pkgfarm.build.${buildId}.job.cancelled`,
+      `pkgfarm.build.${buildId}.ended`,
+    ]);
+    assert.equal((events[4]!.json["buildEvent"] as { build: { state: string } }).build.state, "BUILD_STATE_CANCELLED");
+    await publisher.stop();
+    await nc.flush();
+    assert.equal(inbox.pending, 0, "the second cancel announced nothing");
+  } finally {
+    await nc.close();
+  }
 });

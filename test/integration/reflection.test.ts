@@ -13,6 +13,7 @@ import * as protoLoader from "@grpc/proto-loader";
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection, ServerReflectionRequestSchema, type ServerReflectionResponse } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { DepGraphService } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { createHealth, registerReflection, type ServerHealth } from "../../services/shared/index.js";
 
 const run = promisify(execFile);
@@ -27,7 +28,7 @@ interface RunningServer {
 }
 
 /** A connect-node server carrying only health and reflection, plus api.proto to exercise transitive imports. */
-async function startServer(): Promise<RunningServer> {
+async function startServer(withDepGraph = false): Promise<RunningServer> {
   const health = createHealth();
   const shutdown = new AbortController();
   const server = http2.createServer(
@@ -36,6 +37,8 @@ async function startServer(): Promise<RunningServer> {
       routes(router) {
         registerReflection(router, [file_google_protobuf_api]);
         health.register(router);
+        // Only its descriptors matter here: reflection describes what is registered.
+        if (withDepGraph) router.service(DepGraphService, {});
       },
     }),
   );
@@ -244,5 +247,46 @@ describe("gRPC reflection and health on a connect-node server", () => {
     health.setStatus("a.B", "SERVING");
     assert.equal(health.getStatus("a.B"), ServingStatus.NOT_SERVING);
     assert.equal(health.getStatus(""), ServingStatus.NOT_SERVING);
+  });
+});
+
+describe("reflection serves the protos' comments", () => {
+  let server: RunningServer;
+  before(async () => {
+    server = await startServer(true);
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  /** The comment source_code_info holds for a descriptor path, or undefined. */
+  const commentAt = (file: ReturnType<typeof fromBinary<typeof FileDescriptorProtoSchema>>, path: number[]) =>
+    file.sourceCodeInfo?.location.find((l) => l.path.length === path.length && l.path.every((n, i) => n === path[i]))?.leadingComments;
+
+  test("a method's, a message's and a field's comments come back with the file", async () => {
+    const client = createClient(ServerReflection, createGrpcTransport({ baseUrl: server.url }));
+    const answers: ServerReflectionResponse[] = [];
+    for await (const answer of client.serverReflectionInfo(requestsOf({ messageRequest: { case: "fileContainingSymbol", value: "pkgfarm.v1.DepGraphService.ExplainJob" } }))) answers.push(answer);
+    const response = answers[0]?.messageResponse;
+    assert.equal(response?.case, "fileDescriptorResponse");
+    const file = fromBinary(FileDescriptorProtoSchema, response.value.fileDescriptorProto[0]!);
+    assert.equal(file.name, "pkgfarm/v1/depgraph.proto");
+    const service = file.service.findIndex((s) => s.name === "DepGraphService");
+    const method = file.service[service]!.method.findIndex((m) => m.name === "ExplainJob");
+    assert.ok(method >= 0, "ExplainJob is in the descriptor");
+    // Paths per descriptor.proto: service = 6, method = 2; message_type = 4, field = 2.
+    assert.match(commentAt(file, [6, service, 2, method]) ?? "", /ExplainJob says why a job is not running/);
+    const job = file.messageType.findIndex((m) => m.name === "Job");
+    const host = file.messageType[job]!.field.findIndex((f) => f.name === "host");
+    assert.match(commentAt(file, [4, job]) ?? "", /Job is one package in one build/);
+    assert.match(commentAt(file, [4, job, 2, host]) ?? "", /Host name of the build host/);
+  });
+
+  test("buf curl, reading the schema by reflection, still calls a method (the documented descriptors link)", async () => {
+    const listed = await bufCurl("--list-methods", server.url);
+    assert.ok(listed.stdout.split("\n").includes("pkgfarm.v1.DepGraphService/ExplainJob"), listed.stdout);
+    // The call itself is unimplemented here; buf curl got far enough to send it.
+    await assert.rejects(bufCurl("--data", '{"buildId":"b","pkgname":"p"}', `${server.url}/pkgfarm.v1.DepGraphService/ExplainJob`),
+      (e: { stderr?: string }) => /unimplemented/i.test(e.stderr ?? ""));
   });
 });

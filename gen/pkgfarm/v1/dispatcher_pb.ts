@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file pkgfarm/v1/dispatcher.proto.
  */
 export const file_pkgfarm_v1_dispatcher: GenFile = /*@__PURE__*/
-  fileDesc("Chtwa2dmYXJtL3YxL2Rpc3BhdGNoZXIucHJvdG8SCnBrZ2Zhcm0udjEiQQoKUnVubmluZ0pvYhIQCghidWlsZF9pZBgBIAEoCRIPCgdwa2duYW1lGAIgASgJEhAKCGxlYXNlX2lkGAMgASgJItgCCgpBZ2VudEhlbGxvEhAKCGFnZW50X2lkGAEgASgJEgwKBGhvc3QYAiABKAkSCgoCb3MYAyABKAkSEgoKb3NfcmVsZWFzZRgEIAEoCRIMCgRhcmNoGAUgASgJEgsKA2FiaRgGIAEoCRIyCgZsYWJlbHMYByADKAsyIi5wa2dmYXJtLnYxLkFnZW50SGVsbG8uTGFiZWxzRW50cnkSDQoFc2xvdHMYCCABKA0SDwoHdmVyc2lvbhgJIAEoCRIQCghwbGF0Zm9ybRgKIAEoCRInCgdydW5uaW5nGAsgAygLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEhAKCGRyYWluaW5nGAwgASgIEg0KBXNjYW5zGA0gASgIEhAKCGV4ZWN1dG9yGA4gASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSwoOQWdlbnRIZWFydGJlYXQSJwoHcnVubmluZxgBIAMoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhIQCghkcmFpbmluZxgCIAEoCCIyCgtKb2JBY2NlcHRlZBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2IiTAoITG9nQ2h1bmsSIwoDam9iGAEgASgLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEgwKBGRhdGEYAiABKAwSDQoFcGhhc2UYAyABKAkiqAIKC0pvYkZpbmlzaGVkEiMKA2pvYhgBIAEoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhInCgdvdXRjb21lGAIgASgOMhYucGtnZmFybS52MS5Kb2JPdXRjb21lEisKCGR1cmF0aW9uGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDmJpbmFyeV9wYWNrYWdlGAQgASgLMhkucGtnZmFybS52MS5CaW5hcnlQYWNrYWdlEhYKDmZhaWx1cmVfcmVhc29uGAUgASgJEhQKDGZhaWxlZF9waGFzZRgGIAEoCRIrCgtzY2FuX291dHB1dBgHIAEoCzIWLnBrZ2Zhcm0udjEuU2Nhbk91dHB1dBIQCghkZWNpc2lvbhgIIAEoCSJCCgtKb2JSZWxlYXNlZBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISDgoGcmVhc29uGAIgASgJIqECCg5Db25uZWN0UmVxdWVzdBInCgVoZWxsbxgBIAEoCzIWLnBrZ2Zhcm0udjEuQWdlbnRIZWxsb0gAEi8KCWhlYXJ0YmVhdBgCIAEoCzIaLnBrZ2Zhcm0udjEuQWdlbnRIZWFydGJlYXRIABIrCghhY2NlcHRlZBgDIAEoCzIXLnBrZ2Zhcm0udjEuSm9iQWNjZXB0ZWRIABIjCgNsb2cYBCABKAsyFC5wa2dmYXJtLnYxLkxvZ0NodW5rSAASKwoIZmluaXNoZWQYBSABKAsyFy5wa2dmYXJtLnYxLkpvYkZpbmlzaGVkSAASKwoIcmVsZWFzZWQYBiABKAsyFy5wa2dmYXJtLnYxLkpvYlJlbGVhc2VkSABCCQoHbWVzc2FnZSLAAQoHV2VsY29tZRIQCghhZ2VudF9pZBgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRaGVhcnRiZWF0X3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJAoEa2VwdBgFIAMoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYiKMAwoNSm9iQXNzaWdubWVudBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISEAoIbG9jYXRpb24YAiABKAkSFQoNbXVsdGlfdmVyc2lvbhgDIAEoCRIPCgdhdHRlbXB0GAQgASgNEjYKE2RlcGVuZGVuY3lfcGFja2FnZXMYBSADKAsyGS5wa2dmYXJtLnYxLkJpbmFyeVBhY2thZ2USEAoIcGxhdGZvcm0YBiABKAkSIgoEc2NhbhgHIAEoCzIULnBrZ2Zhcm0udjEuU2NhblRhc2sSOgoJc2Nhbl92YXJzGAggAygLMicucGtnZmFybS52MS5Kb2JBc3NpZ25tZW50LlNjYW5WYXJzRW50cnkSFAoMZGVwZW5kZW5jaWVzGAkgAygJEhYKDnJlYnVpbGRfcmVhc29uGAogASgJEhMKC2luY3JlbWVudGFsGAsgASgIGi8KDVNjYW5WYXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJdCgdSZWZ1c2FsEiMKA2pvYhgBIAEoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhIPCgdtZXNzYWdlGAIgASgJEgwKBGNvZGUYAyABKAkSDgoGcmVhc29uGAQgASgJIkAKCUpvYkNhbmNlbBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISDgoGcmVhc29uGAIgASgJIh4KDERyYWluUmVxdWVzdBIOCgZyZWFzb24YASABKAki7QEKD0Nvbm5lY3RSZXNwb25zZRImCgd3ZWxjb21lGAEgASgLMhMucGtnZmFybS52MS5XZWxjb21lSAASKwoGYXNzaWduGAIgASgLMhkucGtnZmFybS52MS5Kb2JBc3NpZ25tZW50SAASJwoGY2FuY2VsGAMgASgLMhUucGtnZmFybS52MS5Kb2JDYW5jZWxIABIpCgVkcmFpbhgEIAEoCzIYLnBrZ2Zhcm0udjEuRHJhaW5SZXF1ZXN0SAASJgoHcmVmdXNlZBgFIAEoCzITLnBrZ2Zhcm0udjEuUmVmdXNhbEgAQgkKB21lc3NhZ2UigwEKE1VwbG9hZFBhY2thZ2VIZWFkZXISIwoDam9iGAEgASgLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEhAKCGFnZW50X2lkGAIgASgJEhEKCWZpbGVfbmFtZRgDIAEoCRIOCgZzaGEyNTYYBCABKAkSEgoKc2l6ZV9ieXRlcxgFIAEoBCJiChRVcGxvYWRQYWNrYWdlUmVxdWVzdBIxCgZoZWFkZXIYASABKAsyHy5wa2dmYXJtLnYxLlVwbG9hZFBhY2thZ2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQiSgoVVXBsb2FkUGFja2FnZVJlc3BvbnNlEjEKDmJpbmFyeV9wYWNrYWdlGAEgASgLMhkucGtnZmFybS52MS5CaW5hcnlQYWNrYWdlIk0KFkRvd25sb2FkUGFja2FnZVJlcXVlc3QSEAoIcGxhdGZvcm0YASABKAkSEQoJZmlsZV9uYW1lGAIgASgJEg4KBnNoYTI1NhgDIAEoCSJnChdEb3dubG9hZFBhY2thZ2VSZXNwb25zZRIzCg5iaW5hcnlfcGFja2FnZRgBIAEoCzIZLnBrZ2Zhcm0udjEuQmluYXJ5UGFja2FnZUgAEg8KBWNodW5rGAIgASgMSABCBgoEcGFydCJiCg5SZWFkTG9nUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCRIPCgdwa2duYW1lGAIgASgJEg4KBm9mZnNldBgDIAEoBBIOCgZmb2xsb3cYBCABKAgSDQoFcGhhc2UYBSABKAkiLwoPUmVhZExvZ1Jlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IoQCCgVBZ2VudBIlCgVoZWxsbxgBIAEoCzIWLnBrZ2Zhcm0udjEuQWdlbnRIZWxsbxIQCghwbGF0Zm9ybRgCIAEoCRIlCgVzdGF0ZRgDIAEoDjIWLnBrZ2Zhcm0udjEuQWdlbnRTdGF0ZRIwCgxjb25uZWN0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3Rfc2VlbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoHcnVubmluZxgGIAMoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhIRCglqb2JzX2RvbmUYByABKAQiNwoSTGlzdEFnZW50c1Jlc3BvbnNlEiEKBmFnZW50cxgBIAMoCzIRLnBrZ2Zhcm0udjEuQWdlbnQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiNgoSRHJhaW5BZ2VudFJlc3BvbnNlEiAKBWFnZW50GAEgASgLMhEucGtnZmFybS52MS5BZ2VudCpbCgpBZ2VudFN0YXRlEhsKF0FHRU5UX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSQUdFTlRfU1RBVEVfQUNUSVZFEAESGAoUQUdFTlRfU1RBVEVfRFJBSU5JTkcQAjLxAwoRRGlzcGF0Y2hlclNlcnZpY2USRgoHQ29ubmVjdBIaLnBrZ2Zhcm0udjEuQ29ubmVjdFJlcXVlc3QaGy5wa2dmYXJtLnYxLkNvbm5lY3RSZXNwb25zZSgBMAESVgoNVXBsb2FkUGFja2FnZRIgLnBrZ2Zhcm0udjEuVXBsb2FkUGFja2FnZVJlcXVlc3QaIS5wa2dmYXJtLnYxLlVwbG9hZFBhY2thZ2VSZXNwb25zZSgBElwKD0Rvd25sb2FkUGFja2FnZRIiLnBrZ2Zhcm0udjEuRG93bmxvYWRQYWNrYWdlUmVxdWVzdBojLnBrZ2Zhcm0udjEuRG93bmxvYWRQYWNrYWdlUmVzcG9uc2UwARJECgdSZWFkTG9nEhoucGtnZmFybS52MS5SZWFkTG9nUmVxdWVzdBobLnBrZ2Zhcm0udjEuUmVhZExvZ1Jlc3BvbnNlMAESSwoKTGlzdEFnZW50cxIdLnBrZ2Zhcm0udjEuTGlzdEFnZW50c1JlcXVlc3QaHi5wa2dmYXJtLnYxLkxpc3RBZ2VudHNSZXNwb25zZRJLCgpEcmFpbkFnZW50Eh0ucGtnZmFybS52MS5EcmFpbkFnZW50UmVxdWVzdBoeLnBrZ2Zhcm0udjEuRHJhaW5BZ2VudFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_pkgfarm_v1_depgraph]);
+  fileDesc("Chtwa2dmYXJtL3YxL2Rpc3BhdGNoZXIucHJvdG8SCnBrZ2Zhcm0udjEiQQoKUnVubmluZ0pvYhIQCghidWlsZF9pZBgBIAEoCRIPCgdwa2duYW1lGAIgASgJEhAKCGxlYXNlX2lkGAMgASgJItgCCgpBZ2VudEhlbGxvEhAKCGFnZW50X2lkGAEgASgJEgwKBGhvc3QYAiABKAkSCgoCb3MYAyABKAkSEgoKb3NfcmVsZWFzZRgEIAEoCRIMCgRhcmNoGAUgASgJEgsKA2FiaRgGIAEoCRIyCgZsYWJlbHMYByADKAsyIi5wa2dmYXJtLnYxLkFnZW50SGVsbG8uTGFiZWxzRW50cnkSDQoFc2xvdHMYCCABKA0SDwoHdmVyc2lvbhgJIAEoCRIQCghwbGF0Zm9ybRgKIAEoCRInCgdydW5uaW5nGAsgAygLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEhAKCGRyYWluaW5nGAwgASgIEg0KBXNjYW5zGA0gASgIEhAKCGV4ZWN1dG9yGA4gASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSwoOQWdlbnRIZWFydGJlYXQSJwoHcnVubmluZxgBIAMoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhIQCghkcmFpbmluZxgCIAEoCCIyCgtKb2JBY2NlcHRlZBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2IiTAoITG9nQ2h1bmsSIwoDam9iGAEgASgLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEgwKBGRhdGEYAiABKAwSDQoFcGhhc2UYAyABKAkiqAIKC0pvYkZpbmlzaGVkEiMKA2pvYhgBIAEoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhInCgdvdXRjb21lGAIgASgOMhYucGtnZmFybS52MS5Kb2JPdXRjb21lEisKCGR1cmF0aW9uGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjEKDmJpbmFyeV9wYWNrYWdlGAQgASgLMhkucGtnZmFybS52MS5CaW5hcnlQYWNrYWdlEhYKDmZhaWx1cmVfcmVhc29uGAUgASgJEhQKDGZhaWxlZF9waGFzZRgGIAEoCRIrCgtzY2FuX291dHB1dBgHIAEoCzIWLnBrZ2Zhcm0udjEuU2Nhbk91dHB1dBIQCghkZWNpc2lvbhgIIAEoCSJCCgtKb2JSZWxlYXNlZBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISDgoGcmVhc29uGAIgASgJIqECCg5Db25uZWN0UmVxdWVzdBInCgVoZWxsbxgBIAEoCzIWLnBrZ2Zhcm0udjEuQWdlbnRIZWxsb0gAEi8KCWhlYXJ0YmVhdBgCIAEoCzIaLnBrZ2Zhcm0udjEuQWdlbnRIZWFydGJlYXRIABIrCghhY2NlcHRlZBgDIAEoCzIXLnBrZ2Zhcm0udjEuSm9iQWNjZXB0ZWRIABIjCgNsb2cYBCABKAsyFC5wa2dmYXJtLnYxLkxvZ0NodW5rSAASKwoIZmluaXNoZWQYBSABKAsyFy5wa2dmYXJtLnYxLkpvYkZpbmlzaGVkSAASKwoIcmVsZWFzZWQYBiABKAsyFy5wa2dmYXJtLnYxLkpvYlJlbGVhc2VkSABCCQoHbWVzc2FnZSLAAQoHV2VsY29tZRIQCghhZ2VudF9pZBgBIAEoCRIQCghwbGF0Zm9ybRgCIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SNAoRaGVhcnRiZWF0X3RpbWVvdXQYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJAoEa2VwdBgFIAMoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYiKMAwoNSm9iQXNzaWdubWVudBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISEAoIbG9jYXRpb24YAiABKAkSFQoNbXVsdGlfdmVyc2lvbhgDIAEoCRIPCgdhdHRlbXB0GAQgASgNEjYKE2RlcGVuZGVuY3lfcGFja2FnZXMYBSADKAsyGS5wa2dmYXJtLnYxLkJpbmFyeVBhY2thZ2USEAoIcGxhdGZvcm0YBiABKAkSIgoEc2NhbhgHIAEoCzIULnBrZ2Zhcm0udjEuU2NhblRhc2sSOgoJc2Nhbl92YXJzGAggAygLMicucGtnZmFybS52MS5Kb2JBc3NpZ25tZW50LlNjYW5WYXJzRW50cnkSFAoMZGVwZW5kZW5jaWVzGAkgAygJEhYKDnJlYnVpbGRfcmVhc29uGAogASgJEhMKC2luY3JlbWVudGFsGAsgASgIGi8KDVNjYW5WYXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJdCgdSZWZ1c2FsEiMKA2pvYhgBIAEoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhIPCgdtZXNzYWdlGAIgASgJEgwKBGNvZGUYAyABKAkSDgoGcmVhc29uGAQgASgJIkAKCUpvYkNhbmNlbBIjCgNqb2IYASABKAsyFi5wa2dmYXJtLnYxLlJ1bm5pbmdKb2ISDgoGcmVhc29uGAIgASgJIh4KDERyYWluUmVxdWVzdBIOCgZyZWFzb24YASABKAki7QEKD0Nvbm5lY3RSZXNwb25zZRImCgd3ZWxjb21lGAEgASgLMhMucGtnZmFybS52MS5XZWxjb21lSAASKwoGYXNzaWduGAIgASgLMhkucGtnZmFybS52MS5Kb2JBc3NpZ25tZW50SAASJwoGY2FuY2VsGAMgASgLMhUucGtnZmFybS52MS5Kb2JDYW5jZWxIABIpCgVkcmFpbhgEIAEoCzIYLnBrZ2Zhcm0udjEuRHJhaW5SZXF1ZXN0SAASJgoHcmVmdXNlZBgFIAEoCzITLnBrZ2Zhcm0udjEuUmVmdXNhbEgAQgkKB21lc3NhZ2UigwEKE1VwbG9hZFBhY2thZ2VIZWFkZXISIwoDam9iGAEgASgLMhYucGtnZmFybS52MS5SdW5uaW5nSm9iEhAKCGFnZW50X2lkGAIgASgJEhEKCWZpbGVfbmFtZRgDIAEoCRIOCgZzaGEyNTYYBCABKAkSEgoKc2l6ZV9ieXRlcxgFIAEoBCJiChRVcGxvYWRQYWNrYWdlUmVxdWVzdBIxCgZoZWFkZXIYASABKAsyHy5wa2dmYXJtLnYxLlVwbG9hZFBhY2thZ2VIZWFkZXJIABIPCgVjaHVuaxgCIAEoDEgAQgYKBHBhcnQiSgoVVXBsb2FkUGFja2FnZVJlc3BvbnNlEjEKDmJpbmFyeV9wYWNrYWdlGAEgASgLMhkucGtnZmFybS52MS5CaW5hcnlQYWNrYWdlIk0KFkRvd25sb2FkUGFja2FnZVJlcXVlc3QSEAoIcGxhdGZvcm0YASABKAkSEQoJZmlsZV9uYW1lGAIgASgJEg4KBnNoYTI1NhgDIAEoCSJnChdEb3dubG9hZFBhY2thZ2VSZXNwb25zZRIzCg5iaW5hcnlfcGFja2FnZRgBIAEoCzIZLnBrZ2Zhcm0udjEuQmluYXJ5UGFja2FnZUgAEg8KBWNodW5rGAIgASgMSABCBgoEcGFydCJiCg5SZWFkTG9nUmVxdWVzdBIQCghidWlsZF9pZBgBIAEoCRIPCgdwa2duYW1lGAIgASgJEg4KBm9mZnNldBgDIAEoBBIOCgZmb2xsb3cYBCABKAgSDQoFcGhhc2UYBSABKAkiLwoPUmVhZExvZ1Jlc3BvbnNlEg4KBm9mZnNldBgBIAEoBBIMCgRkYXRhGAIgASgMIhMKEUxpc3RBZ2VudHNSZXF1ZXN0IoQCCgVBZ2VudBIlCgVoZWxsbxgBIAEoCzIWLnBrZ2Zhcm0udjEuQWdlbnRIZWxsbxIQCghwbGF0Zm9ybRgCIAEoCRIlCgVzdGF0ZRgDIAEoDjIWLnBrZ2Zhcm0udjEuQWdlbnRTdGF0ZRIwCgxjb25uZWN0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3Rfc2VlbhgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoHcnVubmluZxgGIAMoCzIWLnBrZ2Zhcm0udjEuUnVubmluZ0pvYhIRCglqb2JzX2RvbmUYByABKAQiNwoSTGlzdEFnZW50c1Jlc3BvbnNlEiEKBmFnZW50cxgBIAMoCzIRLnBrZ2Zhcm0udjEuQWdlbnQiJQoRRHJhaW5BZ2VudFJlcXVlc3QSEAoIYWdlbnRfaWQYASABKAkiNgoSRHJhaW5BZ2VudFJlc3BvbnNlEiAKBWFnZW50GAEgASgLMhEucGtnZmFybS52MS5BZ2VudCJfChBHZXRSZXBvcnRSZXF1ZXN0EhAKCGJ1aWxkX2lkGAEgASgJEigKBmZvcm1hdBgCIAEoDjIYLnBrZ2Zhcm0udjEuUmVwb3J0Rm9ybWF0Eg8KB2FnYWluc3QYAyABKAkibgoRR2V0UmVwb3J0UmVzcG9uc2USEQoJZmlsZV9uYW1lGAEgASgJEhQKDGNvbnRlbnRfdHlwZRgCIAEoCRISCgpzaXplX2J5dGVzGAMgASgEEg4KBm9mZnNldBgEIAEoBBIMCgRkYXRhGAUgASgMKlsKCkFnZW50U3RhdGUSGwoXQUdFTlRfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJBR0VOVF9TVEFURV9BQ1RJVkUQARIYChRBR0VOVF9TVEFURV9EUkFJTklORxACKqoBCgxSZXBvcnRGb3JtYXQSHQoZUkVQT1JUX0ZPUk1BVF9VTlNQRUNJRklFRBAAEhYKElJFUE9SVF9GT1JNQVRfVEVYVBABEhYKElJFUE9SVF9GT1JNQVRfSFRNTBACEhYKElJFUE9SVF9GT1JNQVRfSlNPThADEhYKElJFUE9SVF9GT1JNQVRfRElGRhAEEhsKF1JFUE9SVF9GT1JNQVRfRElGRl9KU09OEAUyvQQKEURpc3BhdGNoZXJTZXJ2aWNlEkYKB0Nvbm5lY3QSGi5wa2dmYXJtLnYxLkNvbm5lY3RSZXF1ZXN0GhsucGtnZmFybS52MS5Db25uZWN0UmVzcG9uc2UoATABElYKDVVwbG9hZFBhY2thZ2USIC5wa2dmYXJtLnYxLlVwbG9hZFBhY2thZ2VSZXF1ZXN0GiEucGtnZmFybS52MS5VcGxvYWRQYWNrYWdlUmVzcG9uc2UoARJcCg9Eb3dubG9hZFBhY2thZ2USIi5wa2dmYXJtLnYxLkRvd25sb2FkUGFja2FnZVJlcXVlc3QaIy5wa2dmYXJtLnYxLkRvd25sb2FkUGFja2FnZVJlc3BvbnNlMAESRAoHUmVhZExvZxIaLnBrZ2Zhcm0udjEuUmVhZExvZ1JlcXVlc3QaGy5wa2dmYXJtLnYxLlJlYWRMb2dSZXNwb25zZTABEksKCkxpc3RBZ2VudHMSHS5wa2dmYXJtLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh4ucGtnZmFybS52MS5MaXN0QWdlbnRzUmVzcG9uc2USSwoKRHJhaW5BZ2VudBIdLnBrZ2Zhcm0udjEuRHJhaW5BZ2VudFJlcXVlc3QaHi5wa2dmYXJtLnYxLkRyYWluQWdlbnRSZXNwb25zZRJKCglHZXRSZXBvcnQSHC5wa2dmYXJtLnYxLkdldFJlcG9ydFJlcXVlc3QaHS5wa2dmYXJtLnYxLkdldFJlcG9ydFJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_pkgfarm_v1_depgraph]);
 
 /**
  * RunningJob names a job an agent holds.
@@ -1116,6 +1116,95 @@ export const DrainAgentResponseSchema: GenMessage<DrainAgentResponse> = /*@__PUR
   messageDesc(file_pkgfarm_v1_dispatcher, 25);
 
 /**
+ * GetReportRequest names a build's report.
+ *
+ * @generated from message pkgfarm.v1.GetReportRequest
+ */
+export type GetReportRequest = Message<"pkgfarm.v1.GetReportRequest"> & {
+  /**
+   * Build id. Required.
+   *
+   * @generated from field: string build_id = 1;
+   */
+  buildId: string;
+
+  /**
+   * Which report; unspecified is the text report.
+   *
+   * @generated from field: pkgfarm.v1.ReportFormat format = 2;
+   */
+  format: ReportFormat;
+
+  /**
+   * REPORT_FORMAT_DIFF and REPORT_FORMAT_DIFF_JSON: the build to compare
+   * with (it needs a report too); empty is the previous ended build of the
+   * platform that the report was compared with when it was written
+   * (NOT_FOUND when there was none).
+   *
+   * @generated from field: string against = 3;
+   */
+  against: string;
+};
+
+/**
+ * Describes the message pkgfarm.v1.GetReportRequest.
+ * Use `create(GetReportRequestSchema)` to create a new message.
+ */
+export const GetReportRequestSchema: GenMessage<GetReportRequest> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_dispatcher, 26);
+
+/**
+ * GetReportResponse is a piece of the report file, in order. The first
+ * message carries the file's name, type and size; a report under 1 MiB
+ * comes in one message.
+ *
+ * @generated from message pkgfarm.v1.GetReportResponse
+ */
+export type GetReportResponse = Message<"pkgfarm.v1.GetReportResponse"> & {
+  /**
+   * File name within the build's report directory, e.g. "report.html".
+   *
+   * @generated from field: string file_name = 1;
+   */
+  fileName: string;
+
+  /**
+   * Media type, e.g. "text/html; charset=utf-8".
+   *
+   * @generated from field: string content_type = 2;
+   */
+  contentType: string;
+
+  /**
+   * Size of the whole file in bytes.
+   *
+   * @generated from field: uint64 size_bytes = 3;
+   */
+  sizeBytes: bigint;
+
+  /**
+   * Byte offset of data within the file.
+   *
+   * @generated from field: uint64 offset = 4;
+   */
+  offset: bigint;
+
+  /**
+   * The file's bytes from offset.
+   *
+   * @generated from field: bytes data = 5;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message pkgfarm.v1.GetReportResponse.
+ * Use `create(GetReportResponseSchema)` to create a new message.
+ */
+export const GetReportResponseSchema: GenMessage<GetReportResponse> = /*@__PURE__*/
+  messageDesc(file_pkgfarm_v1_dispatcher, 27);
+
+/**
  * AgentState is where an agent stands.
  *
  * @generated from enum pkgfarm.v1.AgentState
@@ -1148,6 +1237,66 @@ export enum AgentState {
  */
 export const AgentStateSchema: GenEnum<AgentState> = /*@__PURE__*/
   enumDesc(file_pkgfarm_v1_dispatcher, 0);
+
+/**
+ * ReportFormat names one of a build's report files.
+ *
+ * @generated from enum pkgfarm.v1.ReportFormat
+ */
+export enum ReportFormat {
+  /**
+   * REPORT_FORMAT_UNSPECIFIED is REPORT_FORMAT_TEXT.
+   *
+   * @generated from enum value: REPORT_FORMAT_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * REPORT_FORMAT_TEXT: report.txt, pbulk's mail report.
+   *
+   * @generated from enum value: REPORT_FORMAT_TEXT = 1;
+   */
+  TEXT = 1,
+
+  /**
+   * REPORT_FORMAT_HTML: report.html, one page with every failure and its log.
+   *
+   * @generated from enum value: REPORT_FORMAT_HTML = 2;
+   */
+  HTML = 2,
+
+  /**
+   * REPORT_FORMAT_JSON: report.json, every job's outcome for scripts.
+   *
+   * @generated from enum value: REPORT_FORMAT_JSON = 3;
+   */
+  JSON = 3,
+
+  /**
+   * REPORT_FORMAT_DIFF: what changed since another build of the platform
+   * (GetReportRequest.against; by default the one the report compared
+   * with): newly failing, fixed, still failing, as text. Made from the two
+   * builds' report.json.
+   *
+   * @generated from enum value: REPORT_FORMAT_DIFF = 4;
+   */
+  DIFF = 4,
+
+  /**
+   * REPORT_FORMAT_DIFF_JSON: the same diff as JSON (report.json's "diff"
+   * shape: previousBuildId, previousFinishedAt, newlyFailing, fixed,
+   * stillFailing).
+   *
+   * @generated from enum value: REPORT_FORMAT_DIFF_JSON = 5;
+   */
+  DIFF_JSON = 5,
+}
+
+/**
+ * Describes the enum pkgfarm.v1.ReportFormat.
+ */
+export const ReportFormatSchema: GenEnum<ReportFormat> = /*@__PURE__*/
+  enumDesc(file_pkgfarm_v1_dispatcher, 1);
 
 /**
  * DispatcherService connects build hosts (agents) to depgraph. Each agent keeps
@@ -1223,6 +1372,19 @@ export const DispatcherService: GenService<{
     methodKind: "unary";
     input: typeof DrainAgentRequestSchema;
     output: typeof DrainAgentResponseSchema;
+  },
+  /**
+   * GetReport streams a report the dispatcher wrote for an ended build
+   * (<data-dir>/reports/<build>/): the text, HTML or JSON report, or the
+   * diff with the build before it (or another one). NOT_FOUND, saying why, while there is
+   * none (the build is running, or its publication has not run yet).
+   *
+   * @generated from rpc pkgfarm.v1.DispatcherService.GetReport
+   */
+  getReport: {
+    methodKind: "server_streaming";
+    input: typeof GetReportRequestSchema;
+    output: typeof GetReportResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_pkgfarm_v1_dispatcher, 0);

@@ -77,6 +77,10 @@ export interface Job {
   losses: number;
   lease: Lease | undefined;
   agentId: string;
+  /** Host name of the build host that runs or last ran the job, as its agent said; "" when not known. */
+  host: string;
+  /** When the current (or last) lease was granted; undefined when never leased (or restored from a store). */
+  startedAt: number | undefined;
   durationMs: number;
   binaryPackage: BinaryPackage | undefined;
   logRef: string;
@@ -99,6 +103,8 @@ export interface JobTransition {
   readonly to: JobState;
   readonly reason: string;
   readonly agentId: string;
+  /** Host name of that agent's build host, when known. */
+  readonly host: string;
   readonly time: number;
 }
 
@@ -256,6 +262,8 @@ export class Build {
         losses: kept?.losses ?? 0,
         lease: state === "leased" ? kept!.lease : undefined,
         agentId: kept?.agentId ?? "",
+        host: "",
+        startedAt: undefined,
         durationMs: kept?.durationMs ?? 0,
         binaryPackage: kept?.binaryPackage,
         logRef: kept?.logRef ?? "",
@@ -309,6 +317,8 @@ export class Build {
     if (job === undefined) return undefined;
     job.lease = lease;
     job.agentId = lease.agentId;
+    job.host = "";
+    job.startedAt = now;
     job.attempts++;
     this.move(job, "leased", "", now);
     return job;
@@ -532,7 +542,7 @@ export class Build {
     const job: Job = {
       index: this.jobs.length, pkg, pkgname: pkg.record.pkgname, dependencies: [], dependents: [], state: "pending",
       waitingOn: 0, priority: 0, readySeq: 0, reason: "", blockedBy: "", cycle: [], attempts: 0, losses: 0,
-      lease: undefined, agentId: "", durationMs: 0, binaryPackage: undefined, logRef: "", failedPhase: "",
+      lease: undefined, agentId: "", host: "", startedAt: undefined, durationMs: 0, binaryPackage: undefined, logRef: "", failedPhase: "",
       decision: this.options.mode === "incremental" ? "rebuilt: new in the tree during the build" : "",
     };
     this.jobs.push(job);
@@ -616,6 +626,7 @@ export class Build {
       to,
       reason,
       agentId: job.agentId,
+      host: job.host,
       time: now,
     });
   }

@@ -10,7 +10,7 @@ import { policies, type PolicyName } from "./priority.js";
 import { isValidLocation, isValidPkgname } from "./scan-record.js";
 import { ScanRun, type ScanJob, type ScannedLocation, type ScanScope } from "./scan-run.js";
 import { Counter, ITEMS_PER_SLICE, mapInSlices, runSteps, type Steps } from "./steps.js";
-import { PackageTree, prefailReason, type TreeChange } from "./tree.js";
+import { PackageTree, prefailReason, type TreeChange, type TreePackage } from "./tree.js";
 import { quote } from "../../shared/quote.js";
 
 export interface DepGraphOptions {
@@ -73,6 +73,8 @@ export interface LeaseRef {
    * dispatcher and only this says which host built the package.
    */
   readonly agentId?: string;
+  /** Host name of that build host (its agent's hello), when the caller knows it. */
+  readonly host?: string;
 }
 
 export interface JobResult extends LeaseRef {
@@ -132,7 +134,7 @@ export interface PendingBuild {
 
 export const SHARED_TREE = "";
 /** How long a platform counts as served after a dispatcher last asked for its work. */
-const SERVED_FOR_MS = 120_000;
+export const SERVED_FOR_MS = 120_000;
 export const DEFAULT_KEEP_FINISHED_SCANS = 20;
 
 /** RestoredBuild is a build as a durable store remembered it. */
@@ -232,6 +234,22 @@ export class DepGraph {
    */
   notePlatformServed(platform: string): void {
     if (PLATFORM_SHAPE.test(platform)) this.served.set(platform, this.options.now());
+  }
+
+  /** Whether a dispatcher asked for the platform's work within the last SERVED_FOR_MS (its build hosts are connected). */
+  platformServed(platform: string): boolean {
+    const at = this.served.get(platform);
+    return at !== undefined && this.options.now() - at <= SERVED_FOR_MS;
+  }
+
+  /**
+   * expectedDurationMs is how long a package is expected to build, as the
+   * scheduler assumes when it orders a build: its history, else the typical
+   * duration scaled by PBULK_WEIGHT.
+   */
+  expectedDurationMs(pkg: TreePackage): number {
+    const typical = this.options.history.typicalMs() ?? this.options.fallbackDurationMs;
+    return this.options.history.expectedMs(pkg.record.pkgname, pkg.record.location) ?? (typical * pkg.record.pbulkWeight) / 100;
   }
 
   /** Platforms with a tree of their own or asked for within the last SERVED_FOR_MS, by name. */
@@ -944,6 +962,7 @@ export class DepGraph {
       const { build, job } = held[i]!;
       this.leasesHeld--;
       if (result.agentId) job.agentId = result.agentId;
+      if (result.host) job.host = result.host;
       if (result.succeeded) {
         newlyReady += build.succeed(job, { durationMs: result.durationMs, binaryPackage: result.binaryPackage!, logRef: result.logRef, upToDate: result.upToDate, decision: result.decision }, now);
         if (result.upToDate !== true) this.options.history.record(job.pkg.record.pkgname, job.pkg.record.location, result.durationMs);
@@ -987,6 +1006,7 @@ export class DepGraph {
       held.job.lease!.deadline = deadline;
       held.job.lease!.lengthMs = lengthMs;
       if (ref.agentId) held.job.agentId = ref.agentId;
+      if (ref.host) held.job.host = ref.host;
       this.leaseDeadlines.push({ deadline, build: held.build, job: held.job, leaseId: ref.leaseId });
       renewed.push(ref);
     }
@@ -1014,6 +1034,7 @@ export class DepGraph {
     held.forEach(({ build, job }, i) => {
       this.leasesHeld--;
       if (buildRefs[i]!.agentId) job.agentId = buildRefs[i]!.agentId!;
+      if (buildRefs[i]!.host) job.host = buildRefs[i]!.host!;
       const reason = message || (agentLost ? `agent ${job.agentId} went away` : `agent ${job.agentId} gave it back`);
       if (build.requeue(job, reason, agentLost, this.options.maxLosses, now) === "requeued") requeued++;
       else failed++;

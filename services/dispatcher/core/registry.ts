@@ -18,6 +18,8 @@ export interface HeldJob {
   readonly pkgname: string;
   readonly leaseId: string;
   readonly agentId: string;
+  /** Host name the agent gave in its hello ("" when it gave none), for depgraph's Job.host. */
+  readonly host: string;
   /** A package build, or a scan job (which only agents that scan are given). */
   readonly kind: JobKind;
   /** When it was sent to the agent (or re-attached). */
@@ -31,6 +33,8 @@ export type JobKind = "build" | "scan";
 
 export interface AgentRecord {
   readonly id: string;
+  /** Host name from the hello; "" when it gave none. */
+  readonly host: string;
   readonly platform: string;
   readonly slots: number;
   /** It said it runs scan jobs (it has the tree and a scanner). */
@@ -73,10 +77,11 @@ export class AgentRegistry {
 
   constructor(private readonly options: RegistryOptions) {}
 
-  register(hello: { id: string; platform: string; slots: number; scans?: boolean }, now: number): AgentRecord {
+  register(hello: { id: string; platform: string; slots: number; scans?: boolean; host?: string }, now: number): AgentRecord {
     if (this.agents.has(hello.id)) throw new AgentAlreadyConnected(hello.id);
     const agent: AgentRecord = {
       id: hello.id,
+      host: hello.host ?? "",
       platform: hello.platform,
       slots: Math.max(1, hello.slots),
       scans: hello.scans ?? false,
@@ -167,7 +172,7 @@ export class AgentRegistry {
   }
 
   hold(agent: AgentRecord, job: { buildId: string; pkgname: string; leaseId: string }, now: number, kind: JobKind = "build"): HeldJob {
-    const held: HeldJob = { buildId: job.buildId, pkgname: job.pkgname, leaseId: job.leaseId, agentId: agent.id, kind, assignedAt: now, accepted: false };
+    const held: HeldJob = { buildId: job.buildId, pkgname: job.pkgname, leaseId: job.leaseId, agentId: agent.id, host: agent.host, kind, assignedAt: now, accepted: false };
     const key = jobKey(job.buildId, job.pkgname);
     agent.jobs.set(key, held);
     this.holders.set(key, held);
