@@ -8,7 +8,7 @@
 // the page asks for and keeps in this tab's sessionStorage.
 
 import { base64Bytes, getToken, RpcError, setToken, stream, unary } from "./rpc.js";
-import { doneCount, el, formatSeconds, millis, OPEN, seconds, stateName, TERMINAL } from "./format.js";
+import { doneCount, el, formatSeconds, millis, seconds, stateName, TERMINAL } from "./format.js";
 import { timeline } from "./timeline.js";
 import { graphSvg } from "./graph.js";
 
@@ -30,6 +30,10 @@ const page = {
 };
 
 const $ = (id) => document.getElementById(id);
+/** The nodes that are there (replaceChildren would print "undefined" for the others). */
+const present = (...nodes) => nodes.filter((n) => n !== undefined);
+/** Only a job that ran on a host has a log. */
+const hasLog = (j) => Boolean(j.agentId || j.startTime);
 const jobState = (j) => stateName(j.state, "JOB_STATE_");
 const buildState = (b) => stateName(b.state, "BUILD_STATE_");
 
@@ -111,7 +115,7 @@ async function watchBuild(id, signal) {
         if (m.buildEvent) {
           await listed;
           await refreshStatus();
-          if (m.buildEvent.kind === "BUILD_EVENT_KIND_ENDED") await loadJobs(id);
+          if (m.buildEvent.kind === "BUILD_EVENT_KIND_ENDED") await Promise.all([loadJobs(id), refreshAgents()]);
           continue;
         }
         applyTransition(m);
@@ -196,7 +200,7 @@ async function explain(pkgname) {
   try {
     const answer = await unary("DepGraphService", "ExplainJob", { buildId: page.selected, pkgname });
     const wait = answer.wait ?? {};
-    box.replaceChildren(
+    box.replaceChildren(...present(
       el("h3", {}, `Why: ${pkgname}`),
       el("p", { id: "why-text" }, answer.summary ?? ""),
       el("p", {}, `state ${jobState(answer.job ?? {})}; wait: ${stateName(wait.kind, "WAIT_KIND_")}${wait.detail ? ` — ${wait.detail}` : ""}`),
@@ -204,7 +208,7 @@ async function explain(pkgname) {
       (answer.chain ?? []).length > 0
         ? el("ol", { class: "chain" }, answer.chain.map((j) => el("li", {}, `${j.pkgname} — ${jobState(j)}${j.host ? ` on ${j.host}` : ""}${j.reason ? `: ${j.reason}` : ""}`)))
         : undefined,
-    );
+    ));
   } catch (e) {
     box.replaceChildren(el("p", { class: "error" }, `ExplainJob: ${e.message}`));
   }
@@ -316,14 +320,14 @@ function renderSummary() {
   const counts = Object.entries(build.jobCounts ?? {}).filter(([, n]) => n > 0).map(([s, n]) => `${n} ${stateName(s, "JOB_STATE_")}`);
   $("build-title").textContent = `Build ${build.id} on ${build.platform ?? "?"} — ${buildState(build)}`;
   const estimate = status?.estimate;
-  $("build-summary").replaceChildren(
+  $("build-summary").replaceChildren(...present(
     el("p", {}, progressBar(done, build.totalJobs ?? 0), " ", el("strong", { id: "build-progress" }, `${done}/${build.totalJobs ?? 0}`), " jobs done",
       status?.elapsed ? ` in ${formatSeconds(seconds(status.elapsed))}` : ""),
     el("p", { id: "build-counts" }, counts.join(", ")),
     estimate ? el("p", { id: "build-eta" }, `ETA ${formatSeconds(seconds(estimate.remaining))} (about ${new Date(estimate.finishTime).toLocaleTimeString()}); `,
       `work left ${formatSeconds(seconds(estimate.workLeft))}, critical path ${formatSeconds(seconds(estimate.criticalPathLeft))}, ${estimate.parallelism ?? 1} at once`) : undefined,
     build.problem ? el("p", { class: "error" }, build.problem) : undefined,
-  );
+  ));
   $("cancel-build").disabled = build.state !== "BUILD_STATE_RUNNING" && build.state !== "BUILD_STATE_SCANNING";
   $("report-buttons").hidden = build.state === "BUILD_STATE_RUNNING" || build.state === "BUILD_STATE_SCANNING";
   const jobs = [...page.jobs.values()];
@@ -384,7 +388,7 @@ function renderJobs() {
     el("td", {}, j.host || j.agentId || ""),
     el("td", {}, j.duration ? formatSeconds(seconds(j.duration)) : ""),
     el("td", {}, el("button", { class: "link", onclick: () => explain(j.pkgname) }, "why"),
-      OPEN.includes(j.state) && j.state !== "JOB_STATE_LEASED" ? "" : [" ", el("button", { class: "link", onclick: () => openLog(j.pkgname) }, "log")])));
+      hasLog(j) ? [" ", el("button", { class: "link", onclick: () => openLog(j.pkgname) }, "log")] : "")));
   if (jobs.length > JOB_ROWS) rows.push(el("tr", {}, el("td", { colspan: 6 }, `… and ${jobs.length - JOB_ROWS} more; pick a state`)));
   $("jobs-body").replaceChildren(...rows);
 }
