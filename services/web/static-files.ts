@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { extname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { HttpHandler } from "../shared/cors.js";
@@ -45,15 +45,21 @@ interface StaticFile {
  */
 export function createStaticFiles(dir: string = STATIC_DIR): HttpHandler {
   const files = new Map<string, StaticFile>();
+  // An install without the page's files (an image built without them) still
+  // serves the API; the page's address says what is missing.
+  if (!existsSync(join(dir, "index.html"))) {
+    return (_req, res) => {
+      res.writeHead(404, { "content-type": "text/plain; charset=utf-8" });
+      res.end(`the status page is not installed here: ${join(dir, "index.html")} is missing; the Connect API works without it\n`);
+    };
+  }
   for (const name of readdirSync(dir)) {
     const type = CONTENT_TYPES[extname(name)];
     if (type === undefined) continue;
     const body = readFileSync(join(dir, name));
     files.set(`/${name}`, { body, type, etag: `"${createHash("sha256").update(body).digest("base64url").slice(0, 27)}"` });
   }
-  const index = files.get("/index.html");
-  if (index === undefined) throw new Error(`the web page is missing: ${join(dir, "index.html")} does not exist`);
-  files.set("/", index);
+  files.set("/", files.get("/index.html")!);
   return (req, res) => {
     const path = (req.url ?? "/").split("?")[0]!;
     const file = files.get(path);
