@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import * as http from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -11,6 +13,7 @@ import { loadDispatcherConfig } from "../../services/dispatcher/config.js";
 import { startDispatcherServer, type RunningDispatcher } from "../../services/dispatcher/server.js";
 import { createTestPki, type TestPki } from "../support/certs.js";
 import { SMALL_SCAN, startTestDepGraph } from "../support/depgraph-server.js";
+import { eventually } from "../support/eventually.js";
 
 // What a browser and `curl --http1.1` get from the ports: Connect with JSON
 // over HTTP/1.1 (cleartext and TLS), the status page's files, CORS for the
@@ -195,5 +198,50 @@ describe("HTTP/1.1 over TLS", () => {
     const h2 = await curl("--http2", "--cacert", pki.caPath, "-H", "content-type: application/json", "--data", "{}", url);
     assert.equal(h2.version, "2");
     assert.equal(h2.status, 200);
+  });
+});
+
+describe("shutdown with browsers connected over HTTP/1.1", () => {
+  test("an idle keep-alive connection and an open WatchJobs stream do not hold the port open until the grace ends", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pkgfarm-web-close-"));
+    writeFileSync(join(dir, "scan.txt"), SMALL_SCAN);
+    const depgraph = await startTestDepGraph({ importFile: join(dir, "scan.txt") });
+    const dispatcher = await startDispatcherServer({
+      host: "127.0.0.1", port: 0, depgraphUrl: depgraph.url, packagesRoot: join(dir, "packages"), logsRoot: dir,
+      heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000, leaseMs: 60_000, logLevel: "silent",
+    }, pino({ level: "silent" }));
+    const agent = new http.Agent({ keepAlive: true });
+    try {
+      const post = (path: string, contentType: string, body: Buffer) => new Promise<http.IncomingMessage>((resolve, reject) => {
+        const req = http.request(`${dispatcher.url}${path}`, { method: "POST", agent, headers: { "content-type": contentType } }, resolve);
+        req.once("error", reject);
+        req.end(body);
+      });
+      // One call that ends, leaving its connection idle in the agent's pool.
+      const idle = await post("/pkgfarm.v1.DispatcherService/ListAgents", "application/json", Buffer.from("{}"));
+      idle.resume();
+      await once(idle, "end");
+      // One stream that stays open: WatchJobs of every build, forwarded to depgraph.
+      const json = Buffer.from("{}");
+      const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, json.length]), json]);
+      // connect sends a stream's headers with its first message: a build's start.
+      const watching = post("/pkgfarm.v1.DepGraphService/WatchJobs", "application/connect+json", envelope);
+      await eventually("WatchJobs to be forwarded", async () => {
+        const created = await connectJson(`${depgraph.url}/pkgfarm.v1.DepGraphService/CreateBuild`, { platform: "Web-1.0-x86_64", limitTo: ["devel/gmake"] });
+        assert.equal(created.status, 200, created.body);
+        return Promise.race([watching, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 200))]);
+      });
+      const watch = await watching;
+      assert.equal(watch.statusCode, 200);
+      const [first] = await once(watch, "data") as [Buffer];
+      assert.ok(first.length > 5, "a message came");
+      const started = Date.now();
+      await dispatcher.close(10_000);
+      assert.ok(Date.now() - started < 3000, `closed in ${Date.now() - started} ms, not at the end of the 10 s grace`);
+    } finally {
+      agent.destroy();
+      await depgraph.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
