@@ -78,6 +78,7 @@ async function refreshStatus() {
     const status = await unary("DepGraphService", "GetBuildStatus", { buildId: id });
     if (page.selected !== id) return;
     page.status = status;
+    if (status.build) checkJobs(id, status.build);
     const i = page.builds.findIndex((b) => b.id === id);
     if (i >= 0 && status.build) page.builds[i] = status.build;
   } catch (e) {
@@ -105,7 +106,27 @@ async function loadJobs(id) {
   render();
 }
 
-/** Follows the build's transitions; the job list is read once the stream is open, so nothing falls between. */
+/**
+ * The job list and the transitions can miss each other: connect answers a
+ * stream's headers only with its first message, so the page cannot wait for
+ * WatchJobs to be subscribed before it lists the jobs. When the list's
+ * counts disagree with depgraph's on two polls running, the list is read again.
+ */
+let disagreements = 0;
+function checkJobs(id, build) {
+  if (!page.jobsLoaded) return;
+  const counts = {};
+  for (const job of page.jobs.values()) counts[job.state] = (counts[job.state] ?? 0) + 1;
+  const theirs = build.jobCounts ?? {};
+  const same = page.jobs.size === (build.totalJobs ?? 0) && Object.keys({ ...counts, ...theirs }).every((s) => (counts[s] ?? 0) === (theirs[s] ?? 0));
+  disagreements = same ? 0 : disagreements + 1;
+  if (disagreements >= 2) {
+    disagreements = 0;
+    loadJobs(id).catch((e) => showProblem("ListJobs", e));
+  }
+}
+
+/** Follows the build's transitions, and lists its jobs as the stream opens. */
 async function watchBuild(id, signal) {
   for (let attempt = 0; !signal.aborted; attempt++) {
     try {
