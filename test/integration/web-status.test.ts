@@ -106,6 +106,8 @@ test("the status page follows a build of the example tree: progress, a failure w
   }, 30_000);
   assert.ok(later > first);
   assert.ok(await page.locator("#progress-graph polygon.area-done").count() === 1, "the graph is drawn");
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, "web-status-running.png"), fullPage: true });
 
   // A running job's log, followed while it runs (ReadLog with follow).
   const running = page.locator("#running li[data-job]").first();
@@ -148,11 +150,16 @@ test("the status page follows a build of the example tree: progress, a failure w
   }, 20_000);
 
   // The finished build, kept as a test artifact.
-  mkdirSync(ARTIFACTS, { recursive: true });
   const shot = join(ARTIFACTS, "web-status.png");
   await page.locator("#log-close").click();
   await page.screenshot({ path: shot, fullPage: true });
   assert.ok(statSync(shot).size > 10_000, "the screenshot was written");
+
+  // The HTML report, in a frame where no script runs.
+  await page.locator('[data-report="REPORT_FORMAT_HTML"]').click();
+  const frame = page.frameLocator("#report iframe.report-frame");
+  await frame.getByText(/bison/).first().waitFor({ timeout: 10_000 });
+  assert.equal(await page.locator("#report iframe").getAttribute("sandbox"), "");
 
   // Draining needs the token: refused without, done with it.
   const drain = page.locator('#agents-body tr[data-agent="web-agent-1"]').getByRole("button", { name: "drain" });

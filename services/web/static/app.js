@@ -400,13 +400,16 @@ function renderFailures() {
 }
 
 function renderJobs() {
+  // A lease's transition names its holder, the dispatcher, which picks the
+  // agent afterwards; GetBuildStatus knows the agent and host of what runs.
+  const runningOn = new Map((page.status?.running ?? []).map((j) => [j.pkgname, j.host || j.agentId]));
   const filter = page.jobFilter;
   const jobs = [...page.jobs.values()].filter((j) => filter === "" || j.state === filter).sort((a, b) => a.pkgname.localeCompare(b.pkgname));
   const rows = jobs.slice(0, JOB_ROWS).map((j) => el("tr", { "data-job": j.pkgname },
     el("td", {}, j.pkgname),
     el("td", {}, j.location ?? ""),
     el("td", { class: `job-${jobState(j)}` }, jobState(j)),
-    el("td", {}, j.host || j.agentId || ""),
+    el("td", {}, (j.state === "JOB_STATE_LEASED" ? runningOn.get(j.pkgname) : undefined) ?? (j.host || j.agentId || "")),
     el("td", {}, j.duration ? formatSeconds(seconds(j.duration)) : ""),
     el("td", {}, el("button", { class: "link", onclick: () => explain(j.pkgname) }, "why"),
       hasLog(j) ? [" ", el("button", { class: "link", onclick: () => openLog(j.pkgname) }, "log")] : "")));
