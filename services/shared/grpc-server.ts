@@ -140,8 +140,13 @@ export async function listenGrpc(handler: Handler, host: string, port: number, o
   const front = tls === undefined ? net.createServer((socket) => {
     undecided.add(socket);
     socket.once("close", () => undecided.delete(socket));
+    // Until a server takes the socket, its errors (a reset) are ours to
+    // take, or they would end the process.
+    const lost = () => socket.destroy();
+    socket.on("error", lost);
     sniffHttp2(socket, (isHttp2) => {
       undecided.delete(socket);
+      socket.off("error", lost);
       if (isHttp2) {
         // The HTTP/2 session takes the socket's handle and reads what was
         // put back itself.

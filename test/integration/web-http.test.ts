@@ -3,6 +3,7 @@ import { execFile } from "node:child_process";
 import { once } from "node:events";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
+import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -160,6 +161,19 @@ describe("HTTP/1.1, CORS and the page on a cleartext dispatcher", () => {
     // depgraph allows no other origin by default.
     const depgraphPreflight = await curl("--http1.1", "-X", "OPTIONS", "-H", `origin: ${ALLOWED}`, "-H", "access-control-request-method: POST", `${depgraph.url}/pkgfarm.v1.DepGraphService/ListBuilds`);
     assert.equal(depgraphPreflight.status, 403);
+  });
+
+  test("a connection reset before its first bytes say which HTTP it speaks costs only that connection", async () => {
+    const { port } = new URL(depgraph.url);
+    for (const opening of ["", "PR", "POS"]) {
+      const socket = net.connect(Number(port), "127.0.0.1");
+      await once(socket, "connect");
+      if (opening !== "") socket.write(opening);
+      socket.resetAndDestroy();
+      await once(socket, "close");
+    }
+    const after = await connectJson(`${depgraph.url}/pkgfarm.v1.DepGraphService/ListBuilds`, {});
+    assert.equal(after.status, 200);
   });
 
   test("--cors-origins takes origins or *, and refuses anything else with one line", () => {
