@@ -3,14 +3,17 @@
 // directories each), each package's final state and failing phase compared
 // with what pbulk did on this machine (expected/outcomes.tsv). Prints one
 // JSON object: outcomesEqual, outcomesTotal, mismatches, wall seconds per
-// slot count, and pbulk's wall time for the same list (15 min 17 s).
+// slot count, and pbulk's wall time for the same list: measured in the same
+// run with --pbulk (pbulk installed in /usr/pbulk as ../shared/pkgsrc/README.md
+// says; bench/pbulk/bulkbuild.sh runs it before each pkgfarm run, so the
+// ratios pair runs made minutes apart), else the README's 15 min 17 s.
 //
-//   npm run e2e:pkgsrc [-- --slots 1,2] [-- --keep]
+//   npm run e2e:pkgsrc [-- --slots 1,2] [-- --keep] [-- --pbulk]
 //
 // It runs the CLI as an operator would (a child process), so what it
 // measures includes the closure scan, every build and the repository.
 
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { chmodSync, createWriteStream, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,6 +24,7 @@ const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CLI = join(ROOT, "dist", "services", "cli", "main.js");
 /** pbulk 0.51's bulkbuild of the same list on this machine, one slot (../shared/pkgsrc/README.md). */
 const PBULK_SECONDS = 917;
+const PBULK_SCRIPT = join(ROOT, "bench", "pbulk", "bulkbuild.sh");
 /** A run longer than this is stuck, not slow (pbulk took 15 min). */
 const RUN_TIMEOUT_MS = 90 * 60_000;
 
@@ -96,7 +100,7 @@ function compare(slots: number, expectedRows: ReadonlyArray<Record<string, strin
 async function main(): Promise<void> {
   const why = pkgsrcUnavailable();
   if (why !== undefined) throw new Error(why);
-  const { values } = parseArgs({ options: { slots: { type: "string", default: "1,2" }, keep: { type: "boolean", default: false } } });
+  const { values } = parseArgs({ options: { slots: { type: "string", default: "1,2" }, keep: { type: "boolean", default: false }, pbulk: { type: "boolean", default: false } } });
   const slotCounts = values.slots!.split(",").map(Number);
   if (slotCounts.some((n) => !Number.isInteger(n) || n < 1 || n > 64)) throw new Error(`--slots must be whole numbers from 1 to 64 separated by commas, not "${values.slots}"`);
   const tree = pkgsrcTree();
@@ -105,13 +109,24 @@ async function main(): Promise<void> {
   const wallSeconds: Record<string, number> = {};
   const exitCodes: Record<string, number> = {};
   const dataDirs: Record<string, string> = {};
+  const pbulkRuns: number[] = [];
+  const ratios: Record<string, number> = {};
   for (const slots of slotCounts) {
+    if (values.pbulk) {
+      process.stderr.write(`e2e:pkgsrc: pbulk's bulkbuild before the ${slots}-slot run\n`);
+      const pbulkRun = `/var/tmp/pkgfarm-e2e-pbulk-${slots}`;
+      const out = execFileSync("bash", [PBULK_SCRIPT, tree, pbulkRun], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+      const seconds = +(JSON.parse(out.trim().split("\n").pop()!) as { pbulkSeconds: number }).pbulkSeconds.toFixed(1);
+      pbulkRuns.push(seconds);
+      wallSeconds[`pbulkBefore${slots}`] = seconds;
+    }
     const dataDir = mkdtempSync(`/var/tmp/pkgfarm-e2e-${slots}slot-`);
     chmodSync(dataDir, 0o755);
     process.stderr.write(`e2e:pkgsrc: ${slots} slot(s), data in ${dataDir}\n`);
     try {
       const run = await runUp(tree, slots, dataDir);
       wallSeconds[`slots${slots}`] = +run.seconds.toFixed(1);
+      if (values.pbulk) ratios[`slots${slots}OverPbulk`] = +(run.seconds / pbulkRuns.at(-1)!).toFixed(3);
       exitCodes[`slots${slots}`] = run.code;
       if (run.jobsFile === "") mismatches.push({ slots, pkgname: "*", expected: null, actual: null, reason: `pkgfarm up exited ${run.code} without a jobs file; see ${join(dataDir, "up.out")}` });
       else mismatches.push(...compare(slots, expectedRows, run.jobsFile));
@@ -125,7 +140,8 @@ async function main(): Promise<void> {
     outcomesTotal: expectedRows.length,
     mismatches,
     wallSeconds,
-    pbulkSeconds: PBULK_SECONDS,
+    pbulkSeconds: values.pbulk ? pbulkRuns : PBULK_SECONDS,
+    ...(values.pbulk ? { ratios } : {}),
     exitCodes,
     ...(values.keep ? { dataDirs } : {}),
   })}\n`);

@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
@@ -265,7 +266,9 @@ export function createBuilderAgent(config: AgentConfig, logger: Logger, executor
         case: "hello",
         value: {
           agentId: config.agentId,
-          host: config.agentId,
+          // The machine's name, for people (and Job.host): the id may be
+          // any name the operator chose, and several agents share a host.
+          host: hostname(),
           os: config.os,
           osRelease: config.osRelease,
           arch: config.arch,

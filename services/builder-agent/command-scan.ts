@@ -23,7 +23,7 @@
 
 import { runBuildCommand } from "./runner.js";
 import { sandboxCommand, type SandboxKind, type SandboxSpec } from "./sandbox.js";
-import { addPkgLocation, locationProblem, PkgsrcScanError, type LocationScan } from "./pkgsrc/scan.js";
+import { addPkgLocation, locationProblem, PkgsrcScanError, scanEachLocation, withTail, type LocationScan } from "./pkgsrc/scan.js";
 
 /** ScanCommandHost: how this host scans a tree with a scan command. */
 export interface ScanCommandHost {
@@ -60,35 +60,22 @@ interface Run {
  * location. Aborting cancels the running commands and rejects with the
  * signal's reason.
  */
-export async function scanLocations(
+export function scanLocations(
   host: ScanCommandHost,
   locations: readonly string[],
   signal?: AbortSignal,
   onResult?: (result: LocationScan) => void,
 ): Promise<LocationScan[]> {
-  signal?.throwIfAborted();
-  const unique = [...new Set(locations)];
-  const results = new Map<string, LocationScan>();
-  const report = (result: LocationScan): void => {
-    results.set(result.location, result);
-    onResult?.(result);
-  };
-  const queue: string[] = [];
-  for (const location of unique) {
-    const problem = locationProblem(location);
-    if (problem === undefined) queue.push(location);
-    else report({ location, pbulkIndex: "", error: `invalid location ${JSON.stringify(location)}: ${problem}`, durationMs: 0 });
-  }
-  const worker = async (): Promise<void> => {
-    for (let location = queue.shift(); location !== undefined && signal?.aborted !== true; location = queue.shift()) {
-      const run = await runCommand(host, [location], { PKGFARM_LOCATION: location }, signal);
-      if (signal?.aborted) break;
-      report(interpret(location, run));
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(host.concurrency ?? 1, queue.length)) }, worker));
-  signal?.throwIfAborted();
-  return unique.map((location) => results.get(location)!);
+  return scanEachLocation(locations, signal, onResult, async (queue, report) => {
+    const worker = async (): Promise<void> => {
+      for (let location = queue.shift(); location !== undefined && signal?.aborted !== true; location = queue.shift()) {
+        const run = await runCommand(host, [location], { PKGFARM_LOCATION: location }, signal);
+        if (signal?.aborted) break;
+        report(interpret(location, run));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(host.concurrency ?? 1, queue.length)) }, worker));
+  });
 }
 
 function interpret(location: string, run: Run): LocationScan {
@@ -132,11 +119,6 @@ function printedLocations(output: string): string[] {
     if (line.startsWith("PKG_LOCATION=")) out.push(line.slice("PKG_LOCATION=".length).trim());
   }
   return out;
-}
-
-function withTail(what: string, stderr: string): string {
-  const tail = stderr.trimEnd().split("\n").filter((l) => l.trim() !== "").slice(-12).join("\n");
-  return tail === "" ? what : `${what}: ${tail.length > 2000 ? `…${tail.slice(-2000)}` : tail}`;
 }
 
 async function runCommand(host: ScanCommandHost, extra: readonly string[], env: Record<string, string>, signal?: AbortSignal): Promise<Run> {

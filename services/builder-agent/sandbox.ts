@@ -48,7 +48,8 @@ export interface SandboxSpec {
   /**
    * Directories mounted over targets, in this order (so /usr before
    * /usr/pkg). source is a host path; target is the path the sandboxed
-   * processes see, which must exist as a directory (an empty mount point). A
+   * processes see: a directory, made (empty) when missing, since a fresh
+   * host has no /usr/pkg and the host only ever needs it as a mount point. A
    * bind is not recursive: mounts below source are not carried along.
    * readOnly makes the bind read-only (a tree that scans must not write to).
    */
@@ -81,6 +82,7 @@ export class InvalidSandboxSpec extends Error {
 const BIND_SCRIPT = [
   'n=$1; shift',
   'while [ "$n" -gt 0 ]; do',
+  '  [ -d "$2" ] || PATH=/usr/sbin:/usr/bin:/sbin:/bin mkdir -p -- "$2" || exit 125',
   '  PATH=/usr/sbin:/usr/bin:/sbin:/bin mount --bind -- "$1" "$2" || exit 125',
   '  if [ "$3" = ro ]; then PATH=/usr/sbin:/usr/bin:/sbin:/bin mount -o remount,bind,ro -- "$2" || exit 125; fi',
   '  shift 3; n=$((n - 1))',
@@ -93,6 +95,7 @@ const BIND_SCRIPT = [
 const CHROOT_BIND_SCRIPT = [
   'n=$1; root=$2; shift 2',
   'while [ "$n" -gt 0 ]; do',
+  '  [ -d "$root$2" ] || PATH=/usr/sbin:/usr/bin:/sbin:/bin mkdir -p -- "$root$2" || exit 125',
   '  PATH=/usr/sbin:/usr/bin:/sbin:/bin mount --bind -- "$1" "$root$2" || exit 125',
   '  if [ "$3" = ro ]; then PATH=/usr/sbin:/usr/bin:/sbin:/bin mount -o remount,bind,ro -- "$root$2" || exit 125; fi',
   '  shift 3; n=$((n - 1))',

@@ -1,14 +1,20 @@
 // `pkgfarm build report BUILD [--html FILE]` and `build diff BUILD [OTHER]`:
 // the reports the dispatcher wrote when the build ended, fetched remotely.
-import { createWriteStream } from "node:fs";
+import { createWriteStream, type WriteStream } from "node:fs";
 import { once } from "node:events";
 import { ReportFormat } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
 import { EXIT_OK, type Verb, type VerbContext } from "./command.js";
 
-/** fetchReport streams the report to out as it comes; resolves with the bytes written. */
-async function fetchReport(context: VerbContext, format: ReportFormat, out: NodeJS.WritableStream, against = ""): Promise<number> {
+/**
+ * fetchReport streams the report to the stream `open` gives, opened only
+ * once the first piece has come (so a refusal leaves no empty file behind);
+ * resolves with the bytes written.
+ */
+async function fetchReport(context: VerbContext, format: ReportFormat, open: () => Promise<NodeJS.WritableStream>, against = ""): Promise<number> {
   let bytes = 0;
+  let out: NodeJS.WritableStream | undefined;
   for await (const piece of context.farm.dispatcher.getReport({ buildId: context.positionals[0]!, format, against }, { signal: context.signal })) {
+    out ??= await open();
     bytes += piece.data.length;
     if (!out.write(piece.data)) await once(out, "drain");
   }
@@ -29,21 +35,26 @@ it at its next publication): NOT_FOUND, exit 1.`,
   needs: { dispatcher: true },
   async run(context) {
     const html = context.values["html"] as string | undefined;
-    if (html !== undefined) {
-      const file = createWriteStream(html);
-      const opened = once(file, "open");
-      try {
-        await opened;
-        const bytes = await fetchReport(context, ReportFormat.HTML, file);
-        file.end();
-        await once(file, "finish");
-        context.io.out.write(`wrote ${html} (${bytes} bytes)\n`);
-      } finally {
-        file.destroy();
-      }
+    if (html === undefined) {
+      await fetchReport(context, context.json ? ReportFormat.JSON : ReportFormat.TEXT, async () => context.io.out);
       return EXIT_OK;
     }
-    await fetchReport(context, context.json ? ReportFormat.JSON : ReportFormat.TEXT, context.io.out);
+    let file: WriteStream | undefined;
+    try {
+      const bytes = await fetchReport(context, ReportFormat.HTML, async () => {
+        file = createWriteStream(html);
+        await once(file, "open");
+        return file;
+      });
+      if (file !== undefined) {
+        const written = file as WriteStream;
+        written.end();
+        await once(written, "finish");
+      }
+      context.io.out.write(`wrote ${html} (${bytes} bytes)\n`);
+    } finally {
+      file?.destroy();
+    }
     return EXIT_OK;
   },
 };
@@ -58,7 +69,7 @@ with when it was written (the previous ended build of its platform).
   positionals: { min: 1, max: 2 },
   needs: { dispatcher: true },
   async run(context) {
-    await fetchReport(context, context.json ? ReportFormat.DIFF_JSON : ReportFormat.DIFF, context.io.out, context.positionals[1] ?? "");
+    await fetchReport(context, context.json ? ReportFormat.DIFF_JSON : ReportFormat.DIFF, async () => context.io.out, context.positionals[1] ?? "");
     return EXIT_OK;
   },
 };

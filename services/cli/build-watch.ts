@@ -1,7 +1,7 @@
 // `pkgfarm build watch BUILD`: a build's progress as it happens, one line per
 // job that ends, until the build ends; the exit status says how it ended.
 import { create, toJson } from "@bufbuild/protobuf";
-import type { Client } from "@connectrpc/connect";
+import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import {
   BuildEventKind,
   BuildState,
@@ -21,10 +21,12 @@ export const EXIT_BUILT = EXIT_OK;
 export const EXIT_SOME_FAILED = 3;
 /** The build was cancelled. */
 export const EXIT_CANCELLED = 4;
+/** The watch was interrupted (Ctrl-C), as a shell reports a SIGINT; the build goes on. */
+export const EXIT_INTERRUPTED = 130;
 
 export const WATCH_EXIT_HELP = `Exit status: 0 every package was built (or up to date), 3 some package was not
 (failed, prefailed, indirect-failed, cycle), 4 the build was cancelled, 1 the server
-refused or went away, 2 bad usage.`;
+refused or went away, 2 bad usage, 130 interrupted (the build goes on).`;
 
 /** How often the build is re-read while no event comes, in case its end slipped past the stream. */
 const IDLE_CHECK_MS = 2_000;
@@ -77,14 +79,23 @@ export async function watchBuild(context: VerbContext, buildId: string): Promise
     while (build.state === BuildState.RUNNING || build.state === BuildState.SCANNING) {
       let timer: NodeJS.Timeout | undefined;
       const idle = new Promise<"idle">((resolve) => (timer = setTimeout(() => resolve("idle"), IDLE_CHECK_MS)));
-      const got = await Promise.race([next, idle]);
-      clearTimeout(timer);
+      let got: Awaited<typeof next> | "idle";
+      try {
+        got = await Promise.race([next, idle]);
+      } catch (e) {
+        if (context.signal.aborted) return EXIT_INTERRUPTED;
+        // A watcher that fell behind is told to re-read the build and watch again.
+        if (ConnectError.from(e).code !== Code.ResourceExhausted) throw e;
+        got = { done: true, value: undefined };
+      } finally {
+        clearTimeout(timer);
+      }
       if (got === "idle") {
         build = (await farm.depgraph.getBuild({ buildId })).build!;
         continue;
       }
       if (got.done === true) {
-        // depgraph ended the stream (it restarts, or a reader fell behind): read the build and open another.
+        // The stream ended (depgraph shut down gracefully, or cut a slow reader off): open another, then re-read.
         stream = open();
         next = read(stream);
         build = (await farm.depgraph.getBuild({ buildId })).build!;

@@ -78,7 +78,7 @@ export function runBuildGroup(argv: readonly string[], io: CommandIo = PROCESS_I
   const [word, ...rest] = argv;
   const verb = BUILD_VERBS.find((v) => v.name === `build ${word}`);
   if (verb !== undefined) return runVerb(verb, rest, io, signal);
-  if (word === "help" || (argv.length === 1 && (word === "--help" || word === "-h"))) {
+  if (word === "help" || word === "--help" || word === "-h") {
     io.out.write(groupUsage("build", BUILD_VERBS, ABOUT));
     io.out.write(`\npkgfarm build [--limit FILE | LOCATION...] (no COMMAND) starts a build and follows it, as before.\n`);
     return Promise.resolve(EXIT_OK);

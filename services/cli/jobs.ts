@@ -88,9 +88,13 @@ PKG is the job's PKGNAME, or a location (devel/gmake) with one job in the build.
     const out = [clean(answer.summary)];
     const job = answer.job!;
     out.push(`  state: ${jobStateName(job.state)}${job.failedPhase ? ` in ${job.failedPhase}` : ""}${job.host ? ` on host ${clean(job.host)}` : ""}`);
-    if (answer.wait !== undefined && answer.wait.kind !== WaitKind.NONE) out.push(`  waits: ${(WaitKind[answer.wait.kind] ?? String(answer.wait.kind)).toLowerCase().replace(/_/g, " ")}: ${clean(answer.wait.detail)}`);
+    const wait = answer.wait;
+    const waiting = wait !== undefined && wait.kind !== WaitKind.NONE;
+    if (waiting && wait.kind === WaitKind.DEPENDENCIES) out.push(clean(`  waiting for: ${wait.dependencies.join(", ")}`));
+    // A kind this pkgfarm does not know yet still has its words.
+    else if (waiting) out.push(`  waits: ${(WaitKind[wait.kind] ?? `kind ${wait.kind}`).toLowerCase().replace(/_/g, " ")}: ${clean(wait.detail)}`);
     if (answer.chain.length > 0) {
-      out.push("  chain to the root cause:");
+      out.push(waiting ? "  what it waits for, down to what runs:" : "  chain to the root cause:");
       for (const link of answer.chain) {
         const detail = link.reason !== "" ? `: ${link.failedPhase ? `${link.failedPhase}: ` : ""}${link.reason}` : link.host ? ` on host ${link.host}` : "";
         out.push(clean(`    -> ${link.pkgname} (${link.location}) ${jobStateName(link.state)}${detail}`));

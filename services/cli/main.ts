@@ -5,12 +5,7 @@ import { runDispatcher } from "../dispatcher/main.js";
 import { runUp } from "./up.js";
 import { runImport } from "./import.js";
 import { runPublish } from "./publish.js";
-import { runScan } from "./scan.js";
-import { runBuildGroup } from "./build.js";
-import { runAgentsGroup } from "./agents.js";
-import { PROCESS_IO, runVerb } from "./command.js";
-import { jobsVerb, whyVerb } from "./jobs.js";
-import { logVerb } from "./log.js";
+import { isFarmCommand, runFarmCommand } from "./farm-commands.js";
 
 const USAGE = `usage: pkgfarm COMMAND [options]
 
@@ -39,11 +34,11 @@ pkgfarm COMMAND --help tells a command's options.
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  // The farm commands end what they follow (build watch, log -f) on the first Ctrl-C.
-  const interrupted = new AbortController();
-  const farmCommand = ["scan", "build", "jobs", "why", "log", "agents"].includes(command ?? "");
-  if (farmCommand) {
+  if (isFarmCommand(command)) {
+    // The farm commands end what they follow (build watch, log -f) on the first Ctrl-C.
+    const interrupted = new AbortController();
     for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => interrupted.abort());
+    return runFarmCommand(command!, rest, undefined, interrupted.signal);
   }
   switch (command) {
     case "depgraph":
@@ -52,18 +47,6 @@ async function main(argv: string[]): Promise<number> {
       return runImport(rest, process.stdout);
     case "publish":
       return runPublish(rest, process.stdout);
-    case "scan":
-      return runScan(rest, PROCESS_IO, interrupted.signal);
-    case "build":
-      return runBuildGroup(rest, PROCESS_IO, interrupted.signal);
-    case "jobs":
-      return runVerb(jobsVerb, rest, PROCESS_IO, interrupted.signal);
-    case "why":
-      return runVerb(whyVerb, rest, PROCESS_IO, interrupted.signal);
-    case "log":
-      return runVerb(logVerb, rest, PROCESS_IO, interrupted.signal);
-    case "agents":
-      return runAgentsGroup(rest, PROCESS_IO, interrupted.signal);
     case "dispatcher":
       return runDispatcher(rest);
     case "agent":

@@ -95,7 +95,7 @@ export async function startDepGraphServer(config: DepGraphConfig, logger: Logger
   if (config.state === "nats-kv") {
     store = await openKvStateStore({ nc: nc!, logger: logger.child({ component: "state" }), bucket: config.stateBucket, onFenced: (writer) => fencedBy?.(writer) });
     await restoreState(store, depgraph, history, logger);
-    persistState(store, depgraph);
+    persistState(store, depgraph, history);
     // A smaller --keep-finished-builds, or a forget that failed last time.
     depgraph.forgetOldBuilds();
   }

@@ -478,7 +478,7 @@ export function createDepGraphService(options: DepGraphServiceOptions): {
       }));
     },
 
-    ...createStatusHandlers({ depgraph, wireBuild, now: options.now }),
+    ...createStatusHandlers({ depgraph, wireBuild, now: options.now, logger }),
 
     watchJobs(request, ctx) {
       // A reader that takes nothing holds its backlog for as long as its

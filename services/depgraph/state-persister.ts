@@ -1,8 +1,11 @@
 import type { Logger } from "pino";
 import type { DepGraph } from "./core/depgraph.js";
-import type { DurationHistory } from "./core/history.js";
+import type { DurationModel } from "./core/duration-model.js";
 import { createScanRecordParser, formatScanRecord, type ScanRecord } from "./core/scan-record.js";
-import { buildKey, changedKey, scannedKey, decodeState, encodeBuild, encodeHistory, encodeJob, historyKey, jobKey, jobKeysOf, locationKey } from "./core/state-codec.js";
+import {
+  buildKey, changedKey, scannedKey, decodeState, durationKey, encodeBuild, encodeDuration, encodeHistory, encodeHostSamples, encodeJob, historyKey, hostSpeedKey,
+  jobKey, jobKeysOf, locationKey,
+} from "./core/state-codec.js";
 import { runSliced } from "./slices.js";
 import type { StateStore } from "./state-store.js";
 
@@ -10,7 +13,7 @@ import type { StateStore } from "./state-store.js";
  * restoreState loads a store into an empty depgraph: the tree, the durations
  * learnt, then every build against that tree. Returns what it found.
  */
-export async function restoreState(store: StateStore, depgraph: DepGraph, history: DurationHistory, logger: Logger): Promise<{ locations: number; builds: number; keys: number; ms: number }> {
+export async function restoreState(store: StateStore, depgraph: DepGraph, history: DurationModel, logger: Logger): Promise<{ locations: number; builds: number; keys: number; ms: number }> {
   const started = performance.now();
   const entries = await store.load();
   const loadMs = Math.round(performance.now() - started);
@@ -33,6 +36,8 @@ export async function restoreState(store: StateStore, depgraph: DepGraph, histor
   for (const [platform, times] of state.scannedAt) depgraph.restoreScanTimes(platform, times);
   const treeMs = Math.round(performance.now() - started) - loadMs;
   for (const row of state.history) history.record(row.pkgname, row.location, row.durationMs);
+  // After the old per-PKGNAME keys, so what the model learnt since wins.
+  history.restore(state.durations);
   depgraph.restoreChangeTimes(state.changedAt);
   // In slices, as CreateBuild: a restart restores whole-tree builds.
   for (const build of state.builds) await runSliced(depgraph.restoreBuildSteps(build));
@@ -44,10 +49,11 @@ export async function restoreState(store: StateStore, depgraph: DepGraph, histor
 /**
  * persistState writes every durable change of the core to the store: tree
  * locations as they change, builds as they start or are cancelled, jobs as
- * they are leased, given back or finish, and learnt durations. Returns an
- * unsubscribe function.
+ * they are leased, given back or finish, and learnt durations: with a
+ * duration model, what it learns (per platform, with host speeds), else the
+ * last duration per PKGNAME. Returns an unsubscribe function.
  */
-export function persistState(store: StateStore, depgraph: DepGraph): () => void {
+export function persistState(store: StateStore, depgraph: DepGraph, durations?: DurationModel): () => void {
   const offTree = depgraph.onTreeChange((notice) => {
     const tree = depgraph.platformTree(notice.platform);
     for (const location of notice.locations) {
@@ -72,7 +78,11 @@ export function persistState(store: StateStore, depgraph: DepGraph): () => void 
     const job = depgraph.getBuild(t.buildId).byPkgname.get(t.pkgname)!;
     const doc = encodeJob(job);
     if (doc !== undefined) store.set(jobKey(t.buildId, t.pkgname), doc);
-    if (t.to === "succeeded") store.set(historyKey(t.pkgname), encodeHistory(t.location, job.durationMs));
+    if (t.to === "succeeded" && durations === undefined) store.set(historyKey(t.pkgname), encodeHistory(t.location, job.durationMs));
+  });
+  const offDurations = durations?.onLearn((learnt) => {
+    store.set(durationKey(learnt.platform, learnt.pkgname), encodeDuration(learnt.observation));
+    if (learnt.host !== undefined) store.set(hostSpeedKey(learnt.platform, learnt.host.name), encodeHostSamples(learnt.host.samples));
   });
   const offForgotten = depgraph.onBuildForgotten((build) => store.forget([buildKey(build.id), jobKeysOf(build.id)]));
   return () => {
@@ -80,6 +90,7 @@ export function persistState(store: StateStore, depgraph: DepGraph): () => void 
     offBuild();
     offJobs();
     offForgotten();
+    offDurations?.();
   };
 }
 

@@ -5,6 +5,7 @@
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { Logger } from "pino";
 import {
   BuildEstimateSchema,
   WaitKind as WireWaitKind,
@@ -27,6 +28,7 @@ export interface StatusHandlerOptions {
   /** A build as GetBuild answers it (with its problem and scan id). */
   readonly wireBuild: (build: Build) => WireBuild;
   readonly now: () => number;
+  readonly logger: Logger;
 }
 
 const waitKindToWire: Record<WaitKind, WireWaitKind> = {
@@ -38,23 +40,25 @@ const waitKindToWire: Record<WaitKind, WireWaitKind> = {
 
 export function createStatusHandlers(options: StatusHandlerOptions): Pick<ServiceImpl<typeof DepGraphService>, "getBuildStatus" | "explainJob"> {
   const { depgraph, wireBuild } = options;
-  const expectedMs: ExpectedMs = (job) => depgraph.expectedDurationMs(job.pkg);
+  const expectedMs: ExpectedMs = (job) => depgraph.expectedDurationMs(job);
   const withExpected = (build: Build, job: Job): WireJob => {
     const wire = jobToWire(build, job);
     wire.expectedDuration = durationFromMs(Math.round(expectedMs(job)));
     return wire;
   };
-  const translated = <T>(run: () => T): T => {
+  const translated = <T>(method: string, run: () => T): T => {
     try {
       return run();
     } catch (e) {
-      throw toConnectError(e);
+      const error = toConnectError(e);
+      if (error.code === Code.Internal) options.logger.error({ err: e, method }, "request failed");
+      throw error;
     }
   };
 
   return {
     getBuildStatus(request) {
-      return translated(() => {
+      return translated("GetBuildStatus", () => {
         if (request.buildId === "") throw new InvalidRequest("build_id is required");
         const now = options.now();
         const found = depgraph.getBuildOrPending(request.buildId);
@@ -83,7 +87,7 @@ export function createStatusHandlers(options: StatusHandlerOptions): Pick<Servic
     },
 
     explainJob(request) {
-      return translated(() => {
+      return translated("ExplainJob", () => {
         if (request.buildId === "") throw new InvalidRequest("build_id is required");
         if (request.pkgname === "") throw new InvalidRequest("pkgname is required: the PKGNAME of a job of the build, e.g. \"gmake-4.4.1\"");
         const found = depgraph.getBuildOrPending(request.buildId);

@@ -19,6 +19,7 @@ export function createAgentsView(registry: AgentRegistry, sessions: SessionTable
       lastSeen: timestampFromMs(agent.lastSeen),
       running: [...agent.jobs.values()].map((job) => runningJob({ ...job, leaseId: "" })),
       jobsDone: BigInt(agent.jobsDone),
+      jobs: [...agent.jobs.values()].map((job) => ({ job: runningJob({ ...job, leaseId: "" }), assignTime: timestampFromMs(job.assignedAt), accepted: job.accepted, kind: job.kind })),
     });
   return {
     listAgents() {

@@ -160,6 +160,16 @@ test("argv with spaces, quotes, $(...) and dashes arrives verbatim", { skip: ski
   assert.equal(t.out(), "odd");
 });
 
+// A fresh host has no /usr/pkg: the sandbox makes the mount point.
+test("a bind over a target that does not exist yet makes it, empty on the host, and mounts over it", { skip: skipNamespace }, async () => {
+  const target = join(tmp, "fresh-host", "usr", "pkg");
+  assert.equal(existsSync(target), false);
+  const s = start("namespace", { binds: [{ source: prefixWith("fresh"), target }] }, ["/bin/cat", join(target, "id")]);
+  assert.equal(await within("the sandbox", s.closed, 10_000), 0, s.err());
+  assert.equal(s.out(), "fresh");
+  assert.deepEqual(readdirSync(target), [], "the host keeps an empty mount point");
+});
+
 test("a bind whose source is missing stops the sandbox before argv runs", { skip: skipNamespace }, async () => {
   const ran = join(tmp, "ran-anyway");
   const s = start("namespace", { binds: [{ source: join(tmp, "no-such-dir"), target: HOST_PREFIX }] }, ["/usr/bin/touch", ran]);

@@ -1039,10 +1039,11 @@ export type Job = Message<"pkgfarm.v1.Job"> & {
   startTime?: Timestamp | undefined;
 
   /**
-   * How long the job is expected to take: its build history, or for a
-   * package never built the typical duration scaled by PBULK_WEIGHT (as the
-   * scheduler assumes). Set in GetBuildStatus and ExplainJob answers only;
-   * absent elsewhere.
+   * How long the job is expected to take: what the scheduler assumed when it
+   * ordered the build (its build history, or for a package never built the
+   * duration model's prediction); for a job that joined the build with a
+   * tree change, its history or the typical duration scaled by PBULK_WEIGHT.
+   * Set in GetBuildStatus and ExplainJob answers only; absent elsewhere.
    *
    * @generated from field: google.protobuf.Duration expected_duration = 21;
    */
@@ -2445,9 +2446,9 @@ export const GetBuildStatusRequestSchema: GenMessage<GetBuildStatusRequest> = /*
 
 /**
  * BuildEstimate is when depgraph expects a running build to end. Every job
- * is given its expected duration (Job.expected_duration: build history, or
- * the typical duration scaled by PBULK_WEIGHT); a running job is given what
- * is left of it (at least nothing). The estimate is the larger of two lower
+ * is given its expected duration (Job.expected_duration: what the scheduler
+ * assumed, from build history or predicted); a running job is given what is
+ * left of it (at least nothing). The estimate is the larger of two lower
  * bounds: the longest chain of work left along dependencies (the critical
  * path), and the work left spread over as many build hosts as run the
  * build's jobs now. It knows neither failures to come nor hosts that join
@@ -3331,8 +3332,10 @@ export const DepGraphService: GenService<{
     output: typeof ReturnJobResponseSchema;
   },
   /**
-   * WatchJobs streams job transitions as they happen, for dashboards and
-   * dispatchers. It starts with the transitions after the call is made.
+   * WatchJobs streams job transitions as they happen, and each build's start
+   * and end (WatchJobsResponse.build_event), for dashboards and dispatchers.
+   * It starts with what happens after the call is made: read the build
+   * (GetBuild) once the stream is open to know where it stood.
    *
    * @generated from rpc pkgfarm.v1.DepGraphService.WatchJobs
    */

@@ -175,11 +175,26 @@ export function addPkgLocation(location: string, output: string): { pbulkIndex: 
  * as it is known. Aborting kills the sandboxes and rejects with the
  * signal's reason.
  */
-export async function scanLocations(
+export function scanLocations(
   host: PkgsrcHost,
   locations: readonly string[],
   signal?: AbortSignal,
   onResult?: (result: LocationScan) => void,
+): Promise<LocationScan[]> {
+  return scanEachLocation(locations, signal, onResult, (queue, report) =>
+    runQueued(host, "index", queue, Math.max(1, host.concurrency ?? 1), signal, (run) => report(interpretIndex(run))));
+}
+
+/**
+ * scanEachLocation is the frame every scanner shares: each location once,
+ * an invalid one answered without running anything, the rest handed to
+ * scanValid, and the results in the order the locations were first given.
+ */
+export async function scanEachLocation(
+  locations: readonly string[],
+  signal: AbortSignal | undefined,
+  onResult: ((result: LocationScan) => void) | undefined,
+  scanValid: (queue: string[], report: (result: LocationScan) => void) => Promise<void>,
 ): Promise<LocationScan[]> {
   signal?.throwIfAborted();
   const unique = [...new Set(locations)];
@@ -194,7 +209,8 @@ export async function scanLocations(
     if (problem === undefined) queue.push(location);
     else report({ location, pbulkIndex: "", error: `invalid location ${JSON.stringify(location)}: ${problem}`, durationMs: 0 });
   }
-  await runQueued(host, "index", queue, Math.max(1, host.concurrency ?? 1), signal, (run) => report(interpretIndex(run)));
+  await scanValid(queue, report);
+  signal?.throwIfAborted();
   return unique.map((location) => results.get(location)!);
 }
 
@@ -207,7 +223,8 @@ function interpretIndex(run: RawRun): LocationScan {
   return { ...base, pbulkIndex, error: "" };
 }
 
-function withTail(what: string, stderr: string): string {
+/** withTail appends the last lines of a command's stderr to what went wrong. */
+export function withTail(what: string, stderr: string): string {
   const lines = stderr.trimEnd().split("\n").filter((l) => l.trim() !== "");
   let tail = lines.slice(-STDERR_TAIL_LINES).join("\n");
   if (tail.length > STDERR_TAIL_CHARS) tail = `…${tail.slice(-STDERR_TAIL_CHARS)}`;

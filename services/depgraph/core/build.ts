@@ -66,6 +66,13 @@ export interface Job {
   /** Dependencies not yet built. */
   waitingOn: number;
   priority: number;
+  /**
+   * The build time (ms) the scheduler expected when it ordered the build
+   * (history, or the duration model's prediction); undefined for a job that
+   * joined later with a tree change. ETAs and "why" answers use it, so they
+   * agree with the order jobs are handed out in.
+   */
+  readonly expectedMs: number | undefined;
   /** Order in which the job became ready, to break priority ties first-come first-served. */
   readySeq: number;
   reason: string;
@@ -79,7 +86,7 @@ export interface Job {
   agentId: string;
   /** Host name of the build host that runs or last ran the job, as its agent said; "" when not known. */
   host: string;
-  /** When the current (or last) lease was granted; undefined when never leased (or restored from a store). */
+  /** When the current (or last) lease was granted; undefined when never leased (or restored from a store that did not keep it). */
   startedAt: number | undefined;
   durationMs: number;
   binaryPackage: BinaryPackage | undefined;
@@ -167,6 +174,8 @@ export interface InitialJob {
   readonly reason: string;
   readonly cycle: readonly string[];
   readonly priority: number;
+  /** The build time the scheduler expects, ms (see Job.expectedMs). */
+  readonly expectedMs?: number;
   /** Incremental builds: why the job is built or skipped; "" otherwise. */
   readonly decision?: string;
   /** What a durable store remembered of this job, when a build is restored after a restart. */
@@ -189,6 +198,10 @@ export interface RestoredJob {
   readonly binaryPackage: BinaryPackage | undefined;
   readonly logRef: string;
   readonly failedPhase?: string;
+  /** Host name of the build host; absent in jobs stored before it was kept, or when not known. */
+  readonly host?: string;
+  /** When its lease was granted; absent in jobs stored before it was kept. */
+  readonly startedAt?: number;
 }
 
 /**
@@ -254,6 +267,7 @@ export class Build {
         state,
         waitingOn: 0,
         priority: init.priority,
+        expectedMs: init.expectedMs,
         readySeq: 0,
         reason: boundedReason(state === init.state ? init.reason : kept!.reason),
         blockedBy: "",
@@ -262,8 +276,8 @@ export class Build {
         losses: kept?.losses ?? 0,
         lease: state === "leased" ? kept!.lease : undefined,
         agentId: kept?.agentId ?? "",
-        host: "",
-        startedAt: undefined,
+        host: kept?.host ?? "",
+        startedAt: kept?.startedAt,
         durationMs: kept?.durationMs ?? 0,
         binaryPackage: kept?.binaryPackage,
         logRef: kept?.logRef ?? "",
@@ -541,7 +555,7 @@ export class Build {
   private newJob(pkg: TreePackage): Job {
     const job: Job = {
       index: this.jobs.length, pkg, pkgname: pkg.record.pkgname, dependencies: [], dependents: [], state: "pending",
-      waitingOn: 0, priority: 0, readySeq: 0, reason: "", blockedBy: "", cycle: [], attempts: 0, losses: 0,
+      waitingOn: 0, priority: 0, expectedMs: undefined, readySeq: 0, reason: "", blockedBy: "", cycle: [], attempts: 0, losses: 0,
       lease: undefined, agentId: "", host: "", startedAt: undefined, durationMs: 0, binaryPackage: undefined, logRef: "", failedPhase: "",
       decision: this.options.mode === "incremental" ? "rebuilt: new in the tree during the build" : "",
     };

@@ -4,13 +4,14 @@ import type { ScanRecord } from "./scan-record.js";
 import { EmptyTree, InvalidRequest, StaleLease, UnknownBuild, UnknownPackage, UnknownScan } from "./errors.js";
 import { cycleReason } from "./cycles.js";
 import { Heap } from "./heap.js";
+import { packageFacts } from "./duration-model.js";
 import type { DurationHistory } from "./history.js";
 import { decideIncremental, type BinaryPackageFile } from "./incremental.js";
 import { policies, type PolicyName } from "./priority.js";
 import { isValidLocation, isValidPkgname } from "./scan-record.js";
 import { ScanRun, type ScanJob, type ScannedLocation, type ScanScope } from "./scan-run.js";
 import { Counter, ITEMS_PER_SLICE, mapInSlices, runSteps, type Steps } from "./steps.js";
-import { PackageTree, prefailReason, type TreeChange, type TreePackage } from "./tree.js";
+import { PackageTree, prefailReason, type TreeChange } from "./tree.js";
 import { quote } from "../../shared/quote.js";
 
 export interface DepGraphOptions {
@@ -243,11 +244,14 @@ export class DepGraph {
   }
 
   /**
-   * expectedDurationMs is how long a package is expected to build, as the
-   * scheduler assumes when it orders a build: its history, else the typical
-   * duration scaled by PBULK_WEIGHT.
+   * expectedDurationMs is how long a job is expected to build: what the
+   * scheduler expected when it ordered the build (the duration model's
+   * measured or predicted time); for a job that joined the build later, its
+   * history, else the typical duration scaled by PBULK_WEIGHT.
    */
-  expectedDurationMs(pkg: TreePackage): number {
+  expectedDurationMs(job: Job): number {
+    if (job.expectedMs !== undefined) return job.expectedMs;
+    const pkg = job.pkg;
     const typical = this.options.history.typicalMs() ?? this.options.fallbackDurationMs;
     return this.options.history.expectedMs(pkg.record.pkgname, pkg.record.location) ?? (typical * pkg.record.pbulkWeight) / 100;
   }
@@ -788,9 +792,10 @@ export class DepGraph {
     const dependencies = yield* mapInSlices(packages, (pkg) => pkg.dependencies.map((d) => indexOf.get(d)!));
     const dependents: number[][] = yield* mapInSlices(packages, () => []);
     yield* mapInSlices(dependencies, (deps, i) => deps.forEach((d) => dependents[d]!.push(i)));
-    const typical = this.options.history.typicalMs() ?? this.options.fallbackDurationMs;
-    const expectedMs = yield* mapInSlices(packages, (pkg) =>
-      this.options.history.expectedMs(pkg.record.pkgname, pkg.record.location) ?? (typical * pkg.record.pbulkWeight) / 100);
+    const facts = yield* mapInSlices(packages, (pkg) => packageFacts(pkg.record));
+    const predicted = yield* this.options.history.predict(options.platform, { packages: facts, dependencies, dependents });
+    const expectedMs = yield* mapInSlices(predicted, (p, i) =>
+      Number.isFinite(p.ms) ? p.ms : (this.options.fallbackDurationMs * packages[i]!.record.pbulkWeight) / 100);
     const pbulkWeight = yield* mapInSlices(packages, (pkg) => pkg.record.pbulkWeight);
     const priority = yield* policies[options.policy].priorities({ dependencies, dependents, pbulkWeight, expectedMs });
     yield;
@@ -813,7 +818,7 @@ export class DepGraph {
         : prefail !== "" ? ["prefailed", prefail]
         : upToDate.has(i) && !checkedByHosts ? ["up-to-date", "binary package is current"]
         : ["pending", ""];
-      return { pkg, dependencies: dependencies[i]!, state, reason, cycle: cycle ?? [], priority: priority[i]!, decision: checkedByHosts && upToDate.has(i) ? "" : decision?.reasons[i], restored: restored.get(pkg.record.pkgname) };
+      return { pkg, dependencies: dependencies[i]!, state, reason, cycle: cycle ?? [], priority: priority[i]!, expectedMs: expectedMs[i], decision: checkedByHosts && upToDate.has(i) ? "" : decision?.reasons[i], restored: restored.get(pkg.record.pkgname) };
     });
   }
 
@@ -965,7 +970,7 @@ export class DepGraph {
       if (result.host) job.host = result.host;
       if (result.succeeded) {
         newlyReady += build.succeed(job, { durationMs: result.durationMs, binaryPackage: result.binaryPackage!, logRef: result.logRef, upToDate: result.upToDate, decision: result.decision }, now);
-        if (result.upToDate !== true) this.options.history.record(job.pkg.record.pkgname, job.pkg.record.location, result.durationMs);
+        if (result.upToDate !== true) this.options.history.record(job.pkg.record.pkgname, job.pkg.record.location, result.durationMs, { platform: build.options.platform, host: job.agentId });
       } else {
         newlyBlocked += build.fail(job, { durationMs: result.durationMs, reason: result.failureReason || "build failed", logRef: result.logRef, failedPhase: result.failedPhase }, now);
       }

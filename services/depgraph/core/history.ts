@@ -1,14 +1,25 @@
+import type { Steps } from "./steps.js";
+import { createDurationModel, type DurationModel, type MeasuredOn, type Prediction, type PredictionInput } from "./duration-model.js";
+
 /**
- * DurationHistory knows how long packages took to build before. The critical
- * path policy reads it; every successful MarkDone writes it, so the next
- * build of the same tree is scheduled with what this one learnt.
+ * DurationHistory knows how long packages took to build before, and guesses
+ * for those never built. The critical path policy reads it; every
+ * successful MarkDone writes it, so the next build of the same tree is
+ * scheduled with what this one learnt.
  */
 export interface DurationHistory {
-  /** Expected build time in ms, or undefined when neither the package nor its location was built before. */
-  expectedMs(pkgname: string, location: string): number | undefined;
-  record(pkgname: string, location: string, durationMs: number): void;
+  /**
+   * Expected build time in ms at reference speed, or undefined when neither
+   * the package nor its location was built before (on platform, when given,
+   * else anywhere).
+   */
+  expectedMs(pkgname: string, location: string, platform?: string): number | undefined;
+  /** A finished build: where says the platform and the host, so hosts of other speeds are told apart. */
+  record(pkgname: string, location: string, durationMs: number, where?: MeasuredOn): void;
   /** A typical duration (the median of what is known), for packages never built. */
   typicalMs(): number | undefined;
+  /** Expected durations of a build's packages, measured where known and predicted where not (see duration-model.ts), in slices. */
+  predict(platform: string, input: PredictionInput): Steps<Prediction[]>;
 }
 
 /** BuildHistoryRow is one past build, as bob's history CSV records it. */
@@ -20,32 +31,11 @@ export interface BuildHistoryRow {
 }
 
 /**
- * createDurationHistory keeps the last duration per PKGNAME and per location:
- * a new version of a package is expected to take about as long as the old one.
+ * createDurationHistory starts from an imported table (bob's history CSV):
+ * the last duration per PKGNAME, as platform "" (any), and predicts the rest.
  */
-export function createDurationHistory(rows: readonly BuildHistoryRow[] = []): DurationHistory {
-  const byPkgname = new Map<string, number>();
-  const byLocation = new Map<string, number>();
-  let typical: number | undefined;
-  const history: DurationHistory = {
-    expectedMs(pkgname, location) {
-      return byPkgname.get(pkgname) ?? byLocation.get(location);
-    },
-    record(pkgname, location, durationMs) {
-      byPkgname.set(pkgname, durationMs);
-      byLocation.set(location, durationMs);
-      typical = undefined;
-    },
-    typicalMs() {
-      if (typical === undefined && byPkgname.size > 0) {
-        const sorted = [...byPkgname.values()].sort((a, b) => a - b);
-        typical = sorted[sorted.length >> 1];
-      }
-      return typical;
-    },
-  };
-  for (const row of rows) if (row.succeeded) history.record(row.pkgname, row.location, row.durationMs);
-  return history;
+export function createDurationHistory(rows: readonly BuildHistoryRow[] = []): DurationModel {
+  return createDurationModel(rows);
 }
 
 /**

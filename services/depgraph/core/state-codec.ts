@@ -1,6 +1,7 @@
 import { Buffer } from "node:buffer";
 import type { Build, BuildOptions, Job, RestoredJob } from "./build.js";
 import type { RestoredBuild } from "./depgraph.js";
+import type { DurationSnapshot, ObservedDuration } from "./duration-model.js";
 import type { BuildHistoryRow } from "./history.js";
 import { policies } from "./priority.js";
 
@@ -15,6 +16,12 @@ const BUILD = "build.";
 const JOB = "job.";
 const HISTORY = "hist.";
 const CHANGED = "changed.";
+/** A package's last duration on a platform: "dur.<platform>.<pkgname>" (see durationKey). */
+const DURATION = "dur.";
+/** A build host's speed samples on a platform: "hspeed.<platform>.<host>". */
+const HOST_SPEED = "hspeed.";
+/** The token of the imported table's platform (""): one character is no base64url of anything, and an empty token would make ".." in a key. */
+const NO_PLATFORM = "-";
 /** A platform's own tree: "ptree.<platform>.<location>". */
 const PLATFORM_TREE = "ptree.";
 /** When a platform's location was last scanned by a scan job: "pscanned.<platform>.<location>". */
@@ -58,6 +65,32 @@ export function jobKeysOf(buildId: string): string {
 
 export function historyKey(pkgname: string): string {
   return HISTORY + token(pkgname);
+}
+
+function platformToken(platform: string): string {
+  return platform === "" ? NO_PLATFORM : token(platform);
+}
+
+function untokenPlatform(t: string): string {
+  return t === NO_PLATFORM ? "" : untoken(t);
+}
+
+/** durationKey holds the duration model's last observation of a package on a platform ("" for an imported table). */
+export function durationKey(platform: string, pkgname: string): string {
+  return `${DURATION}${platformToken(platform)}.${token(pkgname)}`;
+}
+
+/** hostSpeedKey holds the speed samples the duration model keeps for a build host of a platform. */
+export function hostSpeedKey(platform: string, host: string): string {
+  return `${HOST_SPEED}${platformToken(platform)}.${token(host)}`;
+}
+
+export function encodeDuration(observation: ObservedDuration): string {
+  return JSON.stringify(observation);
+}
+
+export function encodeHostSamples(samples: readonly number[]): string {
+  return JSON.stringify({ samples });
 }
 
 /** changedKey holds when a package's metadata last changed, in ms since the epoch. */
@@ -109,6 +142,8 @@ export function encodeJob(job: Job): string | undefined {
     binaryPackage: job.binaryPackage,
     logRef: job.logRef,
     ...(job.failedPhase === "" ? {} : { failedPhase: job.failedPhase }),
+    ...(job.host === "" ? {} : { host: job.host }),
+    ...(job.startedAt === undefined ? {} : { startedAt: job.startedAt }),
   };
   return JSON.stringify(doc);
 }
@@ -123,7 +158,10 @@ export interface DecodedState {
   readonly pbulkIndex: readonly (string | Uint8Array)[];
   readonly locations: number;
   readonly builds: RestoredBuild[];
+  /** Durations from before the duration model (one per PKGNAME, no platform). */
   readonly history: BuildHistoryRow[];
+  /** What the duration model learnt: observations per platform and host speed samples. */
+  readonly durations: DurationSnapshot;
   /** When packages last changed, by PKGNAME. */
   readonly changedAt: [string, number][];
   /** Platforms' own trees: pbulk-index chunks by platform, as pbulkIndex is for the shared tree. */
@@ -144,6 +182,8 @@ export function decodeState(entries: Iterable<readonly [string, StoredValue]>): 
   const builds = new Map<string, { doc: BuildDoc; jobs: Map<string, RestoredJob> }>();
   const jobs: [string, string, RestoredJob][] = [];
   const history: BuildHistoryRow[] = [];
+  const observations: [string, string, ObservedDuration][] = [];
+  const hostSamples: [string, string, number[]][] = [];
   const changedAt: [string, number][] = [];
   const problems: string[] = [];
   const platformTrees = new Map<string, (string | Uint8Array)[]>();
@@ -185,6 +225,18 @@ export function decodeState(entries: Iterable<readonly [string, StoredValue]>): 
         const doc = JSON.parse(value) as { location: string; durationMs: number };
         if (typeof doc.location !== "string" || !(doc.durationMs >= 0)) throw new Error("not a duration");
         history.push({ pkgname: untoken(key.slice(HISTORY.length)), location: doc.location, succeeded: true, durationMs: doc.durationMs });
+      } else if (key.startsWith(DURATION)) {
+        const [platformPart, namePart] = key.slice(DURATION.length).split(".");
+        const doc = JSON.parse(value) as ObservedDuration;
+        if (platformPart === undefined || namePart === undefined || !isObservation(doc)) throw new Error("not a duration observation");
+        observations.push([untokenPlatform(platformPart), untoken(namePart), { location: doc.location, durationMs: doc.durationMs, normalizedMs: doc.normalizedMs, host: doc.host }]);
+      } else if (key.startsWith(HOST_SPEED)) {
+        const [platformPart, hostPart] = key.slice(HOST_SPEED.length).split(".");
+        const doc = JSON.parse(value) as { samples: unknown };
+        if (platformPart === undefined || hostPart === undefined || !Array.isArray(doc.samples) || !doc.samples.every((x) => typeof x === "number" && Number.isFinite(x))) {
+          throw new Error("not host speed samples");
+        }
+        hostSamples.push([untokenPlatform(platformPart), untoken(hostPart), doc.samples as number[]]);
       } else if (key.startsWith(PLATFORM_SCANNED)) {
         const [platformToken, locationToken] = key.slice(PLATFORM_SCANNED.length).split(".");
         const time = Number(value);
@@ -210,6 +262,7 @@ export function decodeState(entries: Iterable<readonly [string, StoredValue]>): 
       .sort((a, b) => a.doc.options.createdAt - b.doc.options.createdAt)
       .map(({ doc, jobs }) => ({ options: doc.options, cancelled: doc.cancelled, finishedAt: doc.finishedAt ?? undefined, jobs })),
     history,
+    durations: { observations, hostSamples },
     changedAt,
     platformTrees,
     scannedAt,
@@ -235,11 +288,18 @@ function isBuildDoc(doc: BuildDoc): boolean {
     && typeof o.createdAt === "number" && typeof doc.cancelled === "boolean";
 }
 
+function isObservation(doc: ObservedDuration): boolean {
+  return typeof doc === "object" && doc !== null && typeof doc.location === "string" && typeof doc.host === "string"
+    && doc.durationMs >= 0 && doc.normalizedMs >= 0;
+}
+
 const RESTORED_STATES = new Set(["leased", "succeeded", "failed", "up-to-date", "ready"]);
 
 function isJobDoc(doc: RestoredJob): boolean {
   return typeof doc === "object" && doc !== null && RESTORED_STATES.has(doc.state) && typeof doc.attempts === "number"
-    && typeof doc.losses === "number" && (doc.state !== "leased" || (typeof doc.lease?.id === "string" && typeof doc.lease.agentId === "string"
+    && typeof doc.losses === "number"
+    && (doc.host === undefined || typeof doc.host === "string") && (doc.startedAt === undefined || typeof doc.startedAt === "number")
+    && (doc.state !== "leased" || (typeof doc.lease?.id === "string" && typeof doc.lease.agentId === "string"
       // Jobs stored before leases kept their length have none (the default applies).
       && (doc.lease.lengthMs === undefined || (typeof doc.lease.lengthMs === "number" && doc.lease.lengthMs > 0))));
 }
