@@ -417,6 +417,16 @@ function renderJobs() {
   $("jobs-body").replaceChildren(...rows);
 }
 
+/** What an agent runs, each with how long since it was sent (Agent.jobs; Agent.running from older dispatchers). */
+function agentJobs(agent, now) {
+  const jobs = agent.jobs ?? (agent.running ?? []).map((job) => ({ job }));
+  return jobs.map((j) => {
+    const sent = millis(j.assignTime);
+    const scan = j.kind === "scan" ? "scan " : "";
+    return `${scan}${j.job?.pkgname ?? "?"}${sent === undefined ? "" : ` ${formatSeconds((now - sent) / 1000)}`}${sent !== undefined && !j.accepted ? " (not yet accepted)" : ""}`;
+  }).join(", ");
+}
+
 function renderAgents() {
   const now = Date.now();
   const rows = page.agents.map((a) => {
@@ -429,7 +439,7 @@ function renderAgents() {
       el("td", {}, a.platform ?? ""),
       el("td", {}, stateName(a.state, "AGENT_STATE_")),
       el("td", {}, `${running.length}/${hello.slots ?? 0}`),
-      el("td", {}, running.map((r) => r.pkgname).join(", ")),
+      el("td", {}, agentJobs(a, now)),
       el("td", {}, seen === undefined ? "" : `${formatSeconds((now - seen) / 1000)} ago`),
       el("td", {}, a.jobsDone ?? "0"),
       el("td", {}, a.state === "AGENT_STATE_DRAINING" ? "" : el("button", { onclick: () => drainAgent(hello.agentId) }, "drain")));
