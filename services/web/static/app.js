@@ -162,7 +162,19 @@ function applyTransition(m) {
   }
   if (TERMINAL.has(m.toState)) job.endTime = t;
   page.jobs.set(m.pkgname, job);
+  // A transition does not say which failure blocks a job (Job.blocked_by),
+  // which the failures' order needs: read the list again, once for a burst.
+  if (m.toState === "JOB_STATE_INDIRECT_FAILED") scheduleReload(m.buildId);
   scheduleRender();
+}
+
+let reloadTimer;
+function scheduleReload(id) {
+  if (reloadTimer !== undefined) return;
+  reloadTimer = setTimeout(() => {
+    reloadTimer = undefined;
+    if (page.selected === id) loadJobs(id).catch((e) => showProblem("ListJobs", e));
+  }, 1000);
 }
 
 function selectBuild(id) {
