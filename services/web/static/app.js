@@ -126,13 +126,17 @@ function checkJobs(id, build) {
   }
 }
 
-/** Follows the build's transitions, and lists its jobs as the stream opens. */
+/** Follows the build's transitions, and lists its jobs once the WatchJobs request is out. */
 async function watchBuild(id, signal) {
   for (let attempt = 0; !signal.aborted; attempt++) {
     try {
       const messages = stream("DepGraphService", "WatchJobs", { buildId: id }, signal);
+      // The first next() sends the request; the listing goes after it.
+      const first = messages.next();
       const listed = loadJobs(id).catch((e) => showProblem("ListJobs", e));
-      for await (const m of messages) {
+      for (let r = await first; !r.done; r = await messages.next()) {
+        const m = r.value;
+        attempt = 0;
         if (m.buildEvent) {
           await listed;
           await refreshStatus();
