@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,7 +17,8 @@ import type { RunningDepGraph } from "../../services/depgraph/server.js";
 import { startDispatcherServer, type RunningDispatcher } from "../../services/dispatcher/server.js";
 import { createPkgfarmTransport } from "../../services/shared/index.js";
 import { chromiumMissing, launchChromium, type HeadlessChromium } from "../support/browser.js";
-import { startTestDepGraph } from "../support/depgraph-server.js";
+import { createTestPki } from "../support/certs.js";
+import { SMALL_SCAN, startTestDepGraph } from "../support/depgraph-server.js";
 import { eventually } from "../support/eventually.js";
 
 // The status page in headless chromium, on a real farm on loopback:
@@ -173,4 +174,38 @@ test("the status page follows a build of the example tree: progress, a failure w
   await page.locator("#agents-message").getByText(/agent web-agent-1 drains/).waitFor({ timeout: 10_000 });
 
   assert.deepEqual(pageErrors, [], "no script error on the page");
+});
+
+test("over TLS the page speaks HTTP/2, and with no agent connected it says why nothing runs", { skip, timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "pkgfarm-web-tls-"));
+  const pki = createTestPki(dir);
+  writeFileSync(join(dir, "scan.txt"), SMALL_SCAN);
+  const serverTls = { cert: pki.server.cert, key: pki.server.key };
+  const tlsDepgraph = await startTestDepGraph({ importFile: join(dir, "scan.txt"), tls: serverTls });
+  const tlsDispatcher = await startDispatcherServer({
+    host: "127.0.0.1", port: 0, depgraphUrl: tlsDepgraph.url, depgraphTls: { ca: pki.ca }, tls: serverTls,
+    packagesRoot: join(dir, "packages"), logsRoot: dir, heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000, leaseMs: 60_000, logLevel: "silent",
+  }, pino({ level: "silent" }));
+  const tlsBrowser = await launchChromium({ ignoreHttpsErrors: true });
+  try {
+    const page = await tlsBrowser.context.newPage();
+    const pageErrors: string[] = [];
+    page.on("pageerror", (e) => pageErrors.push(e.message));
+    await page.goto(tlsDispatcher.url);
+    const client = createClient(DepGraphService, createPkgfarmTransport(tlsDepgraph.url, { tls: { ca: pki.ca } }));
+    const { build } = await client.createBuild({ platform: "Tls-1.0-x86_64", limitTo: ["devel/gmake"] });
+    await page.locator(`#builds-body tr[data-build="${build!.id}"]`).waitFor({ timeout: 10_000 });
+    await page.locator('#jobs-body tr[data-job="cwrappers-20220403"]').getByRole("button", { name: "why" }).click();
+    await page.locator("#why-text").getByText(/no build host of platform Tls-1\.0-x86_64 asked for work/).waitFor({ timeout: 10_000 });
+    await page.locator('#jobs-body tr[data-job="gmake-4.4.1"]').getByRole("button", { name: "why" }).click();
+    await page.locator("#why-text").getByText(/gmake-4\.4\.1 waits for .*cwrappers-20220403/).waitFor({ timeout: 10_000 });
+    const protocols = await page.evaluate(() => performance.getEntriesByType("resource").map((e) => (e as unknown as { nextHopProtocol: string }).nextHopProtocol));
+    assert.ok(protocols.length > 0 && protocols.every((p) => p === "h2"), `protocols: ${protocols.join(", ")}`);
+    assert.deepEqual(pageErrors, []);
+  } finally {
+    await tlsBrowser.close();
+    await tlsDispatcher.close(1000);
+    await tlsDepgraph.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

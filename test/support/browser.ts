@@ -24,14 +24,20 @@ export interface HeadlessChromium {
   close(): Promise<void>;
 }
 
+export interface LaunchOptions {
+  /** Accept any server certificate (a test CA the browser does not know). */
+  readonly ignoreHttpsErrors?: boolean;
+}
+
 /** launchChromium starts headless chromium with a fresh profile (user data directory) of its own. */
-export async function launchChromium(): Promise<HeadlessChromium> {
+export async function launchChromium(options: LaunchOptions = {}): Promise<HeadlessChromium> {
   const profile = mkdtempSync(join(tmpdir(), "pkgfarm-chromium-"));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
     args: ARGS,
     viewport: { width: 1280, height: 1000 },
+    ignoreHTTPSErrors: options.ignoreHttpsErrors ?? false,
     timeout: 30_000,
   }).catch((e: unknown) => {
     rmSync(profile, { recursive: true, force: true });
