@@ -259,3 +259,32 @@ describe("shutdown with browsers connected over HTTP/1.1", () => {
     }
   });
 });
+
+describe("--read-auth token covers the forwarded reads", () => {
+  test("the page's depgraph reads on the dispatcher need the read token too; the page itself loads without one", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pkgfarm-web-read-"));
+    const read = "read-token-for-web-http-0123456789abcdef";
+    writeFileSync(join(dir, "scan.txt"), SMALL_SCAN);
+    const depgraph = await startTestDepGraph({ importFile: join(dir, "scan.txt"), operatorToken: OPERATOR });
+    const dispatcher = await startDispatcherServer({
+      host: "127.0.0.1", port: 0, depgraphUrl: depgraph.url, packagesRoot: join(dir, "packages"), logsRoot: dir,
+      heartbeatIntervalMs: 1000, heartbeatTimeoutMs: 5000, leaseMs: 60_000, logLevel: "silent",
+      operatorToken: OPERATOR, readAuth: "token", readToken: read,
+    }, pino({ level: "silent" }));
+    try {
+      const url = `${dispatcher.url}/pkgfarm.v1.DepGraphService/ListBuilds`;
+      const refused = await connectJson(url, {});
+      assert.equal(refused.status, 401);
+      assert.match(JSON.parse(refused.body).message, /needs a token \(read, operator or agent\)/);
+      assert.equal((await connectJson(url, {}, "-H", `authorization: Bearer ${read}`)).status, 200);
+      // The read token does not cancel.
+      const cancel = await connectJson(`${dispatcher.url}/pkgfarm.v1.DepGraphService/CancelBuild`, { buildId: "x" }, "-H", `authorization: Bearer ${read}`);
+      assert.equal(cancel.status, 401);
+      assert.equal((await curl("--http1.1", `${dispatcher.url}/`)).status, 200);
+    } finally {
+      await dispatcher.close(1000);
+      await depgraph.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
