@@ -58,11 +58,13 @@ export interface DispatcherConfig {
   readonly reportsRoot?: string;
   /** Default <logsRoot>/repository. */
   readonly repositoryRoot?: string;
+  /** Origins whose web pages may call this port (CORS), "*" for any; empty or absent: same-origin only. */
+  readonly corsOrigins?: readonly string[];
 }
 
 export function loadDispatcherConfig(argv: readonly string[], env: NodeJS.ProcessEnv): DispatcherConfig | { errors: string[] } {
   const read = readConfig(argv, env, ["host", "port", "depgraph", "data-dir", "heartbeat-seconds", "heartbeat-timeout-seconds", "lease-seconds", "log-level", "metrics-port",
-    "max-agents", "health-port", "read-auth", "publish-interval-seconds", ...SERVER_TLS_FLAGS, ...CLIENT_TLS_FLAGS, ...SHUTDOWN_FLAGS]);
+    "max-agents", "health-port", "read-auth", "publish-interval-seconds", "cors-origins", ...SERVER_TLS_FLAGS, ...CLIENT_TLS_FLAGS, ...SHUTDOWN_FLAGS]);
   const dataDir = read.string("data-dir", "PKGFARM_DATA_DIR", "var");
   const heartbeatIntervalMs = read.int("heartbeat-seconds", "PKGFARM_HEARTBEAT_SECONDS", 5, 1, 3600) * 1000;
   const heartbeatTimeoutMs = read.int("heartbeat-timeout-seconds", "PKGFARM_HEARTBEAT_TIMEOUT_SECONDS", 15, 1, 3600) * 1000;
@@ -95,11 +97,26 @@ export function loadDispatcherConfig(argv: readonly string[], env: NodeJS.Proces
     publishIntervalMs: read.int("publish-interval-seconds", "PKGFARM_PUBLISH_INTERVAL_SECONDS", 5, 0, 3600) * 1000,
     reportsRoot: join(dataDir, "reports"),
     repositoryRoot: join(dataDir, "repository"),
+    corsOrigins: readCorsOrigins(read.string("cors-origins", "PKGFARM_CORS_ORIGINS", ""), read.errors),
   };
   if (config.readAuth === "token" && !config.operatorToken && !config.readToken && !config.agentToken && (config.agentTokens?.size ?? 0) === 0) {
     read.errors.push("--read-auth token (PKGFARM_READ_AUTH) needs a token to check: set PKGFARM_READ_TOKEN, PKGFARM_OPERATOR_TOKEN or agent tokens");
   }
   return read.errors.length > 0 ? { errors: read.errors } : config;
+}
+
+/**
+ * --cors-origins: comma-separated origins as browsers send them
+ * (scheme://host[:port], no path), or "*".
+ */
+function readCorsOrigins(text: string, errors: string[]): string[] {
+  const origins = text.split(",").map((o) => o.trim()).filter((o) => o !== "");
+  for (const origin of origins) {
+    if (origin !== "*" && !/^https?:\/\/[^/\s]+$/.test(origin)) {
+      errors.push(`--cors-origins (PKGFARM_CORS_ORIGINS) takes origins like https://status.example.org or "*", not "${origin.slice(0, 200)}"`);
+    }
+  }
+  return origins;
 }
 
 /** PKGFARM_AGENT_TOKENS_FILE: `agent-name token` per line; each token is valid for its agent only. */

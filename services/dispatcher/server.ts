@@ -14,6 +14,7 @@ import { createLogStore } from "./log-store.js";
 import { createDispatcherMetrics, registerAgentMetrics } from "./metrics.js";
 import { createPackageStore, type PackageStore } from "./package-store.js";
 import { createDispatcherService } from "./service.js";
+import { createDepGraphForwarder, createStaticFiles, WEB_FORWARDED_GUARDS } from "../web/index.js";
 
 export interface RunningDispatcher {
   /** Base URL, e.g. http://127.0.0.1:7402 (https:// with TLS). */
@@ -49,8 +50,9 @@ export const DISPATCHER_GUARDED_RPCS: ReadonlyMap<DescMethod, Guard> = new Map<D
 export async function startDispatcherServer(config: DispatcherConfig, logger: Logger): Promise<RunningDispatcher> {
   const packages = createPackageStore({ root: config.packagesRoot });
   const logs = createLogStore({ root: config.logsRoot });
+  const depgraphClient = createClient(DepGraphService, createPkgfarmTransport(config.depgraphUrl, { tls: config.depgraphTls, token: config.operatorToken }));
   const depgraph = createDepGraphLink({
-    client: createClient(DepGraphService, createPkgfarmTransport(config.depgraphUrl, { tls: config.depgraphTls, token: config.operatorToken })),
+    client: depgraphClient,
     holderId: `dispatcher@${hostname()}`,
     leaseMs: config.leaseMs,
     pollWaitMs: 10_000,
@@ -73,7 +75,14 @@ export async function startDispatcherServer(config: DispatcherConfig, logger: Lo
   if (metrics !== undefined) registerAgentMetrics(metrics.registry, service.registry);
   const server = await startGrpcService({
     service: DispatcherService,
-    register: (router) => router.service(DispatcherService, service.impl),
+    // The web status page (GET /) and the depgraph calls it makes, forwarded
+    // (services/web/depgraph-forwarder.ts says why).
+    register: (router) => {
+      router.service(DispatcherService, service.impl);
+      router.service(DepGraphService, createDepGraphForwarder(depgraphClient));
+    },
+    fallback: createStaticFiles(),
+    cors: { allowedOrigins: config.corsOrigins ?? [] },
     files: [file_pkgfarm_v1_dispatcher],
     host: config.host,
     port: config.port,
@@ -82,12 +91,12 @@ export async function startDispatcherServer(config: DispatcherConfig, logger: Lo
     // Metrics outermost, so refused calls are counted too.
     interceptors: [
       ...(metrics === undefined ? [] : [createRpcMetricsInterceptor(metrics.registry)]),
-      createAuthInterceptor(DISPATCHER_GUARDED_RPCS, {
+      createAuthInterceptor(new Map([...DISPATCHER_GUARDED_RPCS, ...WEB_FORWARDED_GUARDS]), {
         operatorToken: config.operatorToken,
         agentToken: config.agentToken,
         agentTokens: config.agentTokens,
         readToken: config.readToken,
-        readsNeedToken: config.readAuth === "token" ? [DispatcherService] : [],
+        readsNeedToken: config.readAuth === "token" ? [DispatcherService, DepGraphService] : [],
       }),
     ],
   }).catch(async (e: unknown) => {
