@@ -35,6 +35,8 @@ COPY --from=deps /app/node_modules node_modules
 COPY --from=build /src/dist/gen dist/gen
 COPY --from=build /src/dist/services dist/services
 COPY examples examples
+# The web status page's files, served as they are (no build step).
+COPY services/web/static services/web/static
 # The base image's "node" user, by number so Kubernetes' runAsNonRoot can verify it.
 USER 1000:1000
 ENTRYPOINT ["node", "dist/services/cli/main.js"]

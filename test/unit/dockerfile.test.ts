@@ -33,4 +33,5 @@ test("the image's entry point is the pkgfarm CLI that npm run build produces", (
   assert.ok(existsSync(join(ROOT, entrypoint[1]!)), `${entrypoint[1]} exists after npm run build`);
   const copied = runtime.instructions.filter((i) => i.keyword === "COPY").map((i) => i.args.split(/\s+/).at(-1));
   assert.ok(copied.includes("dist/services"), "the services are in the image");
+  assert.ok(copied.includes("services/web/static"), "the web status page is in the image, where STATIC_DIR looks for it");
 });
