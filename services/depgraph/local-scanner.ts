@@ -63,10 +63,9 @@ export function startLocalScanner(options: LocalScannerOptions): { stop(): Promi
         running.add(p);
       }
       if (assignments.length > 0) continue;
-      await new Promise<void>((resolve) => {
-        wake = resolve;
-        stopped.signal.addEventListener("abort", () => resolve(), { once: true });
-      });
+      // stop() aborts and then wakes: no abort listener here, or every
+      // idle turn of the loop would leave one behind on the signal.
+      await new Promise<void>((resolve) => (wake = resolve));
       wake = undefined;
     }
   })();
