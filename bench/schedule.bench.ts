@@ -74,6 +74,9 @@ const MEMORY_FARM: SimHost[] = [
  */
 const MEMORY_CLASSES = [{ share: 0.02, bytes: 16 * GiB }, { share: 0.08, bytes: 8 * GiB }];
 const BASE_MEMORY = 2 * GiB;
+/** In the exclusion run, builds needing this much are of class HEAVY_CLASS: at most one per host at a time. */
+const HEAVY_MEMORY = 16 * GiB;
+const HEAVY_CLASS = "heavy";
 
 async function importShared(): Promise<{ tree: PackageTree; problems: InvalidScanRecord[] }> {
   const records: ScanRecord[] = [];
@@ -365,11 +368,22 @@ function memoryNeeds(tree: PackageTree, rows: readonly BuildHistoryRow[]): { nee
  * them), in the cold run as in the warm one. What changes between the runs
  * is only what is known of durations.
  */
-function learntResources(tree: PackageTree, needOf: (pkgname: string) => number): ResourceBook {
+function learntResources(tree: PackageTree, needOf: (pkgname: string) => number, exclusiveOf?: (pkgname: string) => string): ResourceBook {
   const book = createResourceBook();
   // A need of 0 is not recorded (ResourceBook.record keeps measured peaks only): no needs.
   for (const name of tree.pkgnames()) book.record(name, tree.get(name)!.record.location, { memoryBytes: needOf(name), diskBytes: 0 }, true);
-  return book;
+  if (exclusiveOf === undefined) return book;
+  // The exclusion class is the operator's word (constraints exclusive=CLASS),
+  // never learnt; a constraints rule per package would cost a glob match per
+  // rule at every look-up, so the class is laid over the learnt needs here.
+  return {
+    ...book,
+    needsOf(pkgname, location) {
+      const learnt = book.needsOf(pkgname, location);
+      const exclusive = exclusiveOf(pkgname);
+      return exclusive === "" ? learnt : { needs: { ...learnt.needs, exclusive }, origin: `${learnt.origin}; exclusive: the bench's class for 16 GiB builds` };
+    },
+  };
 }
 
 interface MemoryRow {
@@ -383,6 +397,8 @@ interface MemoryRow {
   /** The bound's term for the jobs of the largest need (those only the big hosts can run), and that need. */
   largestNeedGiB: number;
   largestNeedBoundHours: number;
+  /** The exclusion classes' terms of the bound, if the run had any. */
+  classBoundHours: Readonly<Record<string, number>>;
   misplaced: number;
   startedOn: Readonly<Record<string, number>>;
   peakMemoryUsedGiB: Readonly<Record<string, number>>;
@@ -399,6 +415,7 @@ function memoryRow(run: MemoryRow["run"], policy: string, r: PlacedResult): Memo
     criticalPathHours: round(r.lowerBound.criticalPathMs / 3_600_000),
     largestNeedGiB: biggest.needBytes / GiB,
     largestNeedBoundHours: round(biggest.boundMs / 3_600_000),
+    classBoundHours: Object.fromEntries(r.lowerBound.byClass.map((t) => [t.exclusive, round(t.boundMs / 3_600_000)])),
     misplaced: r.misplaced,
     startedOn: r.startedOn,
     peakMemoryUsedGiB: Object.fromEntries(Object.entries(r.peakMemoryUsed).map(([k, v]) => [k, round(v / GiB)])),
@@ -428,6 +445,13 @@ function runMemoryFarm(tree: PackageTree, rows: readonly BuildHistoryRow[], h: H
   out.push(memoryRow("cold", label, simulatePlacedFarm(tree, "critical-path", MEMORY_FARM, drawn, model, none, learntResources(tree, none))));
   out.push(memoryRow("warm", label, simulatePlacedFarm(tree, "critical-path", MEMORY_FARM, drawn, model, none, learntResources(tree, none))));
   out.push(memoryRow("holdout", label, simulatePlacedFarm(tree, "critical-path", MEMORY_FARM, h.trueMs, createDurationHistory(h.visibleRows), none, learntResources(tree, none))));
+  // The exclusion rule on top of memory: at most one 16 GiB build per host at a time.
+  const heavy = (name: string) => (needOf(name) >= HEAVY_MEMORY ? HEAVY_CLASS : "");
+  const exclusive = `pkgfarm critical-path, ${HEAVY_MEMORY / GiB} GiB builds exclusive=${HEAVY_CLASS}`;
+  const exclusiveModel = createDurationHistory(rows);
+  out.push(memoryRow("cold", exclusive, simulatePlacedFarm(tree, "critical-path", MEMORY_FARM, drawn, exclusiveModel, needOf, learntResources(tree, needOf, heavy), heavy)));
+  out.push(memoryRow("warm", exclusive, simulatePlacedFarm(tree, "critical-path", MEMORY_FARM, drawn, exclusiveModel, needOf, learntResources(tree, needOf, heavy), heavy)));
+  out.push(memoryRow("holdout", exclusive, simulatePlacedFarm(tree, "critical-path", MEMORY_FARM, h.trueMs, createDurationHistory(h.visibleRows), needOf, learntResources(tree, needOf, heavy), heavy)));
   return { rows: out, coldLowerBound: lowerBound! };
 }
 
@@ -490,6 +514,7 @@ async function main(): Promise<void> {
         misplaced,
         noneMisplaced: misplaced === 0,
         ratios: memoryRun.rows.filter((r) => r.policy === "pkgfarm critical-path").map((r) => ({ run: r.run, ratio: r.ratio, atMost1_05: r.ratio <= 1.05 })),
+        withExclusionRatios: memoryRun.rows.filter((r) => r.policy.includes("exclusive=")).map((r) => ({ run: r.run, ratio: r.ratio, atMost1_05: r.ratio <= 1.05 })),
       },
     },
     targets: targets(uniform),

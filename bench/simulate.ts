@@ -180,9 +180,11 @@ export interface PlacedResult extends SimulationResult {
  * host's free part (DepGraph.placementRound, a HostPlan), and the
  * dispatcher puts each leased job on the host chooseHost picks
  * (AgentRegistry.pickAgent). Placement knows only what resources (the
- * core's ResourceBook) says a package needs; memoryNeed is the truth. Each
- * start is checked against the host's memory and what its running jobs
- * truly hold, by arithmetic of its own rather than placement's functions,
+ * core's ResourceBook) says a package needs; memoryNeed and exclusiveOf
+ * (its class under "at most one of these at a time per host"; "" for none)
+ * are the truth. Each start is checked against the host's memory and slots,
+ * what its running jobs truly hold, and the classes they run, by arithmetic
+ * of its own rather than placement's functions,
  * so a job placed where it does not fit is counted, whether placement
  * erred or was told wrong; the lower bound is computed from the truth too.
  */
@@ -194,6 +196,7 @@ export function simulatePlacedFarm(
   history: DurationHistory,
   memoryNeed: (pkgname: string) => number,
   resources: ResourceBook,
+  exclusiveOf: (pkgname: string) => string = () => "",
 ): PlacedResult {
   let now = 0;
   let ids = 0;
@@ -214,8 +217,10 @@ export function simulatePlacedFarm(
 
   // reserved is what the dispatcher's registry counts (the needs it was
   // told); used is what the running jobs truly need.
-  interface HostState { readonly sim: SimHost; running: number; reserved: number; used: number; peak: number; started: number }
-  const state = new Map(hosts.map((h) => [h.name, { sim: h, running: 0, reserved: 0, used: 0, peak: 0, started: 0 } as HostState]));
+  // reservedClasses and classes likewise: the exclusion classes the registry
+  // was told its running jobs have, and those they truly have.
+  interface HostState { readonly sim: SimHost; running: number; reserved: number; used: number; peak: number; started: number; reservedClasses: string[]; classes: string[] }
+  const state = new Map(hosts.map((h) => [h.name, { sim: h, running: 0, reserved: 0, used: 0, peak: 0, started: 0, reservedClasses: [], classes: [] } as HostState]));
   // What the dispatcher's registry would send: each host with what its running jobs leave free.
   const placementView = (): Host[] => [...state.values()].map((s) => ({
     id: s.sim.name,
@@ -226,9 +231,9 @@ export function simulatePlacedFarm(
     memoryFreeBytes: Math.max(0, (s.sim.memoryBytes ?? 0) - s.reserved),
     diskFreeBytes: 0,
     labels: {},
-    exclusiveRunning: [],
+    exclusiveRunning: [...s.reservedClasses],
   }));
-  interface Running { end: number; seq: number; pkgname: string; leaseId: string; host: HostState; needs: Needs; trueBytes: number; startedAt: number }
+  interface Running { end: number; seq: number; pkgname: string; leaseId: string; host: HostState; needs: Needs; trueBytes: number; trueClass: string; startedAt: number }
   const running = new Heap<Running>((a, b) => a.end < b.end || (a.end === b.end && a.seq < b.seq));
   let seq = 0;
   let built = 0;
@@ -261,13 +266,16 @@ export function simulatePlacedFarm(
       const host = state.get(chosen.id)!;
       const memory = host.sim.memoryBytes ?? 0;
       const trueBytes = memoryNeed(a.job.pkgname);
-      if ((memory > 0 && host.used + trueBytes > memory) || host.running >= host.sim.slots) misplaced++;
+      const trueClass = exclusiveOf(a.job.pkgname);
+      if ((memory > 0 && host.used + trueBytes > memory) || host.running >= host.sim.slots || (trueClass !== "" && host.classes.includes(trueClass))) misplaced++;
+      if (needs.exclusive !== "") host.reservedClasses.push(needs.exclusive);
+      if (trueClass !== "") host.classes.push(trueClass);
       host.running++;
       host.started++;
       host.reserved += needs.memoryBytes;
       host.used += trueBytes;
       host.peak = Math.max(host.peak, host.used);
-      running.push({ end: now + trueMs(a.job.pkgname) / host.sim.speed, seq: seq++, pkgname: a.job.pkgname, leaseId: a.lease.id, host, needs, trueBytes, startedAt: now });
+      running.push({ end: now + trueMs(a.job.pkgname) / host.sim.speed, seq: seq++, pkgname: a.job.pkgname, leaseId: a.lease.id, host, needs, trueBytes, trueClass, startedAt: now });
     }
   };
   startWork();
@@ -277,6 +285,8 @@ export function simulatePlacedFarm(
     done.host.running--;
     done.host.reserved -= done.needs.memoryBytes;
     done.host.used -= done.trueBytes;
+    if (done.needs.exclusive !== "") done.host.reservedClasses.splice(done.host.reservedClasses.indexOf(done.needs.exclusive), 1);
+    if (done.trueClass !== "") done.host.classes.splice(done.host.classes.indexOf(done.trueClass), 1);
     depgraph.markDone([{
       buildId: build.id, pkgname: done.pkgname, leaseId: done.leaseId, agentId: done.host.sim.name, succeeded: true,
       durationMs: now - done.startedAt, binaryPackage: BINARY, logRef: "", failureReason: "", peakMemoryBytes: done.trueBytes,
@@ -286,7 +296,7 @@ export function simulatePlacedFarm(
     startWork();
   }
   if (build.state !== "finished") throw new Error(`simulation stalled with ${build.countOf("pending")} jobs pending`);
-  const jobs = build.jobs.map((j) => ({ pkgname: j.pkgname, state: j.state, dependencies: j.dependencies, memoryBytes: memoryNeed(j.pkgname) }));
+  const jobs = build.jobs.map((j) => ({ pkgname: j.pkgname, state: j.state, dependencies: j.dependencies, memoryBytes: memoryNeed(j.pkgname), exclusive: exclusiveOf(j.pkgname) }));
   const lowerBound = memoryLowerBound(jobs, trueMs, hosts);
   const farm = farmCapacity(hosts);
   return {
@@ -318,6 +328,8 @@ export interface MemoryLowerBound {
   readonly byNeed: readonly { readonly needBytes: number; readonly jobs: number; readonly workMs: number; readonly concurrentSlots: number; readonly rate: number; readonly boundMs: number }[];
   /** Σ need × work over Σ host memory × speed. */
   readonly memoryTimeMs: number;
+  /** One term per exclusion class: its work over Σ speed of the hosts its jobs fit (one at a time on each). */
+  readonly byClass: readonly { readonly exclusive: string; readonly jobs: number; readonly workMs: number; readonly rate: number; readonly boundMs: number }[];
 }
 
 /**
@@ -334,12 +346,14 @@ export interface MemoryLowerBound {
  *    memory cannot fill its slots; for the largest it is the work only the
  *    big hosts can run over the big hosts' capacity;
  *  - memory-time: every running job holds its need, so Σ need × duration
- *    cannot exceed the farm's Σ memory × speed per unit of time.
+ *    cannot exceed the farm's Σ memory × speed per unit of time;
+ *  - for each exclusion class: its work over the summed speed of the hosts
+ *    that fit its smallest memory need, since each runs one at a time.
  * Hosts without a memory figure count as fitting anything, as placement
  * treats them. Every job must fit some host, or no schedule ends at all.
  */
 export function memoryLowerBound(
-  jobs: readonly (SimJob & { readonly memoryBytes: number })[],
+  jobs: readonly (SimJob & { readonly memoryBytes: number; readonly exclusive?: string })[],
   trueMs: (pkgname: string) => number,
   hosts: readonly SimHost[],
 ): MemoryLowerBound {
@@ -376,10 +390,19 @@ export function memoryLowerBound(
   const memoryTimeMs = withMemory
     ? built.reduce((sum, j) => sum + j.memoryBytes * trueMs(j.pkgname), 0) / hosts.reduce((sum, h) => sum + h.memoryBytes! * h.speed, 0)
     : 0;
+  const classes = [...new Set(built.map((j) => j.exclusive ?? "").filter((c) => c !== ""))].sort();
+  const byClass = classes.map((exclusive) => {
+    const mine = built.filter((j) => j.exclusive === exclusive);
+    const workMs = mine.reduce((sum, j) => sum + trueMs(j.pkgname), 0);
+    const smallest = Math.min(...mine.map((j) => j.memoryBytes));
+    const rate = hosts.filter((h) => fitsOn(smallest, h)).reduce((sum, h) => sum + h.speed, 0);
+    return { exclusive, jobs: mine.length, workMs, rate, boundMs: workMs / rate };
+  });
   const terms: [string, number][] = [["critical path", criticalPathMs], ["memory-time", memoryTimeMs],
+    ...byClass.map((t) => [`class ${t.exclusive}, one per host`, t.boundMs] as [string, number]),
     ...byNeed.map((t) => [t.needBytes === 0 ? "work / capacity" : `jobs needing ≥ ${formatGiB(t.needBytes)}`, t.boundMs] as [string, number])];
   const [bindingTerm, ms] = terms.reduce((a, b) => (b[1] > a[1] ? b : a));
-  return { ms, bindingTerm, criticalPathMs, totalWorkMs, byNeed, memoryTimeMs };
+  return { ms, bindingTerm, criticalPathMs, totalWorkMs, byNeed, memoryTimeMs, byClass };
 }
 
 function formatGiB(bytes: number): string {
