@@ -164,7 +164,7 @@ function result(policy: string, hosts: readonly SimHost[], makespanMs: number, b
 /** PlacedResult is a memory-limited farm's run: the figures of any run, the lower bound's parts, and what the placement check found. */
 export interface PlacedResult extends SimulationResult {
   readonly lowerBound: MemoryLowerBound;
-  /** Jobs started on a host without the memory for them (too small, or too full at that moment): must be 0. */
+  /** Jobs started where they do not fit: a host without the memory for them (too small, or too full at that moment), without a free slot, or already running one of their exclusion class. Must be 0. */
   readonly misplaced: number;
   /** Jobs started on each host. */
   readonly startedOn: Readonly<Record<string, number>>;
@@ -183,10 +183,10 @@ export interface PlacedResult extends SimulationResult {
  * core's ResourceBook) says a package needs; memoryNeed and exclusiveOf
  * (its class under "at most one of these at a time per host"; "" for none)
  * are the truth. Each start is checked against the host's memory and slots,
- * what its running jobs truly hold, and the classes they run, by arithmetic
- * of its own rather than placement's functions,
- * so a job placed where it does not fit is counted, whether placement
- * erred or was told wrong; the lower bound is computed from the truth too.
+ * what its running jobs truly hold and the classes they run, by arithmetic
+ * of its own rather than placement's functions, so a job placed where it
+ * does not fit is counted, whether placement erred or was told wrong; the
+ * lower bound is computed from the truth too.
  */
 export function simulatePlacedFarm(
   tree: PackageTree,
@@ -318,7 +318,7 @@ export function simulatePlacedFarm(
 /** MemoryLowerBound is a memory-limited farm's lower bound and the terms it is the largest of. */
 export interface MemoryLowerBound {
   readonly ms: number;
-  /** Which term is the bound: "critical path", "memory-time", or "jobs needing ≥ N GiB". */
+  /** Which term is the bound: "critical path", "memory-time", "class C, one per host", "jobs needing ≥ N GiB", or "work / capacity" (no needs). */
   readonly bindingTerm: string;
   /** Longest chain of true durations, each at the fastest speed of the hosts that job fits (ms of wall time). */
   readonly criticalPathMs: number;
