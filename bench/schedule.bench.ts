@@ -19,12 +19,13 @@ import type { InvalidScanRecord } from "../services/depgraph/core/errors.js";
 import type { DurationModel, Prediction, PredictionInput } from "../services/depgraph/core/duration-model.js";
 import { pkgbaseOf } from "../services/depgraph/core/package-names.js";
 import { createDurationHistory, parseBuildHistoryCsv, type BuildHistoryRow } from "../services/depgraph/core/history.js";
+import { createResourceBook, type ResourceBook } from "../services/depgraph/core/resource-needs.js";
 import { createScanRecordParser, type ScanRecord } from "../services/depgraph/core/scan-record.js";
 import { PackageTree } from "../services/depgraph/core/tree.js";
 import { readScanChunks } from "../services/depgraph/scan-file.js";
 import {
-  buildableGraph, farmCapacity, seededRandom, simulateFarm, simulateListOrder, uniformFarm,
-  type ListOrder, type SimGraph, type SimHost, type SimulationResult,
+  buildableGraph, farmCapacity, seededRandom, simulateFarm, simulateListOrder, simulatePlacedFarm, uniformFarm,
+  type ListOrder, type PlacedResult, type SimGraph, type SimHost, type SimulationResult,
 } from "./simulate.js";
 
 const DATA = new URL("../../../shared/data/pkgsrc/", import.meta.url);
@@ -44,6 +45,38 @@ const MIXED_FARM: SimHost[] = [
   { name: "mid-b", slots: 8, speed: 0.7 },
   { name: "small", slots: 4, speed: 0.4 },
 ];
+
+const GiB = 2 ** 30;
+/**
+ * A farm where memory decides placement: two big hosts and four small ones
+ * whose 12 GiB cannot take a 16 GiB build (and, at 2 GiB a build, run only
+ * six of their eight slots at once). The big ones are the slower machines,
+ * as big-memory servers often are, so a 16 GiB build cannot run at the
+ * farm's fastest speed and the lower bound's critical path must say so.
+ */
+const MEMORY_FARM: SimHost[] = [
+  { name: "big-a", slots: 16, speed: 0.8, memoryBytes: 64 * GiB },
+  { name: "big-b", slots: 16, speed: 0.8, memoryBytes: 64 * GiB },
+  { name: "small-a", slots: 8, speed: 1, memoryBytes: 12 * GiB },
+  { name: "small-b", slots: 8, speed: 1, memoryBytes: 12 * GiB },
+  { name: "small-c", slots: 8, speed: 1, memoryBytes: 12 * GiB },
+  { name: "small-d", slots: 8, speed: 1, memoryBytes: 12 * GiB },
+];
+/**
+ * Memory needs by share of the longest builds. The shared data has no memory
+ * figure (history-bulk-large.csv has duration and disk_usage, nothing of
+ * memory), and in pkgsrc the longest builds are the ones that need most
+ * (llvm, rust, gcc, webkit, firefox link big objects), so: of the packages
+ * in the tree with a row in history-bulk-large.csv, ranked by their real
+ * duration, the top 2 % need 16 GiB, the next 8 % need 8 GiB, and every
+ * other package (those without a row too) 2 GiB. A reader can recompute the
+ * classes from the CSV.
+ */
+const MEMORY_CLASSES = [{ share: 0.02, bytes: 16 * GiB }, { share: 0.08, bytes: 8 * GiB }];
+const BASE_MEMORY = 2 * GiB;
+/** In the exclusion run, builds needing this much are of class HEAVY_CLASS: at most one per host at a time. */
+const HEAVY_MEMORY = 16 * GiB;
+const HEAVY_CLASS = "heavy";
 
 async function importShared(): Promise<{ tree: PackageTree; problems: InvalidScanRecord[] }> {
   const records: ScanRecord[] = [];
@@ -311,6 +344,125 @@ function targets(rows: readonly Row[]) {
   });
 }
 
+/** Each package's memory need (MEMORY_CLASSES), and how many packages with a row fall in each class. */
+function memoryNeeds(tree: PackageTree, rows: readonly BuildHistoryRow[]): { needOf: (pkgname: string) => number; classes: { bytes: number; packages: number; examples: string[] }[] } {
+  const known = realDurations(rows);
+  const ranked = [...tree.pkgnames()].filter((name) => known.has(name)).sort((a, b) => known.get(b)! - known.get(a)! || (a < b ? -1 : 1));
+  const need = new Map<string, number>();
+  const classes: { bytes: number; packages: number; examples: string[] }[] = [];
+  let from = 0;
+  for (const c of MEMORY_CLASSES) {
+    const to = Math.min(ranked.length, from + Math.ceil(c.share * ranked.length));
+    for (const name of ranked.slice(from, to)) need.set(name, c.bytes);
+    classes.push({ bytes: c.bytes, packages: to - from, examples: ranked.slice(from, Math.min(to, from + 6)) });
+    from = to;
+  }
+  classes.push({ bytes: BASE_MEMORY, packages: tree.size - from, examples: [] });
+  return { needOf: (name) => need.get(name) ?? BASE_MEMORY, classes };
+}
+
+/**
+ * A ResourceBook that has learnt every package's need, as depgraph learns
+ * it from the peak memory each MarkDone reports: the memory-limited runs
+ * assume an earlier build measured them (or the operator's constraints name
+ * them), in the cold run as in the warm one. What changes between the runs
+ * is only what is known of durations.
+ */
+function learntResources(tree: PackageTree, needOf: (pkgname: string) => number, exclusiveOf?: (pkgname: string) => string): ResourceBook {
+  const book = createResourceBook();
+  // A need of 0 is not recorded (ResourceBook.record keeps measured peaks only): no needs.
+  for (const name of tree.pkgnames()) book.record(name, tree.get(name)!.record.location, { memoryBytes: needOf(name), diskBytes: 0 }, true);
+  if (exclusiveOf === undefined) return book;
+  // The exclusion class is the operator's word (constraints exclusive=CLASS),
+  // never learnt; a constraints rule per package would cost a glob match per
+  // rule at every look-up, so the class is laid over the learnt needs here.
+  return {
+    ...book,
+    needsOf(pkgname, location) {
+      const learnt = book.needsOf(pkgname, location);
+      const exclusive = exclusiveOf(pkgname);
+      return exclusive === "" ? learnt : { needs: { ...learnt.needs, exclusive }, origin: `${learnt.origin}; exclusive: the bench's class for 16 GiB builds` };
+    },
+  };
+}
+
+interface MemoryRow {
+  policy: string;
+  run: "cold" | "warm" | "holdout";
+  ratio: number;
+  makespanHours: number;
+  lowerBoundHours: number;
+  bindingTerm: string;
+  criticalPathHours: number;
+  /** The bound's term for the jobs of the largest need (those only the big hosts can run), and that need. */
+  largestNeedGiB: number;
+  largestNeedBoundHours: number;
+  /** The exclusion classes' terms of the bound, if the run had any. */
+  classBoundHours: Readonly<Record<string, number>>;
+  misplaced: number;
+  startedOn: Readonly<Record<string, number>>;
+  peakMemoryUsedGiB: Readonly<Record<string, number>>;
+}
+
+function memoryRow(run: MemoryRow["run"], policy: string, r: PlacedResult): MemoryRow {
+  const biggest = r.lowerBound.byNeed[r.lowerBound.byNeed.length - 1]!;
+  return {
+    policy, run,
+    ratio: round(r.ratio),
+    makespanHours: round(r.makespanHours),
+    lowerBoundHours: round(r.lowerBoundHours),
+    bindingTerm: r.lowerBound.bindingTerm,
+    criticalPathHours: round(r.lowerBound.criticalPathMs / 3_600_000),
+    largestNeedGiB: biggest.needBytes / GiB,
+    largestNeedBoundHours: round(biggest.boundMs / 3_600_000),
+    classBoundHours: Object.fromEntries(r.lowerBound.byClass.map((t) => [t.exclusive, round(t.boundMs / 3_600_000)])),
+    misplaced: r.misplaced,
+    startedOn: r.startedOn,
+    peakMemoryUsedGiB: Object.fromEntries(Object.entries(r.peakMemoryUsed).map(([k, v]) => [k, round(v / GiB)])),
+  };
+}
+
+function runMemoryFarm(tree: PackageTree, rows: readonly BuildHistoryRow[], h: Holdout, needOf: (pkgname: string) => number) {
+  const drawn = drawnTruth(tree, rows);
+  const out: MemoryRow[] = [];
+  let lowerBound: PlacedResult["lowerBound"] | undefined;
+  for (const policy of ["critical-path", "pbulk-weight"] as const) {
+    const label = policy === "critical-path" ? "pkgfarm critical-path" : "pbulk weight";
+    const model = createDurationHistory(rows);
+    const cold = simulatePlacedFarm(tree, policy, MEMORY_FARM, drawn, model, needOf, learntResources(tree, needOf));
+    lowerBound ??= cold.lowerBound;
+    out.push(memoryRow("cold", label, cold));
+    // pbulk's weight does not learn durations: its warm run is its cold one.
+    if (policy === "critical-path") out.push(memoryRow("warm", label, simulatePlacedFarm(tree, policy, MEMORY_FARM, drawn, model, needOf, learntResources(tree, needOf))));
+    else out.push(memoryRow("warm", label, cold));
+    out.push(memoryRow("holdout", label, simulatePlacedFarm(tree, policy, MEMORY_FARM, h.trueMs, createDurationHistory(h.visibleRows), needOf, learntResources(tree, needOf))));
+  }
+  // A control: the same farm and durations with no memory needs, so every
+  // slot of every host takes any job; what memory costs is the difference.
+  const none = () => 0;
+  const model = createDurationHistory(rows);
+  const label = "pkgfarm critical-path, no memory needs";
+  out.push(memoryRow("cold", label, simulatePlacedFarm(tree, "critical-path", MEMORY_FARM, drawn, model, none, learntResources(tree, none))));
+  out.push(memoryRow("warm", label, simulatePlacedFarm(tree, "critical-path", MEMORY_FARM, drawn, model, none, learntResources(tree, none))));
+  out.push(memoryRow("holdout", label, simulatePlacedFarm(tree, "critical-path", MEMORY_FARM, h.trueMs, createDurationHistory(h.visibleRows), none, learntResources(tree, none))));
+  // The exclusion rule on top of memory: at most one 16 GiB build per host at a time.
+  const heavy = (name: string) => (needOf(name) >= HEAVY_MEMORY ? HEAVY_CLASS : "");
+  const exclusive = `pkgfarm critical-path, ${HEAVY_MEMORY / GiB} GiB builds exclusive=${HEAVY_CLASS}`;
+  const exclusiveModel = createDurationHistory(rows);
+  out.push(memoryRow("cold", exclusive, simulatePlacedFarm(tree, "critical-path", MEMORY_FARM, drawn, exclusiveModel, needOf, learntResources(tree, needOf, heavy), heavy)));
+  out.push(memoryRow("warm", exclusive, simulatePlacedFarm(tree, "critical-path", MEMORY_FARM, drawn, exclusiveModel, needOf, learntResources(tree, needOf, heavy), heavy)));
+  out.push(memoryRow("holdout", exclusive, simulatePlacedFarm(tree, "critical-path", MEMORY_FARM, h.trueMs, createDurationHistory(h.visibleRows), needOf, learntResources(tree, needOf, heavy), heavy)));
+  return { rows: out, coldLowerBound: lowerBound! };
+}
+
+function memoryTable(rows: readonly MemoryRow[]): string {
+  const lines = ["| policy | run | makespan / LB | makespan (h) | LB (h) | binding term | critical path (h) | largest need: its work / its rate (h) | misplaced |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"];
+  for (const r of rows) {
+    lines.push(`| ${r.policy} | ${r.run} | ${r.ratio.toFixed(3)} | ${r.makespanHours.toFixed(2)} | ${r.lowerBoundHours.toFixed(2)} | ${r.bindingTerm} | ${r.criticalPathHours.toFixed(2)} | ≥ ${r.largestNeedGiB} GiB: ${r.largestNeedBoundHours.toFixed(2)} | ${r.misplaced} |`);
+  }
+  return lines.join("\n");
+}
+
 function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
@@ -336,6 +488,10 @@ async function main(): Promise<void> {
   process.stderr.write(table(uniform) + "\n");
   const mixed = runFarm(tree, graph, rows, h, MIXED_FARM, "1×16 @1, 2×8 @0.7, 1×4 @0.4");
   process.stderr.write(table(mixed) + "\n");
+  const memory = memoryNeeds(tree, rows);
+  const memoryRun = runMemoryFarm(tree, rows, h, memory.needOf);
+  process.stderr.write(`memory-limited farm done at ${round((performance.now() - started) / 1000)} s\n${memoryTable(memoryRun.rows)}\n`);
+  const misplaced = memoryRun.rows.reduce((sum, r) => sum + r.misplaced, 0);
   const out = {
     node: process.version,
     buildableJobs: graph.pkgnames.length,
@@ -346,10 +502,30 @@ async function main(): Promise<void> {
     prediction: quality,
     uniform,
     mixedFarm: { hosts: MIXED_FARM, capacity: farmCapacity(MIXED_FARM).capacity, rows: mixed },
+    memoryLimited: {
+      hosts: MEMORY_FARM.map((host) => ({ ...host, memoryGiB: host.memoryBytes! / GiB })),
+      needs: memory.classes.map((c) => ({ memoryGiB: c.bytes / GiB, packages: c.packages, longest: c.examples })),
+      coldLowerBound: {
+        ...memoryRun.coldLowerBound,
+        byNeed: memoryRun.coldLowerBound.byNeed.map((t) => ({ ...t, needGiB: t.needBytes / GiB, boundHours: round(t.boundMs / 3_600_000) })),
+      },
+      rows: memoryRun.rows,
+      targets: {
+        misplaced,
+        noneMisplaced: misplaced === 0,
+        ratios: memoryRun.rows.filter((r) => r.policy === "pkgfarm critical-path").map((r) => ({ run: r.run, ratio: r.ratio, atMost1_05: r.ratio <= 1.05 })),
+        withExclusionRatios: memoryRun.rows.filter((r) => r.policy.includes("exclusive=")).map((r) => ({ run: r.run, ratio: r.ratio, atMost1_05: r.ratio <= 1.05 })),
+      },
+    },
     targets: targets(uniform),
     seconds: round((performance.now() - started) / 1000),
   };
   process.stdout.write(JSON.stringify(out, null, 1) + "\n");
+  // The bench checks what runs: a job placed where it does not fit fails it.
+  if (misplaced > 0) {
+    process.stderr.write(`bench: ${misplaced} job(s) were started on a host without the memory for them\n`);
+    process.exit(1);
+  }
 }
 
 await main();
