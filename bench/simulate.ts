@@ -4,7 +4,7 @@ import type { DurationHistory } from "../services/depgraph/core/history.js";
 import type { PolicyName } from "../services/depgraph/core/priority.js";
 import type { PackageTree } from "../services/depgraph/core/tree.js";
 import type { ResourceBook } from "../services/depgraph/core/resource-needs.js";
-import { chooseHost, takeOn, type Host, type Needs } from "../services/dispatcher/core/placement.js";
+import { chooseHost, takeOn, type Host, type Needs } from "../services/shared/placement.js";
 
 export interface SimulationResult {
   readonly policy: string;

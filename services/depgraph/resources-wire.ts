@@ -2,7 +2,7 @@
 
 import { create } from "@bufbuild/protobuf";
 import { ResourceNeedsSchema, type AgentCapacity, type ResourceNeeds } from "../../gen/pkgfarm/v1/depgraph_pb.js";
-import type { Host } from "../dispatcher/core/placement.js";
+import type { Host } from "../shared/placement.js";
 import type { NeedsWithOrigin } from "./core/resource-needs.js";
 
 /** needsToWire is a package's needs as Package.needs and Assignment.needs carry them. */

@@ -37,7 +37,7 @@ import {
   treeSummaryToWire,
 } from "./convert.js";
 import type { DurationHistory } from "./core/history.js";
-import { NO_NEEDS } from "../dispatcher/core/placement.js";
+import { NO_NEEDS } from "../shared/placement.js";
 import type { PlacementRound } from "./core/depgraph.js";
 import { hostFromWire, needsToWire } from "./resources-wire.js";
 import { waitOf } from "./core/explain.js";

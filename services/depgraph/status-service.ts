@@ -19,7 +19,7 @@ import { Build, type Job } from "./core/build.js";
 import { SERVED_FOR_MS, type DepGraph } from "./core/depgraph.js";
 import { estimateBuild, type ExpectedMs } from "./core/estimate.js";
 import { explainJob, type ExplainContext, type WaitKind, type WaitReason } from "./core/explain.js";
-import { resourceWaitOf } from "../dispatcher/core/placement.js";
+import { resourceWaitOf } from "../shared/placement.js";
 import { InvalidRequest } from "./core/errors.js";
 import { jobToWire } from "./convert.js";
 import { pendingBuildToWire } from "./convert-scan.js";

@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { Logger } from "pino";
 import { ReturnReason, type Assignment } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { ConnectResponseSchema } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
-import { makeJobsFor } from "./core/placement.js";
+import { makeJobsFor } from "../shared/placement.js";
 import type { AgentRegistry } from "./core/registry.js";
 import type { JobControl } from "./job-control.js";
 import type { LogStore } from "./log-store.js";

@@ -3,7 +3,7 @@
 import { create } from "@bufbuild/protobuf";
 import { AgentCapacitySchema, type AgentCapacity, type ResourceNeeds } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import type { AgentHello } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
-import { NO_NEEDS, type Host, type Needs } from "./core/placement.js";
+import { NO_NEEDS, type Host, type Needs } from "../shared/placement.js";
 import type { AgentResources } from "./core/registry.js";
 
 /** needsFromWire reads Assignment.needs; absent (a depgraph without placement) is no needs. */

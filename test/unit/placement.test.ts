@@ -14,7 +14,7 @@ import { createMemoryStateStore } from "../../services/depgraph/state-store.js";
 import { pino } from "pino";
 import {
   chooseHost, fitsNow, HostPlan, makeJobsFor, NO_NEEDS, resourceWaitOf, takeOn, type Host, type Needs,
-} from "../../services/dispatcher/core/placement.js";
+} from "../../services/shared/placement.js";
 import { AgentRegistry } from "../../services/dispatcher/core/registry.js";
 import { agentHelp, loadAgentConfig, type AgentConfig } from "../../services/builder-agent/config.js";
 import { createProcessSampler, diskUse, groupsRss, startUsageMeter } from "../../services/builder-agent/usage.js";

@@ -13,7 +13,7 @@ import { ScanRun, type ScanJob, type ScannedLocation, type ScanScope } from "./s
 import { Counter, ITEMS_PER_SLICE, mapInSlices, runSteps, type Steps } from "./steps.js";
 import { PackageTree, prefailReason, type TreeChange } from "./tree.js";
 import { createResourceBook, type NeedsWithOrigin, type ResourceBook } from "./resource-needs.js";
-import { HostPlan, type Host } from "../../dispatcher/core/placement.js";
+import { HostPlan, type Host } from "../../shared/placement.js";
 import { quote } from "../../shared/quote.js";
 
 export interface DepGraphOptions {

@@ -8,7 +8,7 @@
 import { isTerminal, type Build, type Job } from "./build.js";
 import { formatDuration } from "../../shared/duration-text.js";
 import { remainingMs, type ExpectedMs } from "./estimate.js";
-import type { ResourceWait } from "../../dispatcher/core/placement.js";
+import type { ResourceWait } from "../../shared/placement.js";
 
 /**
  * WaitKind is why a job is not running; callers show `detail` for a kind

@@ -8,7 +8,7 @@
  * it runs nowhere. Pure: no I/O, time passed in.
  */
 
-import { NO_NEEDS, type Host, type Needs } from "../../dispatcher/core/placement.js";
+import { NO_NEEDS, type Host, type Needs } from "../../shared/placement.js";
 import { matchingRules, type ConstraintRule } from "./constraints.js";
 
 /** NeedsWithOrigin is a package's needs and, for people, where each came from. */

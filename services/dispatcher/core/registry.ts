@@ -6,7 +6,7 @@
  * timer that calls expire() are adapters around it.
  */
 
-import { chooseHost, NO_NEEDS, type Host, type Needs } from "./placement.js";
+import { chooseHost, NO_NEEDS, type Host, type Needs } from "../../shared/placement.js";
 
 /** JobKey names one job of one build: "<buildId>\u0000<pkgname>". */
 export type JobKey = string;

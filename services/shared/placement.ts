@@ -11,7 +11,7 @@
  * told with --cpus, --memory and --disk).
  */
 
-import { formatBytes } from "../../shared/sizes.js";
+import { formatBytes } from "./sizes.js";
 
 /** Needs is what one build needs of the agent that runs it; 0 or "" means no need of that kind. */
 export interface Needs {
