@@ -8,8 +8,8 @@ import path from "node:path";
 import type { Logger } from "pino";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { ReportFormat, type DispatcherService } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
-import { diffReports, InvalidReport, parseReportJson, type DiffEntry, type ReportDiff, type ReportJson } from "./reports/index.js";
-import { describeDiff, stamp } from "./reports/render-text.js";
+import { diffReports, InvalidReport, parseReportJson, type ReportDiff, type ReportJson } from "./reports/index.js";
+import { renderDiffLines } from "./reports/render-text.js";
 import { cutOffStalled, DEFAULT_STALL_MS } from "../shared/stream-guard.js";
 import { quote } from "../shared/quote.js";
 
@@ -130,24 +130,5 @@ function notFoundOr(e: unknown, buildId: string): ConnectError {
 
 /** renderDiffText is the diff as report.txt words it, with the still-failing list too. */
 export function renderDiffText(buildId: string, diff: ReportDiff): string {
-  const out = [`Changes in build ${buildId} since build ${diff.previousBuildId} (ended ${stamp(new Date(diff.previousFinishedAt))})`, ""];
-  const row = (label: string, n: number) => out.push(`${label.padEnd(31)}${String(n).padStart(5)}`);
-  row("  Newly failing:", diff.newlyFailing.length);
-  row("  Fixed:", diff.fixed.length);
-  row("  Still failing:", diff.stillFailing.length);
-  out.push("");
-  const list = (title: string, entries: readonly DiffEntry[]) => {
-    if (entries.length === 0) return;
-    out.push(title, "");
-    for (const e of entries) out.push(`  ${clean(e.location).padEnd(36)} ${clean(e.pkgname)}: ${describeDiff(e)}`);
-    out.push("");
-  };
-  list("Newly failing", diff.newlyFailing);
-  list("Fixed", diff.fixed);
-  list("Still failing", diff.stillFailing);
-  return out.join("\n");
-}
-
-function clean(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f]+/g, " ").trim();
+  return renderDiffLines(`Changes in build ${buildId} since build ${diff.previousBuildId}`, diff, true).join("\n");
 }

@@ -5,7 +5,7 @@
  * changes since the previous build.
  */
 
-import type { DiffEntry, Report, ReportPackage } from "./model.js";
+import type { DiffEntry, Report, ReportDiff, ReportPackage } from "./model.js";
 
 /** renderText is report.txt's text. */
 export function renderText(report: Report, links: { html: string; json: string } = { html: "report.html", json: "report.json" }): string {
@@ -29,19 +29,7 @@ export function renderText(report: Report, links: { html: string; json: string }
 
   if (report.diff !== undefined) {
     const d = report.diff;
-    out.push(`Changes since build ${clean(d.previousBuildId)} (ended ${stamp(new Date(d.previousFinishedAt))})`, "");
-    row("  Newly failing:", d.newlyFailing.length);
-    row("  Fixed:", d.fixed.length);
-    row("  Still failing:", d.stillFailing.length);
-    out.push("");
-    const list = (title: string, entries: readonly DiffEntry[]) => {
-      if (entries.length === 0) return;
-      out.push(title, "");
-      for (const e of entries) out.push(`  ${clean(e.location).padEnd(36)} ${clean(e.pkgname)}: ${describeDiff(e)}`);
-      out.push("");
-    };
-    list("Newly failing", d.newlyFailing);
-    list("Fixed", d.fixed);
+    out.push(...renderDiffLines(`Changes since build ${clean(d.previousBuildId)}`, d, false));
   }
 
   const rule = "-".repeat(73);
@@ -73,6 +61,30 @@ function failureDetail(p: ReportPackage): string[] {
   if (log !== undefined) lines.push(`    log: ${clean(log.href)}`);
   if (p.blocks.length > 0) lines.push(...wrapList("    blocks:", p.blocks.map(clean), "            "));
   return lines;
+}
+
+/**
+ * renderDiffLines words a diff against the previous build as report.txt
+ * does: the counts, then the newly failing and fixed packages (and, when
+ * asked, those still failing).
+ */
+export function renderDiffLines(heading: string, d: ReportDiff, withStillFailing: boolean): string[] {
+  const out = [`${heading} (ended ${stamp(new Date(d.previousFinishedAt))})`, ""];
+  const row = (label: string, n: number) => out.push(`${label.padEnd(31)}${String(n).padStart(5)}`);
+  row("  Newly failing:", d.newlyFailing.length);
+  row("  Fixed:", d.fixed.length);
+  row("  Still failing:", d.stillFailing.length);
+  out.push("");
+  const list = (title: string, entries: readonly DiffEntry[]) => {
+    if (entries.length === 0) return;
+    out.push(title, "");
+    for (const e of entries) out.push(`  ${clean(e.location).padEnd(36)} ${clean(e.pkgname)}: ${describeDiff(e)}`);
+    out.push("");
+  };
+  list("Newly failing", d.newlyFailing);
+  list("Fixed", d.fixed);
+  if (withStillFailing) list("Still failing", d.stillFailing);
+  return out;
 }
 
 export function describeDiff(e: DiffEntry): string {
