@@ -4,6 +4,7 @@ import { join, resolve } from "node:path";
 import { CLIENT_TLS_FLAGS, LOG_LEVELS, readClientTls, readConfig, type ClientTls } from "../shared/index.js";
 import { parseSize } from "../shared/sizes.js";
 import { measureHostResources, type HostResources } from "./host-resources.js";
+import { isDirectory, isFile } from "../shared/file-kind.js";
 
 /** AgentConfig is everything an agent reads from its command line and environment. */
 export interface AgentConfig {
@@ -233,20 +234,4 @@ function takeLabelFlags(argv: readonly string[]): { rest: string[]; labelFlags: 
     else rest.push(arg);
   }
   return { rest, labelFlags };
-}
-
-function isFile(path: string): boolean {
-  try {
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
-}
-
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
 }

@@ -12,9 +12,9 @@
 // whatever runs the agent, not of this module.
 
 import { spawn, type ChildProcessByStdio } from "node:child_process";
-import { statSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import type { Readable } from "node:stream";
+import { isDirectory } from "../shared/file-kind.js";
 
 /** BuildCommandSpec says what to run, where, for how long, and where its output goes. */
 export interface BuildCommandSpec {
@@ -233,14 +233,6 @@ function describeSpawnError(error: unknown, program: string, cwd: string): strin
     return isDirectory(cwd) ? `ENOENT: no program ${program}` : `ENOENT: no working directory ${cwd}`;
   }
   return code === undefined ? message : `${code}: ${message}`;
-}
-
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
 }
 
 function formatSeconds(ms: number): string {

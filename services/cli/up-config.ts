@@ -2,11 +2,12 @@
 // its flags, its --help text, and the checks that turn a bad value into one
 // clear line before anything starts.
 
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { hostPlatform } from "../builder-agent/config.js";
 import { LOG_LEVELS, readConfig } from "../shared/index.js";
+import { isDirectory, isFile } from "../shared/file-kind.js";
 
 const PACKAGE_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export const EXAMPLES = join(PACKAGE_ROOT, "examples");
@@ -139,20 +140,4 @@ export function loadUpConfig(argv: readonly string[], env: NodeJS.ProcessEnv): U
     logLevel: read.oneOf("log-level", "PKGFARM_LOG_LEVEL", "info", LOG_LEVELS),
   };
   return read.errors.length > 0 ? { errors: read.errors } : config;
-}
-
-function isFile(path: string): boolean {
-  try {
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
-}
-
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
-  }
 }
