@@ -14,7 +14,7 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { createClient, type Client } from "@connectrpc/connect";
 import { pino } from "pino";
-import { BuildState, DepGraphService, ImportMode, JobState, type Build } from "../../gen/pkgfarm/v1/depgraph_pb.js";
+import { BuildState, DepGraphService, ImportMode, JobState } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { DispatcherService } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
 import { createBuilderAgent, type BuilderAgent } from "../../services/builder-agent/agent.js";
 import { hostPlatform, type AgentConfig } from "../../services/builder-agent/config.js";
@@ -26,21 +26,12 @@ import { startDispatcherServer, type RunningDispatcher } from "../../services/di
 import { createPkgfarmTransport } from "../../services/shared/index.js";
 import { startTestDepGraph } from "../support/depgraph-server.js";
 import { BOOTSTRAP_KIT, EXPECTED_DIR, pkgsrcTree, pkgsrcUnavailable } from "../support/pkgsrc.js";
+import { waitForBuild } from "../support/builds.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const TREE = join(ROOT, "examples", "tree");
 const BUILD_ONE = join(ROOT, "examples", "bin", "build-one.mjs");
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitForBuild(depgraph: Client<typeof DepGraphService>, buildId: string, timeoutMs: number): Promise<Build> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const { build } = await depgraph.getBuild({ buildId });
-    if (build!.state !== BuildState.RUNNING) return build!;
-    if (Date.now() > deadline) throw new Error(`build still running after ${timeoutMs} ms: ${JSON.stringify(build!.jobCounts)}`);
-    await sleep(100);
-  }
-}
 
 function agentConfig(dir: string, dispatcherUrl: string, id: string, platform: string, extra: Partial<AgentConfig>): AgentConfig {
   return {

@@ -17,7 +17,7 @@ import { gunzipSync } from "node:zlib";
 import { after, before, describe, test } from "node:test";
 import { createClient, type Client } from "@connectrpc/connect";
 import { pino, type Logger } from "pino";
-import { BuildState, DepGraphService, JobOutcome, JobState, type Build, type Job } from "../../gen/pkgfarm/v1/depgraph_pb.js";
+import { BuildState, DepGraphService, JobOutcome, JobState, type Job } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import type { JobAssignment } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
 import type { RunningDepGraph } from "../../services/depgraph/server.js";
 import { startDispatcherServer, type RunningDispatcher } from "../../services/dispatcher/server.js";
@@ -26,6 +26,7 @@ import { parseSummary } from "../../services/shared/pkgsrc/index.js";
 import { startTestDepGraph } from "../support/depgraph-server.js";
 import { eventually } from "../support/eventually.js";
 import { connectRawAgent } from "../support/raw-agent.js";
+import { waitForBuild } from "../support/builds.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const TREE = join(ROOT, "examples", "tree");
@@ -43,13 +44,6 @@ interface ReportJsonFile {
   platform: string;
   packages: Array<{ pkgname: string; location: string; state: string; failedPhase: string; blockedBy: string; maintainer: string; logs: Array<{ phase: string; href: string }> }>;
   diff: null | { previousBuildId: string; newlyFailing: Array<{ pkgname: string }>; fixed: Array<{ pkgname: string }>; stillFailing: Array<{ pkgname: string }> };
-}
-
-async function waitForBuild(depgraph: Client<typeof DepGraphService>, buildId: string, timeoutMs: number): Promise<Build> {
-  return eventually(`build ${buildId} to end`, async () => {
-    const { build } = await depgraph.getBuild({ buildId });
-    return build!.state === BuildState.RUNNING || build!.state === BuildState.SCANNING ? undefined : build!;
-  }, timeoutMs);
 }
 
 /** The build's report.json, once the publisher wrote it (it is written last of the three). */

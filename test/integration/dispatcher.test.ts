@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { pino } from "pino";
-import { BuildState, DepGraphService, JobOutcome, JobState, type Build } from "../../gen/pkgfarm/v1/depgraph_pb.js";
+import { BuildState, DepGraphService, JobOutcome, JobState } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { AgentState, type JobAssignment } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
 import type { RunningDepGraph } from "../../services/depgraph/server.js";
 import { startDispatcherServer, type RunningDispatcher } from "../../services/dispatcher/server.js";
@@ -16,6 +16,7 @@ import { createPkgfarmTransport } from "../../services/shared/index.js";
 import { startTestDepGraph } from "../support/depgraph-server.js";
 import { eventually } from "../support/eventually.js";
 import { connectRawAgent } from "../support/raw-agent.js";
+import { waitForBuild } from "../support/builds.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const TREE = join(ROOT, "examples", "tree");
@@ -29,16 +30,6 @@ function startAgentProcess(dispatcherUrl: string, dir: string, id: string, platf
     "--build-command", JSON.stringify(buildCommand), "--work-dir", join(dir, id, "work"), "--cache-dir", join(dir, id, "cache"), "--log-level", "warn"],
   { stdio: ["ignore", "ignore", "inherit"] });
   return child;
-}
-
-async function waitForBuild(depgraph: Client<typeof DepGraphService>, buildId: string, timeoutMs: number): Promise<Build> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const { build } = await depgraph.getBuild({ buildId });
-    if (build!.state !== BuildState.RUNNING) return build!;
-    if (Date.now() > deadline) throw new Error(`build still running after ${timeoutMs} ms: ${JSON.stringify(build!.jobCounts)}`);
-    await sleep(50);
-  }
 }
 
 function sha256(data: Uint8Array): string {

@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { durationMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { pino } from "pino";
-import { BuildState, DepGraphService, JobState, WaitKind, type Build, type Job } from "../../gen/pkgfarm/v1/depgraph_pb.js";
+import { BuildState, DepGraphService, JobState, WaitKind, type Job } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { ConnectRequestSchema, DispatcherService, type ConnectRequest } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
 import { createBuilderAgent, type BuilderAgent } from "../../services/builder-agent/agent.js";
@@ -21,6 +21,7 @@ import { startDispatcherServer, type RunningDispatcher } from "../../services/di
 import { createChannel, createPkgfarmTransport } from "../../services/shared/index.js";
 import { startTestDepGraph } from "../support/depgraph-server.js";
 import { eventually } from "../support/eventually.js";
+import { waitForBuild } from "../support/builds.js";
 
 const GiB = 2 ** 30;
 const PLATFORM = "Place-1.0-x86_64";
@@ -43,13 +44,6 @@ const name = process.env.PKGFARM_PKGNAME;
 console.log("make_jobs=" + process.env.PKGFARM_MAKE_JOBS);
 setTimeout(() => writeFileSync(process.env.PKGFARM_OUTPUT, "package " + name), name.startsWith("heavy") ? 800 : 150);
 `;
-
-async function waitForBuild(depgraph: Client<typeof DepGraphService>, buildId: string, timeoutMs: number): Promise<Build> {
-  return eventually(`build ${buildId} ends`, async () => {
-    const { build } = await depgraph.getBuild({ buildId });
-    return build!.state === BuildState.RUNNING ? undefined : build;
-  }, timeoutMs);
-}
 
 describe("placement on loopback", () => {
   let dir: string;

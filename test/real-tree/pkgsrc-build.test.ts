@@ -15,13 +15,14 @@ import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 import { createClient, type Client } from "@connectrpc/connect";
 import { pino } from "pino";
-import { BuildMode, BuildState, DepGraphService, JobState, ScanScope, ScanState, type Build, type Job, type Scan } from "../../gen/pkgfarm/v1/depgraph_pb.js";
+import { BuildMode, BuildState, DepGraphService, JobState, ScanScope, ScanState, type Job, type Scan } from "../../gen/pkgfarm/v1/depgraph_pb.js";
 import { DispatcherService } from "../../gen/pkgfarm/v1/dispatcher_pb.js";
 import type { RunningDepGraph } from "../../services/depgraph/server.js";
 import { startDispatcherServer, type RunningDispatcher } from "../../services/dispatcher/server.js";
 import { createPkgfarmTransport } from "../../services/shared/index.js";
 import { startTestDepGraph } from "../support/depgraph-server.js";
 import { BOOTSTRAP_KIT, EXPECTED_DIR, pkgsrcTree, pkgsrcUnavailable } from "../support/pkgsrc.js";
+import { waitForBuild } from "../support/builds.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const CLI = join(ROOT, "dist", "services", "cli", "main.js");
@@ -42,16 +43,6 @@ function pbulkOutcomes(): Map<string, { state: JobState; phase: string }> {
     const [pkgname, , , state, phase] = row.split("\t");
     return [pkgname!, { state: STATE_NAMES[state!]!, phase: phase ?? "" }];
   }));
-}
-
-async function waitForBuild(depgraph: Client<typeof DepGraphService>, buildId: string, timeoutMs: number): Promise<Build> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const { build } = await depgraph.getBuild({ buildId });
-    if (build!.state !== BuildState.RUNNING && build!.state !== BuildState.SCANNING) return build!;
-    assert.ok(Date.now() < deadline, `build still running after ${timeoutMs} ms: ${JSON.stringify(build!.jobCounts)}`);
-    await sleep(500);
-  }
 }
 
 async function waitForScan(depgraph: Client<typeof DepGraphService>, scanId: string, timeoutMs: number): Promise<Scan> {
@@ -136,7 +127,7 @@ describe("pbulk-style builds in sandboxes (real pkgsrc tree, real bmake, real pa
     const expected = pbulkOutcomes();
     const full = (await depgraph.createBuild({ platform: "", limitTo: SUBSET })).build!;
     assert.equal(full.state, BuildState.SCANNING, "the list is scanned (with its closure) first");
-    const done = await waitForBuild(depgraph, full.id, 600_000);
+    const done = await waitForBuild(depgraph, full.id, 600_000, 500);
     assert.equal(done.state, BuildState.FINISHED);
     const jobs = await jobsOf(depgraph, full.id);
     for (const [pkgname, job] of jobs) {
@@ -157,7 +148,7 @@ describe("pbulk-style builds in sandboxes (real pkgsrc tree, real bmake, real pa
     }
 
     const again = (await depgraph.createBuild({ platform, limitTo: SUBSET, mode: BuildMode.INCREMENTAL, packagesDir })).build!;
-    assert.equal((await waitForBuild(depgraph, again.id, 300_000)).state, BuildState.FINISHED);
+    assert.equal((await waitForBuild(depgraph, again.id, 300_000, 500)).state, BuildState.FINISHED);
     const second = await jobsOf(depgraph, again.id);
     for (const [pkgname, job] of jobs) {
       if (job.state === JobState.SUCCEEDED) assert.equal(JobState[second.get(pkgname)!.state], "UP_TO_DATE", `${pkgname}: ${second.get(pkgname)!.decision}`);
@@ -179,7 +170,7 @@ describe("pbulk-style builds in sandboxes (real pkgsrc tree, real bmake, real pa
     assert.ok(scanned.locationsReused > 0, "locations whose SCAN_DEPENDS did not change are reused");
 
     const bumped = (await depgraph.createBuild({ platform, limitTo: SUBSET, mode: BuildMode.INCREMENTAL, packagesDir })).build!;
-    assert.equal((await waitForBuild(depgraph, bumped.id, 600_000)).state, BuildState.FINISHED);
+    assert.equal((await waitForBuild(depgraph, bumped.id, 600_000, 500)).state, BuildState.FINISHED);
     const third = await jobsOf(depgraph, bumped.id);
     const rebuilt = [...third.values()].filter((j) => j.state === JobState.SUCCEEDED).map((j) => j.pkgname).sort();
     assert.deepEqual(rebuilt, ["digest-20121220nb1", "rdigest-20121220nb1"]);
