@@ -83,6 +83,28 @@ export function simulateBulkBuild(
 }
 
 /**
+ * simulatedBuild is a depgraph on the simulation's clock, leases that never
+ * expire, and one full build of the tree: what every simulated farm builds.
+ */
+function simulatedBuild(tree: PackageTree, policy: PolicyName, history: DurationHistory, now: () => number, resources?: ResourceBook) {
+  let ids = 0;
+  const depgraph = new DepGraph({
+    now,
+    newId: () => String(++ids),
+    history,
+    ...(resources === undefined ? {} : { resources }),
+    defaultPolicy: policy,
+    defaultLeaseMs: 1e12,
+    maxLeaseMs: 1e12,
+    maxLosses: 3,
+    fallbackDurationMs: 60_000,
+    tree,
+  });
+  const build = depgraph.createBuild({ platform: PLATFORM, mode: "full", policy, limitTo: [], packagesDir: "", binaryPackages: new Map() });
+  return { depgraph, build };
+}
+
+/**
  * simulateFarm is simulateBulkBuild on a farm of hosts of several speeds and
  * slot counts. Each MarkDone reports the time the job took on its host and
  * names the host, as a dispatcher does, so the duration model learns host
@@ -97,19 +119,7 @@ export function simulateFarm(
   history: DurationHistory,
 ): SimulationResult {
   let now = 0;
-  let ids = 0;
-  const depgraph = new DepGraph({
-    now: () => now,
-    newId: () => String(++ids),
-    history,
-    defaultPolicy: policy,
-    defaultLeaseMs: 1e12,
-    maxLeaseMs: 1e12,
-    maxLosses: 3,
-    fallbackDurationMs: 60_000,
-    tree,
-  });
-  const build = depgraph.createBuild({ platform: PLATFORM, mode: "full", policy, limitTo: [], packagesDir: "", binaryPackages: new Map() });
+  const { depgraph, build } = simulatedBuild(tree, policy, history, () => now);
 
   interface Running { end: number; pkgname: string; leaseId: string; slot: Slot }
   const running = new Heap<Running>((a, b) => a.end < b.end || (a.end === b.end && a.slot.index < b.slot.index));
@@ -199,20 +209,7 @@ export function simulatePlacedFarm(
   exclusiveOf: (pkgname: string) => string = () => "",
 ): PlacedResult {
   let now = 0;
-  let ids = 0;
-  const depgraph = new DepGraph({
-    now: () => now,
-    newId: () => String(++ids),
-    history,
-    resources,
-    defaultPolicy: policy,
-    defaultLeaseMs: 1e12,
-    maxLeaseMs: 1e12,
-    maxLosses: 3,
-    fallbackDurationMs: 60_000,
-    tree,
-  });
-  const build = depgraph.createBuild({ platform: PLATFORM, mode: "full", policy, limitTo: [], packagesDir: "", binaryPackages: new Map() });
+  const { depgraph, build } = simulatedBuild(tree, policy, history, () => now, resources);
   const needOf = (pkgname: string, location: string) => resources.needsOf(pkgname, location).needs;
 
   // reserved is what the dispatcher's registry counts (the needs it was
